@@ -1,0 +1,195 @@
+"""The ``erpops.yaml`` model: environments, where their parts are, runbook pins, state store.
+
+Secrets are never written here: a value may be a reference ``env:VAR``, ``file:PATH`` or
+``k8s-secret:ns/name#key``, resolved only when a step needs it (``ctx.resolve_secret``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from erpops import yamlfile
+from erpops.errors import InvalidInput, Issue, ValidationFailed
+
+CONFIG_NAME = "erpops.yaml"
+SANDBOX = "sandbox"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Runtime(_Model):
+    kind: Literal["docker", "kubernetes", "none"] = "none"
+    #: Docker: engine URL (default: the environment's DOCKER_HOST or the local socket).
+    host: str | None = None
+    #: Kubernetes: kubeconfig context and namespace.
+    context: str | None = None
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    #: Name prefix of containers/Deployments; defaults to ``erpops-<env>``.
+    project: str | None = None
+    #: Service name -> settings (port, replicas, command, workers...).
+    services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Database(_Model):
+    dsn: str
+    name: str = "odoo"
+    #: Command run to fence this server at infrastructure level when SQL fencing is impossible.
+    fence_command: list[str] | None = None
+
+
+class Storage(_Model):
+    url: str
+    endpoint: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    object_lock: Literal["compliance", "governance"] | None = None
+    retention_days: int | None = None
+
+
+class Odoo(_Model):
+    image: str | None = None
+    filestore: str | None = None
+    version: str | None = None
+    workers: int = 2
+    db_maxconn: int = 64
+    health_path: str = "/web/health"
+    url: str | None = None
+
+
+class Check(_Model):
+    name: str
+    sql: str
+    expect: Any = None
+
+
+class Environment(_Model):
+    name: str = ""
+    tier: Literal["production", "non-production"] = "non-production"
+    runtime: Runtime = Field(default_factory=Runtime)
+    database: Database | None = None
+    standby: Database | None = None
+    storage: Storage | None = None
+    odoo: Odoo = Field(default_factory=Odoo)
+    #: Runbook name -> version specifier (PEP 440 style, e.g. ">=1.2,<2").
+    runbooks: dict[str, str] = Field(default_factory=dict)
+    #: Extra SQL checks for restore drills.
+    checks: list[Check] = Field(default_factory=list)
+    #: Free values for templates (``env.vars.x``).
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.tier == "production"
+
+    def as_template(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class Config(_Model):
+    state: str | None = None
+    environments: dict[str, Environment] = Field(default_factory=dict)
+    #: Where the config came from (not part of the file).
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, value: dict[str, Environment]) -> dict[str, Environment]:
+        for name, env in value.items():
+            env.name = name
+        return value
+
+    def environment(self, name: str | None) -> Environment:
+        name = name or (SANDBOX if SANDBOX in self.environments or not self.environments else None)
+        if name is None:
+            names = ", ".join(sorted(self.environments))
+            raise InvalidInput(f"no --env given; environments in {self.source}: {names}")
+        if name not in self.environments:
+            if name == SANDBOX:
+                return sandbox_environment()
+            names = ", ".join(sorted(self.environments)) or "(none)"
+            where = self.source or "the built-in configuration"
+            raise InvalidInput(f"unknown environment {name!r} in {where}; known: {names}")
+        return self.environments[name]
+
+
+def sandbox_root() -> Path:
+    """Where ``erpops sandbox`` keeps its servers, object store and filestore."""
+    if "ERPOPS_SANDBOX_DIR" in os.environ:
+        return Path(os.environ["ERPOPS_SANDBOX_DIR"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "erpops" / "sandbox"
+
+
+SANDBOX_PRIMARY_PORT = 5432
+SANDBOX_STANDBY_PORT = 5433
+
+
+def sandbox_environment() -> Environment:
+    """The built-in environment used when there is no erpops.yaml (see ``erpops sandbox``)."""
+    root = sandbox_root()
+    return Environment(
+        name=SANDBOX,
+        tier="non-production",
+        database=Database(
+            dsn=f"postgresql://postgres@/postgres?host={root / 'primary'}&port={SANDBOX_PRIMARY_PORT}",
+            name="odoo",
+        ),
+        standby=Database(
+            dsn=f"postgresql://postgres@/postgres?host={root / 'standby'}&port={SANDBOX_STANDBY_PORT}",
+            name="odoo",
+        ),
+        storage=Storage(url=f"file://{root / 'storage'}"),
+        odoo=Odoo(filestore=str(root / "filestore" / "odoo")),
+    )
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get("ERPOPS_CONFIG"):
+        return Path(os.environ["ERPOPS_CONFIG"])
+    here = Path.cwd() / CONFIG_NAME
+    return here if here.exists() else None
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Load erpops.yaml (``--config``, ``ERPOPS_CONFIG`` or ./erpops.yaml); the built-in sandbox
+    configuration when there is none. Errors carry file:line and path; exit 2."""
+    path = find_config(explicit)
+    if path is None:
+        cfg = Config(environments={SANDBOX: sandbox_environment()})
+        cfg.source = "built-in sandbox configuration"
+        return cfg
+    if not path.exists():
+        raise ValidationFailed([Issue(str(path), None, "", "configuration file not found")])
+    doc = yamlfile.load(path)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ValidationFailed([doc.issue((), "expected a mapping with 'environments'")])
+    try:
+        cfg = Config.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ValidationFailed(yamlfile.pydantic_issues(doc, exc)) from None
+    issues: list[Issue] = []
+    for env_name, env in cfg.environments.items():
+        for rb, spec in env.runbooks.items():
+            try:
+                from packaging.specifiers import SpecifierSet
+
+                SpecifierSet(spec)
+            except Exception:
+                issues.append(doc.issue(("environments", env_name, "runbooks", rb), f"bad version specifier {spec!r}"))
+    if issues:
+        raise ValidationFailed(issues)
+    cfg.source = str(path)
+    return cfg

@@ -1,0 +1,124 @@
+"""One redaction mechanism for everything erpops writes.
+
+Every resolved secret value is registered here; :func:`redact` replaces each registered value
+(and its common encodings) with ``***`` in any string. Console output, JSON events, the journal,
+the audit file, exception text and saved tracebacks all pass through it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MASK = "***"
+_MIN_LEN = 4  # shorter values would mask ordinary text; they are refused as secrets elsewhere
+
+
+class Redactor:
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._ordered: list[str] = []
+
+    def register(self, value: str | None) -> None:
+        if not value or len(value) < _MIN_LEN:
+            return
+        variants = {
+            value,
+            json.dumps(value)[1:-1],
+            urllib.parse.quote(value, safe=""),
+            urllib.parse.quote_plus(value),
+            base64.b64encode(value.encode()).decode(),
+        }
+        with self._lock:
+            self._values.update(v for v in variants if len(v) >= _MIN_LEN)
+            self._ordered = sorted(self._values, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for value in self._ordered:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def redact_obj(self, obj: Any) -> Any:
+        """Redact every string inside a JSON-like structure (keys included)."""
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            return {self.redact(str(k)): self.redact_obj(v) for k, v in obj.items()}
+        if isinstance(obj, list | tuple):
+            return [self.redact_obj(v) for v in obj]
+        return obj
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._ordered = []
+
+
+#: The process-wide redactor.
+REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    return REDACTOR.redact(text)
+
+
+def redact_obj(obj: Any) -> Any:
+    return REDACTOR.redact_obj(obj)
+
+
+class SecretReferenceError(ValueError):
+    pass
+
+
+_Resolver = Callable[[str], str]
+_extra_resolvers: dict[str, _Resolver] = {}
+
+
+def register_resolver(scheme: str, resolver: _Resolver) -> None:
+    """Add a reference scheme (e.g. ``k8s-secret``) resolved by a backend."""
+    _extra_resolvers[scheme] = resolver
+
+
+def is_reference(value: str) -> bool:
+    scheme, sep, _ = value.partition(":")
+    return bool(sep) and (scheme in ("env", "file") or scheme in _extra_resolvers or scheme == "k8s-secret")
+
+
+def resolve(value: str) -> str:
+    """Resolve ``env:VAR``, ``file:PATH`` or a registered scheme; register the result for redaction.
+
+    A string that is not a reference is treated as a literal secret and registered too.
+    """
+    scheme, sep, rest = value.partition(":")
+    if not sep:
+        REDACTOR.register(value)
+        return value
+    if scheme == "env":
+        if rest not in os.environ:
+            raise SecretReferenceError(f"environment variable {rest} is not set (secret reference env:{rest})")
+        resolved = os.environ[rest]
+    elif scheme == "file":
+        path = Path(rest).expanduser()
+        try:
+            resolved = path.read_text().rstrip("\n")
+        except OSError as exc:
+            raise SecretReferenceError(f"cannot read secret file {path}: {exc.strerror}") from None
+    elif scheme in _extra_resolvers:
+        resolved = _extra_resolvers[scheme](rest)
+    elif scheme == "k8s-secret":
+        raise SecretReferenceError(
+            f"k8s-secret reference {rest!r} needs the Kubernetes backend, which is not available"
+        )
+    else:
+        REDACTOR.register(value)
+        return value
+    REDACTOR.register(resolved)
+    return resolved
