@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,18 +22,12 @@ def kill_group(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _drain(stream: IO[bytes], tail: collections.deque[str]) -> None:
@@ -101,10 +96,8 @@ def run_process(
             kill_group(proc)
             raise StepTimeout(f"{argv[0]} ran past its timeout of {timeout:g}s and was killed")
     # The direct child is gone; anything it left in its group goes too.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     for t in readers:
         t.join(timeout=2)
     return proc.returncode, "\n".join(out_tail), "\n".join(err_tail), time.monotonic() - start

@@ -139,7 +139,9 @@ class MemoryStateStore:
     def put_record(self, kind: str, environment: str, key: str, data: dict[str, Any]) -> None:
         now = utcnow()
         old = self.records.get((kind, environment, key))
-        self.records[(kind, environment, key)] = Record(kind, environment, key, data, old.created_at if old else now, now)
+        self.records[(kind, environment, key)] = Record(
+            kind, environment, key, data, old.created_at if old else now, now
+        )
 
     def get_record(self, kind: str, environment: str, key: str) -> Record | None:
         return self.records.get((kind, environment, key))

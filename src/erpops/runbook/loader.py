@@ -1,0 +1,200 @@
+"""Load and validate runbooks: every problem named by file, line and path, all reported at once."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from erpops import yamlfile
+from erpops.errors import Issue, ValidationFailed
+from erpops.runbook import templating
+from erpops.runbook.schema import API_VERSION, PARAM_NAME, RunbookSpec, StepSpec
+from erpops.yamlfile import Located, PathT
+
+
+@dataclass
+class Runbook:
+    spec: RunbookSpec
+    path: Path
+    sha256: str
+    doc: Located
+
+    @property
+    def name(self) -> str:
+        return self.spec.metadata.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.metadata.version
+
+    def step_line(self, phase: str, index: int) -> int | None:
+        return self.doc.line(("finally" if phase == "finally" else "steps", index))
+
+
+def sha256_of(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_runbook(path: str | Path) -> Runbook:
+    """Parse and fully validate a runbook file; raises ValidationFailed with every issue found."""
+    doc = yamlfile.load(path)
+    spec, issues = validate_document(doc)
+    if issues or spec is None:
+        raise ValidationFailed(issues)
+    return Runbook(spec=spec, path=Path(path), sha256=sha256_of(doc.text), doc=doc)
+
+
+def validate_document(doc: Located) -> tuple[RunbookSpec | None, list[Issue]]:
+    data = doc.data
+    if not isinstance(data, dict):
+        return None, [doc.issue((), "a runbook is a mapping with apiVersion, kind, metadata and steps")]
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        msg = "apiVersion is missing" if api is None else f"unknown apiVersion {api!r}"
+        return None, [doc.issue(("apiVersion",), f"{msg}; this erpops reads {API_VERSION}")]
+    try:
+        spec = RunbookSpec.model_validate(data)
+    except ValidationError as exc:
+        return None, yamlfile.pydantic_issues(doc, exc)
+    return spec, _semantic_issues(spec, doc)
+
+
+def _semantic_issues(spec: RunbookSpec, doc: Located) -> list[Issue]:
+    from erpops.actions.base import load_actions
+
+    actions = load_actions()
+    issues: list[Issue] = []
+    param_names = set(spec.params)
+    for name in spec.params:
+        if not PARAM_NAME.match(name):
+            issues.append(doc.issue(("params", name), "parameter names are lowercase letters, digits and _"))
+    for name, p in spec.params.items():
+        if p.type == "enum" and not p.choices:
+            issues.append(doc.issue(("params", name, "type"), "type enum needs 'choices'"))
+        if p.default is not None and not templating.is_template(p.default):
+            from erpops.runbook.params import coerce
+
+            try:
+                coerce(name, p, p.default, resolve_secrets=False)
+            except ValueError as exc:
+                issues.append(doc.issue(("params", name, "default"), str(exc)))
+        for path, text in templating.iter_strings(p.default, ("params", name, "default")):
+            issues += _template_issues(doc, path, text, allowed_steps=set(), all_steps=set(), params=set())
+
+    seen: dict[str, PathT] = {}
+    all_ids = {s.id for s in [*spec.steps, *spec.finally_]}
+    main_ids = [s.id for s in spec.steps]
+    for phase, steps in (("steps", spec.steps), ("finally", spec.finally_)):
+        for i, step in enumerate(steps):
+            base: PathT = (phase, i)
+            if step.id in seen:
+                first = doc.line((*seen[step.id], "id"))
+                issues.append(doc.issue((*base, "id"), f"duplicate step id {step.id!r} (first at line {first})"))
+            else:
+                seen[step.id] = base
+            before = set(main_ids[:i]) if phase == "steps" else set(main_ids) | {s.id for s in spec.finally_[:i]}
+            issues += _step_issues(doc, step, base, actions, before, all_ids, param_names)
+    for path, text in templating.iter_strings(spec.outputs, ("outputs",)):
+        issues += _template_issues(doc, path, text, set(main_ids) | {s.id for s in spec.finally_}, all_ids, param_names)
+    return issues
+
+
+def _step_issues(
+    doc: Located,
+    step: StepSpec,
+    base: PathT,
+    actions: dict[str, Any],
+    before: set[str],
+    all_ids: set[str],
+    params: set[str],
+) -> list[Issue]:
+    issues: list[Issue] = []
+    issues += _action_issues(doc, step.action, step.with_, base, actions)
+    for path, text in templating.iter_strings(step.with_, (*base, "with")):
+        issues += _template_issues(doc, path, text, before, all_ids, params)
+    if isinstance(step.when, str):
+        issues += _template_issues(doc, (*base, "when"), step.when, before, all_ids, params)
+    if step.undo is not None:
+        issues += _action_issues(doc, step.undo.action, step.undo.with_, (*base, "undo"), actions)
+        for path, text in templating.iter_strings(step.undo.with_, (*base, "undo", "with")):
+            issues += _template_issues(doc, path, text, before | {step.id}, all_ids, params)
+    return issues
+
+
+def _action_issues(doc: Located, name: str, with_: dict[str, Any], base: PathT, actions: dict[str, Any]) -> list[Issue]:
+    cls = actions.get(name)
+    if cls is None:
+        close = sorted(a for a in actions if a.split(".")[0] == name.split(".")[0]) or sorted(actions)
+        return [doc.issue((*base, "action"), f"unknown action {name!r}; known: {', '.join(close)}")]
+    return check_with(doc, cls, with_, (*base, "with"))
+
+
+def check_with(doc: Located, cls: Any, with_: dict[str, Any], base: PathT) -> list[Issue]:
+    """Unknown fields, missing required fields, and literal values of the wrong type."""
+    issues: list[Issue] = []
+    fields = cls.Params.model_fields
+    by_name = {(f.alias or n): n for n, f in fields.items()}
+    for key, value in with_.items():
+        if key not in by_name:
+            known = ", ".join(sorted(by_name)) or "(none)"
+            issues.append(doc.issue((*base, key), f"unknown field for action {cls.name} (fields: {known})"))
+            continue
+        if _has_template(value):
+            continue
+        field = fields[by_name[key]]
+        try:
+            _adapter(field.annotation).validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            issues.append(doc.issue((*base, key), f"{cls.name} field '{key}': {msg}"))
+    for alias, fname in by_name.items():
+        if fields[fname].is_required() and alias not in with_:
+            issues.append(doc.issue(base, f"action {cls.name} needs field '{alias}'"))
+    return issues
+
+
+@functools.lru_cache(maxsize=512)
+def _adapter_cached(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    try:
+        return _adapter_cached(annotation)
+    except TypeError:  # unhashable annotation
+        return TypeAdapter(annotation)
+
+
+def _has_template(value: Any) -> bool:
+    return any(templating.is_template(s) for _, s in templating.iter_strings(value))
+
+
+def _template_issues(
+    doc: Located, path: PathT, text: str, allowed_steps: set[str], all_steps: set[str], params: set[str]
+) -> list[Issue]:
+    if not templating.is_template(text):
+        return []
+    err = templating.check_syntax(text)
+    if err:
+        return [doc.issue(path, err)]
+    roots, steps, used_params = templating.references(text)
+    issues = []
+    for root in sorted(roots - templating.ROOTS - _GLOBALS):
+        issues.append(doc.issue(path, f"unknown name {root!r} in template (known: params, env, steps, run)"))
+    for sid in sorted(steps):
+        if sid not in all_steps:
+            issues.append(doc.issue(path, f"template refers to unknown step {sid!r}"))
+        elif sid not in allowed_steps:
+            issues.append(doc.issue(path, f"template refers to step {sid!r}, which has not run yet at this point"))
+    for p in sorted(used_params - params):
+        issues.append(doc.issue(path, f"template refers to unknown parameter {p!r}"))
+    return issues
+
+
+# Jinja globals usable in templates.
+_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "true", "false", "none"})
