@@ -169,6 +169,7 @@ class Engine:
                 user=info.user,
                 host=info.host,
                 dry_run=options.dry_run,
+                depth=rs.depth,
                 parent=parent.info.id if parent else None,
                 resumed=bool(options.resume_run_id),
             )
@@ -185,7 +186,7 @@ class Engine:
             }
             for s in plan
         ]
-        self.sink.emit(make_event("run.planned", run_id=run_id, plan=plan_json))
+        self.sink.emit(make_event("run.planned", run_id=run_id, plan=plan_json, depth=rs.depth))
         if options.dry_run:
             result = RunResult(
                 run_id,
@@ -199,7 +200,12 @@ class Engine:
             )
             self.sink.emit(
                 make_event(
-                    "run.finished", run_id=run_id, state="planned", exit_code=0, duration=round(result.duration, 3)
+                    "run.finished",
+                    run_id=run_id,
+                    state="planned",
+                    exit_code=0,
+                    duration=round(result.duration, 3),
+                    depth=rs.depth,
                 )
             )
             return result
@@ -243,6 +249,7 @@ class Engine:
                         exit_code=int(exc.exit_code),
                         error=str(exc),
                         duration=round(time.monotonic() - start, 3),
+                        depth=rs.depth,
                     )
                 )
                 raise
@@ -409,6 +416,7 @@ class Engine:
                 error=error,
                 failed_step=failure.id if failure else None,
                 outputs=outputs,
+                depth=rs.depth,
             )
         )
         return RunResult(

@@ -1,0 +1,252 @@
+"""The Typer application: playbook commands, ``runbook``, ``run`` and the sub-command groups.
+
+Nothing heavy is imported here: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import typer
+
+from erpops import __version__
+from erpops.cli.boundary import guarded
+from erpops.cli.common import (
+    Common,
+    ConfigOpt,
+    DryRunOpt,
+    EnvOpt,
+    JsonOpt,
+    ParamOpt,
+    RunbookOpt,
+    WaitOpt,
+    YesOpt,
+    execute,
+)
+
+app = typer.Typer(
+    name="erpops",
+    help="Operate Odoo-based distribution ERP platforms with planned, journaled, resumable runbooks.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"erpops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """erpops: deploy, back up, drill restores, fail over — with a plan first and a journal always."""
+
+
+def _common(
+    env: str | None,
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+    runbook: str | None,
+    param: list[str] | None,
+    config: str | None,
+    wait: str | None,
+) -> Common:
+    return Common(
+        env=env, dry_run=dry_run, yes=yes, json=json, runbook=runbook, params=param or [], config=config, wait=wait
+    )
+
+
+# --- the seven playbooks ------------------------------------------------------------------------
+
+
+@app.command(rich_help_panel="Playbooks")
+@guarded
+def provision(
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Create or converge an environment from templates."""
+    execute("provision", _common(env, dry_run, yes, json, runbook, param, config, wait))
+
+
+@app.command(rich_help_panel="Playbooks")
+@guarded
+def deploy(
+    image: str = typer.Option(None, "--image", help="Image (tag) to roll out."),
+    skip_backup: bool = typer.Option(False, "--skip-backup", help="No pre-deploy backup (non-production)."),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Rolling deploy with a health gate and automatic rollback."""
+    execute(
+        "deploy",
+        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        {"image": image, "skip_backup": skip_backup},
+    )
+
+
+@app.command(rich_help_panel="Playbooks")
+@guarded
+def rollback(
+    to: str = typer.Option(None, "--to", help="Release to return to (default: last known good)."),
+    restore_backup: bool = typer.Option(
+        False, "--restore-backup", help="Also restore the release's pre-deploy backup."
+    ),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Back to the last known good release."""
+    execute(
+        "rollback",
+        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        {"to": to, "restore_backup": restore_backup},
+    )
+
+
+@app.command(rich_help_panel="Playbooks")
+@guarded
+def backup(
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Database + filestore to object storage, verified before it counts."""
+    execute("backup", _common(env, dry_run, yes, json, runbook, param, config, wait))
+
+
+@app.command("restore-test", rich_help_panel="Playbooks")
+@guarded
+def restore_test(
+    backup: str = typer.Option(None, "--backup", help="Backup id (default: newest complete)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the scratch database and files."),
+    junit: str = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
+    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Restore drill with evidence: RTO, RPO and checks."""
+    execute(
+        "restore-test",
+        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        {"backup": backup, "keep": keep, "junit": junit, "metrics_file": metrics_file},
+    )
+
+
+@app.command(rich_help_panel="Playbooks")
+@guarded
+def failover(
+    force: bool = typer.Option(False, "--force", help="Proceed past lag and fencing refusals."),
+    rehearse: bool = typer.Option(False, "--rehearse", help="Rehearsal on sandbox/staging."),
+    max_lag: str = typer.Option(None, "--max-lag", help="Largest acceptable replay lag (e.g. 5s)."),
+    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Promote the standby, fence the old primary, repoint the application."""
+    execute(
+        "failover",
+        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        {"force": force, "rehearse": rehearse, "max_lag": max_lag, "metrics_file": metrics_file},
+    )
+
+
+@app.command("scale-for-peak", rich_help_panel="Playbooks")
+@guarded
+def scale_for_peak(
+    replicas: int = typer.Option(None, "--replicas", help="Web replicas for the peak."),
+    until: str = typer.Option(None, "--until", help="When the revert is due (ISO time)."),
+    revert: bool = typer.Option(False, "--revert", help="Restore replicas and deferred crons."),
+    revert_due: bool = typer.Option(False, "--revert-due", help="Revert if --until has passed."),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    runbook: str = RunbookOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Scale for a peak after a database headroom check; defer non-essential crons."""
+    execute(
+        "scale-for-peak",
+        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        {"replicas": replicas, "until": until, "revert": revert, "revert_due": revert_due},
+    )
+
+
+@app.command("run", rich_help_panel="Runbooks")
+@guarded
+def run_file(
+    path: str = typer.Argument(..., help="Runbook file."),
+    env: str = EnvOpt,
+    dry_run: bool = DryRunOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+    wait: str = WaitOpt,
+) -> None:
+    """Run any runbook file."""
+    execute(path, _common(env, dry_run, yes, json, path, param, config, wait))
+
+
+def _mount(module: str, name: str, help_text: str) -> None:
+    """Add a sub-command group (its module is imported now but must import nothing heavy)."""
+    if importlib.util.find_spec(module) is None:
+        return
+    sub: Any = importlib.import_module(module).app
+    app.add_typer(sub, name=name, help=help_text, rich_help_panel="More")
+
+
+_mount("erpops.cli.runbooks", "runbook", "List, show, validate and plan runbooks.")
+_mount("erpops.cli.runs", "runs", "The journal: list, show, resume runs; clear stale locks.")
+_mount("erpops.cli.backups", "backups", "Backups in object storage and their state.")
+_mount("erpops.cli.releases", "releases", "Release history of an environment.")
+_mount("erpops.cli.envs", "env", "Environments from erpops.yaml, and preflight checks.")
+_mount("erpops.cli.sandbox", "sandbox", "The embedded default environment (PostgreSQL primary + standby).")
+
+
+def run() -> None:
+    app()

@@ -1,0 +1,98 @@
+"""What every runbook-running command shares: options, loading, output, running, exit code."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import typer
+
+from erpops.cli.boundary import abort
+
+# Common options, declared once.
+EnvOpt = typer.Option(None, "--env", "-e", help="Environment from erpops.yaml (default: sandbox).")
+DryRunOpt = typer.Option(False, "--dry-run", help="Plan only: show what each step would change; change nothing.")
+YesOpt = typer.Option(False, "--yes", "-y", help="Approve every approval gate non-interactively.")
+JsonOpt = typer.Option(False, "--json", help="Only JSON-lines events on stdout.")
+RunbookOpt = typer.Option(None, "--runbook", help="Use this runbook file instead of the shipped one.")
+ParamOpt = typer.Option(None, "--param", "-p", help="Runbook parameter key=value (repeatable).")
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="ERPOPS_CONFIG", help="Path of erpops.yaml.")
+WaitOpt = typer.Option(None, "--wait", help="Wait this long for the environment lock (e.g. 5m) instead of failing.")
+
+
+@dataclass
+class Common:
+    env: str | None = None
+    dry_run: bool = False
+    yes: bool = False
+    json: bool = False
+    runbook: str | None = None
+    params: list[str] = field(default_factory=list)
+    config: str | None = None
+    wait: str | None = None
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            abort(f"--param {pair!r}: expected key=value")
+        out[key.strip()] = value
+    return out
+
+
+def execute(name: str, common: Common, options: dict[str, Any] | None = None) -> None:
+    """Load the runbook ``name`` (or ``--runbook``), run it on the environment, exit with its code."""
+    from erpops.engine.events import JsonLinesSink
+    from erpops.engine.runner import Engine, RunOptions
+    from erpops.engine.store import open_state_store
+    from erpops.environments import load_config
+    from erpops.runbook.durations import parse_duration
+    from erpops.runbook.library import find
+    from erpops.runbook.loader import load_runbook
+
+    given = {k: v for k, v in (options or {}).items() if v is not None and v is not False}
+    for key, value in parse_params(common.params).items():
+        given[key] = value
+    config = load_config(common.config)
+    env = config.environment(common.env)
+    runbook = load_runbook(find(common.runbook or name))
+    for key in options or {}:
+        if key in given and key not in runbook.spec.params:
+            abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for --{key.replace('_', '-')}")
+    lock_wait = None
+    if common.wait:
+        try:
+            lock_wait = parse_duration(common.wait)
+        except ValueError as exc:
+            abort(f"--wait: {exc}")
+
+    if common.json:
+        sink: Any = JsonLinesSink(sys.stdout)
+        approver = None
+        interactive = False
+    else:
+        from erpops.cli.console import ConsoleSink, make_approver
+
+        sink = ConsoleSink()
+        approver = make_approver(sink)
+        interactive = sys.stdin.isatty() and sink.console.is_terminal
+    state = open_state_store(config) if not common.dry_run else None
+    engine = Engine(state=state, sink=sink, approver=approver)
+    opts = RunOptions(dry_run=common.dry_run, assume_yes=common.yes, interactive=interactive, lock_wait=lock_wait)
+    try:
+        result = run_guarded(engine, lambda: engine.run(runbook, env, given, opts))
+    finally:
+        if state is not None:
+            state.close()
+    raise typer.Exit(int(result.exit_code))
+
+
+def run_guarded(engine: Any, fn: Any) -> Any:
+    """Run ``fn`` with SIGINT/SIGTERM turned into a clean interrupt of the engine's current step."""
+    from erpops.engine.signals import interrupt_handlers
+
+    with interrupt_handlers(engine):
+        return fn()

@@ -1,0 +1,187 @@
+"""Terminal output: the plan view, live step progress and the final summary (Rich)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+from rich.table import Table
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timeout": "red",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "done-earlier": "cyan",
+    "rolled-back": "yellow",
+    "interrupted": "yellow",
+    "planned": "cyan",
+}
+_CHANGE_STYLE = {"will change": "yellow", "may change": "magenta", "no change": "dim"}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class ConsoleSink:
+    """Renders engine events for a person. Works without a terminal too (plain lines, no colour)."""
+
+    def __init__(self, console: Console | None = None, *, show_plan: bool = True) -> None:
+        self.console = console or Console(stderr=False, highlight=False)
+        self.show_plan = show_plan
+        self._status: Status | None = None
+        self._finished: dict[str, list[dict[str, Any]]] = {}
+        self._progress_start: dict[str, tuple[float, float]] = {}
+        self._live = self.console.is_terminal
+
+    # -- helpers --------------------------------------------------------------------------------
+    def pause(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _indent(self, event: dict[str, Any]) -> str:
+        return "  " * int(event.get("depth") or 0)
+
+    # -- events ---------------------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        handler = getattr(self, "_on_" + event["event"].replace(".", "_"), None)
+        if handler is not None:
+            handler(event)
+
+    def _on_run_started(self, e: dict[str, Any]) -> None:
+        kind = "resuming" if e.get("resumed") else ("planning" if e.get("dry_run") else "running")
+        prefix = "↳ " if e.get("parent") else ""
+        self.console.print(
+            f"{prefix}[bold]{kind} {e['runbook']}[/bold] {e['version']} on [bold]{e['environment']}[/bold] "
+            f"[dim](run {e['run_id']}, {e['user']}@{e['host']})[/dim]"
+        )
+        self._finished[e["run_id"]] = []
+
+    def _on_run_planned(self, e: dict[str, Any]) -> None:
+        if not self.show_plan:
+            return
+        table = Table(title="plan", title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("step")
+        table.add_column("action", style="cyan")
+        table.add_column("change")
+        table.add_column("what")
+        for row in e["plan"]:
+            change = row.get("change") or ""
+            label = row["step"] if row["phase"] == "main" else f"{row['step']} ({row['phase']})"
+            table.add_row(
+                label, row["action"], f"[{_CHANGE_STYLE.get(change, '')}]{change}[/]", row.get("summary") or ""
+            )
+        self.console.print(table)
+
+    def _on_step_started(self, e: dict[str, Any]) -> None:
+        self.pause()
+        attempt = f" (attempt {e['attempt']})" if e.get("attempt", 1) > 1 else ""
+        label = f"{self._indent(e)}{e['step']} [dim]{e['action']}[/dim]{attempt}"
+        if self._live:
+            self._status = self.console.status(label)
+            self._status.start()
+        else:
+            self.console.print(f"{self._indent(e)}▶ {e['step']} ({e['action']}){attempt}")
+
+    def _on_step_log(self, e: dict[str, Any]) -> None:
+        style = {"warning": "yellow", "error": "red", "debug": "dim"}.get(e.get("level", "info"), "")
+        self.console.print(f"{self._indent(e)}  [{style}]{e['message']}[/]" if style else f"  {e['message']}")
+
+    def _on_step_progress(self, e: dict[str, Any]) -> None:
+        key = f"{e['run_id']}:{e['step']}:{e['description']}"
+        now = time.monotonic()
+        start, _ = self._progress_start.setdefault(key, (now, e["done"]))
+        rate = e["done"] / (now - start) if now > start else 0.0
+        if e.get("unit") == "B":
+            done = human_bytes(e["done"])
+            total = f" / {human_bytes(e['total'])}" if e.get("total") else ""
+            text = f"{e['description']}: {done}{total} at {human_bytes(rate)}/s"
+        else:
+            total = f"/{e['total']:g}" if e.get("total") else ""
+            text = f"{e['description']}: {e['done']:g}{total} {e.get('unit', '')}"
+        if self._status is not None:
+            self._status.update(f"{e['step']}: {text}")
+
+    def _on_step_retry(self, e: dict[str, Any]) -> None:
+        self.pause()
+        self.console.print(f"  [yellow]↻ {e['step']}: retry in {e['delay']:g}s[/] [dim]({e.get('error')})[/dim]")
+
+    def _on_step_finished(self, e: dict[str, Any]) -> None:
+        self.pause()
+        self._finished.setdefault(e["run_id"], []).append(e)
+        status = e["status"]
+        mark = {"succeeded": "✓", "skipped": "-", "failed": "✗", "timeout": "✗", "cancelled": "✗"}.get(status, "•")
+        style = _STATUS_STYLE.get(status, "")
+        phase = f" [dim]({e['phase']})[/dim]" if e.get("phase") not in (None, "main") else ""
+        line = f"{self._indent(e)}[{style}]{mark} {e['step']}[/]{phase} [dim]{e['duration']:.2f}s[/dim]"
+        if status == "skipped":
+            line += " [dim]skipped[/dim]"
+        if e.get("error"):
+            line += f" [red]{e['error']}[/red]"
+        self.console.print(line)
+
+    def _on_approval(self, e: dict[str, Any]) -> None:
+        self.console.print(f"  [green]approved[/green] by {e['who']} ({e['how']}): {e['message']}")
+
+    def _on_run_finished(self, e: dict[str, Any]) -> None:
+        self.pause()
+        steps = self._finished.pop(e["run_id"], [])
+        if e.get("depth") or e.get("state") == "planned":
+            if e.get("state") == "planned":
+                self.console.print("[cyan]dry run: nothing was changed[/cyan]")
+            return
+        if steps:
+            table = Table(show_edge=False, pad_edge=False, title="summary", title_justify="left")
+            table.add_column("step")
+            table.add_column("phase")
+            table.add_column("status")
+            table.add_column("time", justify="right")
+            table.add_column("attempts", justify="right")
+            for s in steps:
+                st = s["status"]
+                table.add_row(
+                    s["step"],
+                    s.get("phase", ""),
+                    f"[{_STATUS_STYLE.get(st, '')}]{st}[/]",
+                    f"{s['duration']:.2f}s",
+                    str(s.get("attempt", 1)),
+                )
+            self.console.print(table)
+        state = e["state"]
+        self.console.print(
+            f"[bold {_STATUS_STYLE.get(state, '')}]{state}[/] in {e['duration']:.2f}s "
+            f"[dim](run {e['run_id']}, exit {e['exit_code']})[/dim]"
+        )
+        if e.get("error"):
+            self.console.print(f"[red]{e['error']}[/red]")
+
+
+def make_approver(sink: ConsoleSink) -> Any:
+    """Ask on the terminal. ``require_text`` (the environment name) must be typed to approve."""
+
+    def approver(message: str, require_text: str | None) -> bool | None:
+        from rich.prompt import Confirm, Prompt
+
+        sink.pause()
+        console = sink.console
+        if not console.is_terminal:
+            return None
+        try:
+            if require_text:
+                console.print(f"[bold yellow]approval needed:[/] {message}")
+                typed = Prompt.ask(f"type the environment name [bold]{require_text}[/bold] to approve", console=console)
+                return typed.strip() == require_text
+            return Confirm.ask(f"[bold yellow]approve?[/] {message}", console=console, default=False)
+        except EOFError:
+            return None
+
+    return approver

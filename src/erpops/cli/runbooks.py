@@ -1,0 +1,135 @@
+"""``erpops runbook list|show|validate|plan|reference``."""
+
+from __future__ import annotations
+
+import json as _json
+from pathlib import Path
+
+import typer
+
+from erpops.cli.boundary import guarded
+from erpops.cli.common import Common, ConfigOpt, EnvOpt, JsonOpt, ParamOpt, execute
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("list")
+@guarded
+def list_(json: bool = JsonOpt) -> None:
+    """Name, version and sha256 of every runbook erpops can find (user directories first)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from erpops.errors import ValidationFailed
+    from erpops.runbook.library import available
+    from erpops.runbook.loader import load_runbook
+
+    rows = []
+    for name, path in sorted(available().items()):
+        try:
+            rb = load_runbook(path)
+            rows.append({"name": name, "version": rb.version, "sha256": rb.sha256, "path": str(path), "valid": True})
+        except ValidationFailed as exc:
+            rows.append(
+                {"name": name, "version": None, "sha256": None, "path": str(path), "valid": False, "error": str(exc)}
+            )
+    if json:
+        for row in rows:
+            typer.echo(_json.dumps(row))
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("name", "version", "sha256", "path"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["name"], row["version"] or "[red]invalid[/red]", row["sha256"] or row.get("error", ""), row["path"]
+        )
+    Console().print(table)
+
+
+@app.command()
+@guarded
+def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
+    """A runbook's description, parameters and steps."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from erpops.runbook.library import find
+    from erpops.runbook.loader import load_runbook
+
+    rb = load_runbook(find(name))
+    console = Console()
+    md = rb.spec.metadata
+    console.print(f"[bold]{md.name}[/bold] {md.version}  [dim]{rb.path}  sha256 {rb.sha256}[/dim]")
+    if md.destructive:
+        console.print("[yellow]destructive: needs approval on production tiers[/yellow]")
+    if rb.spec.lock:
+        console.print(f"lock: {rb.spec.lock}")
+    if md.description:
+        console.print(md.description.rstrip())
+    if rb.spec.params:
+        t = Table(title="parameters", title_justify="left", show_edge=False, pad_edge=False)
+        for col in ("name", "type", "default", "description"):
+            t.add_column(col)
+        for pname, p in rb.spec.params.items():
+            default = "(required)" if p.required else ("" if p.default is None else str(p.default))
+            t.add_row(pname, p.type, default, p.description or "")
+        console.print(t)
+    t = Table(title="steps", title_justify="left", show_edge=False, pad_edge=False)
+    for col in ("id", "action", "when", "on failure", "undo"):
+        t.add_column(col)
+    for phase, steps in (("", rb.spec.steps), (" (finally)", rb.spec.finally_)):
+        for s in steps:
+            t.add_row(s.id + phase, s.action, str(s.when or ""), s.on_failure, s.undo.action if s.undo else "")
+    console.print(t)
+
+
+@app.command()
+@guarded
+def validate(paths: list[Path] = typer.Argument(None, help="Files or directories (default: every runbook).")) -> None:
+    """Validate runbooks without running them; report every error (exit 2 if any)."""
+    from erpops.errors import ExitCode, ValidationFailed
+    from erpops.runbook.library import available
+    from erpops.runbook.loader import load_runbook
+
+    files: list[Path] = []
+    for p in paths or []:
+        if p.is_dir():
+            files += sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
+        else:
+            files.append(p)
+    if not paths:
+        files = list(available().values())
+    errors = 0
+    for f in files:
+        try:
+            rb = load_runbook(f)
+            typer.echo(f"ok      {f} ({rb.name} {rb.version})")
+        except ValidationFailed as exc:
+            for issue in exc.issues:
+                errors += 1
+                typer.echo(f"error   {issue}", err=True)
+    typer.echo(f"{len(files)} file(s) checked, {errors} error(s)")
+    raise typer.Exit(int(ExitCode.INVALID_INPUT) if errors else 0)
+
+
+@app.command()
+@guarded
+def plan(
+    name: str = typer.Argument(..., help="Runbook name or file."),
+    env: str = EnvOpt,
+    json: bool = JsonOpt,
+    param: list[str] = ParamOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """What a run would change, step by step (same as --dry-run)."""
+    execute(name, Common(env=env, dry_run=True, json=json, params=param or [], config=config))
+
+
+@app.command()
+@guarded
+def reference() -> None:
+    """Print the runbook format and action reference (Markdown, generated from the schemas)."""
+    from erpops.runbook.reference import markdown
+
+    typer.echo(markdown())

@@ -1,0 +1,51 @@
+"""The runbook format and action reference, generated from the schemas and action docstrings."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from pydantic import BaseModel
+
+from erpops.runbook.schema import ActionCall, Metadata, ParamSpec, RetrySpec, RunbookSpec, StepSpec
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("NoneType", "null")
+
+
+def _fields(model: type[BaseModel]) -> list[str]:
+    lines = ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for name, f in model.model_fields.items():
+        key = f.alias or name
+        default = "required" if f.is_required() else ("" if f.default is None else f"`{f.default!r}`")
+        if f.default_factory is not None:
+            default = ""
+        typ = _type_name(f.annotation).replace("|", "\\|")
+        lines.append(f"| `{key}` | {typ} | {default} | {(f.description or '').replace('|', '/')} |")
+    return lines
+
+
+def markdown() -> str:
+    from erpops.actions.base import load_actions
+
+    out = ["## Runbook format (apiVersion erpops/v1)", ""]
+    for title, model in (
+        ("Runbook", RunbookSpec),
+        ("metadata", Metadata),
+        ("params.<name>", ParamSpec),
+        ("steps[] and finally[]", StepSpec),
+        ("retry", RetrySpec),
+        ("undo", ActionCall),
+    ):
+        out += [f"### {title}", "", *_fields(model), ""]
+    out += ["## Actions", ""]
+    for name, cls in sorted(load_actions().items()):
+        out += [f"### `{name}`", "", inspect.cleandoc(cls.__doc__ or "").strip(), ""]
+        params = cls.Params
+        if params.model_fields:
+            out += ["Parameters:", "", *_fields(params), ""]
+        if cls.outputs:
+            out += ["Outputs: " + ", ".join(f"`{k}` ({v})" for k, v in cls.outputs.items()), ""]
+    return "\n".join(out)
