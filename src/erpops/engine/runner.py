@@ -322,14 +322,14 @@ class Engine:
         except templating.RenderError as exc:
             if not at_run:
                 raise _DeferredRender() from None
-            raise InvalidInput(f"{self._where(rs, phase, index)} step {step_id}: {exc}") from None
+            raise InvalidInput(f"{self._where(rs, phase, index)} with: {exc}") from None
         try:
             return cls.Params.model_validate(rendered)
         except ValidationError as exc:
             err = exc.errors()[0]
             field_path = ".".join(str(p) for p in err["loc"])
             raise InvalidInput(
-                f"{self._where(rs, phase, index)} step {step_id} with.{field_path}: {err['msg']}"
+                f"{self._where(rs, phase, index)} with.{field_path}: {err['msg']}"
             ) from None
 
     def _where(self, rs: RunState, phase: str, index: int) -> str:
@@ -615,11 +615,10 @@ class Engine:
         from erpops.runbook.library import find
         from erpops.runbook.loader import load_runbook
 
-        path = find(name_or_path) if not os.path.isabs(name_or_path) else name_or_path
-        if not os.path.isabs(str(path)) and not str(name_or_path).endswith((".yaml", ".yml")):
-            pass
-        elif str(name_or_path).endswith((".yaml", ".yml")) and not os.path.isabs(name_or_path):
-            path = rs.runbook.path.parent / name_or_path
+        if name_or_path.endswith((".yaml", ".yml")) and not os.path.isabs(name_or_path):
+            path = rs.runbook.path.parent / name_or_path  # relative to the calling runbook
+        else:
+            path = find(name_or_path)
         child = load_runbook(path)
         opts = RunOptions(
             dry_run=False,

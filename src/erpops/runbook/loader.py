@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from erpops import yamlfile
 from erpops.errors import Issue, ValidationFailed
@@ -135,39 +134,31 @@ def _action_issues(doc: Located, name: str, with_: dict[str, Any], base: PathT, 
 
 
 def check_with(doc: Located, cls: Any, with_: dict[str, Any], base: PathT) -> list[Issue]:
-    """Unknown fields, missing required fields, and literal values of the wrong type."""
+    """Unknown fields, missing required fields, and literal values the action's model rejects
+    (field validators included). Templated values are checked after rendering, at run time."""
     issues: list[Issue] = []
     fields = cls.Params.model_fields
     by_name = {(f.alias or n): n for n, f in fields.items()}
+    literal: dict[str, Any] = {}
     for key, value in with_.items():
         if key not in by_name:
             known = ", ".join(sorted(by_name)) or "(none)"
             issues.append(doc.issue((*base, key), f"unknown field for action {cls.name} (fields: {known})"))
-            continue
-        if _has_template(value):
-            continue
-        field = fields[by_name[key]]
-        try:
-            _adapter(field.annotation).validate_python(value)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"]
-            issues.append(doc.issue((*base, key), f"{cls.name} field '{key}': {msg}"))
+        elif not _has_template(value):
+            literal[key] = value
     for alias, fname in by_name.items():
         if fields[fname].is_required() and alias not in with_:
             issues.append(doc.issue(base, f"action {cls.name} needs field '{alias}'"))
-    return issues
-
-
-@functools.lru_cache(maxsize=512)
-def _adapter_cached(annotation: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(annotation)
-
-
-def _adapter(annotation: Any) -> TypeAdapter[Any]:
     try:
-        return _adapter_cached(annotation)
-    except TypeError:  # unhashable annotation
-        return TypeAdapter(annotation)
+        cls.Params.model_validate(literal)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = err["loc"]
+            if not loc or loc[0] not in literal:
+                continue  # missing or templated: reported above, or checked at run time
+            path = (*base, *(p for p in loc if isinstance(p, str | int)))
+            issues.append(doc.issue(path, f"{cls.name} field '{loc[0]}': {err['msg']}"))
+    return issues
 
 
 def _has_template(value: Any) -> bool:

@@ -1,0 +1,179 @@
+"""Every validation error names file, line and path, and nothing runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from erpops.errors import ValidationFailed
+from erpops.runbook.loader import load_runbook
+from tests.unit.conftest import HEADER
+
+CASES = {
+    "yaml-syntax": (
+        "apiVersion: erpops/v1\nkind: Runbook\nsteps: [\n  - id: a\n",
+        None,
+        "YAML syntax error",
+    ),
+    "api-version": (
+        "apiVersion: erpops/v9\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\nsteps: []\n",
+        (1, "apiVersion"),
+        "unknown apiVersion 'erpops/v9'",
+    ),
+    "unknown-action": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: x}\n  - id: b\n    action: lgo\n",
+        (9, "steps[1].action"),
+        "unknown action 'lgo'",
+    ),
+    "unknown-with-field": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: x, colour: red}\n",
+        (7, "steps[0].with.colour"),
+        "unknown field for action log",
+    ),
+    "mistyped-with-field": (
+        HEADER + "steps:\n  - id: a\n    action: exec\n    with:\n      argv: [ls]\n      check: maybe\n",
+        (9, "steps[0].with.check"),
+        "exec field 'check'",
+    ),
+    "missing-with-field": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {level: info}\n",
+        (7, "steps[0].with"),
+        "needs field 'message'",
+    ),
+    "shell-string": (
+        HEADER + "steps:\n  - id: a\n    action: exec\n    with: {argv: 'rm -rf /tmp/x'}\n",
+        (7, "steps[0].with.argv"),
+        "not a shell string",
+    ),
+    "duplicate-step-id": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: x}\n"
+        "finally:\n  - id: a\n    action: log\n    with: {message: y}\n",
+        (9, "finally[0].id"),
+        "duplicate step id 'a' (first at line 5)",
+    ),
+    "later-step-reference": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: '{{ steps.b.outputs.message }}'}\n"
+        "  - id: b\n    action: log\n    with: {message: x}\n",
+        (7, "steps[0].with.message"),
+        "refers to step 'b', which has not run yet",
+    ),
+    "unknown-step-reference": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    when: '{{ steps.zz.outputs.x }}'\n    with: {message: x}\n",
+        (7, "steps[0].when"),
+        "unknown step 'zz'",
+    ),
+    "unknown-template-name": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: '{{ secrets.x }}'}\n",
+        (7, "steps[0].with.message"),
+        "unknown name 'secrets'",
+    ),
+    "unknown-param-reference": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: '{{ params.nope }}'}\n",
+        (7, "steps[0].with.message"),
+        "unknown parameter 'nope'",
+    ),
+    "template-syntax": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: '{{ params. }}'}\n",
+        (7, "steps[0].with.message"),
+        "template syntax error",
+    ),
+    "bad-duration": (
+        HEADER + "steps:\n  - id: a\n    action: log\n    with: {message: x}\n    timeout: 10 parsecs\n",
+        (8, "steps[0].timeout"),
+        "bad duration",
+    ),
+    "bad-retry-duration": (
+        HEADER
+        + "steps:\n  - id: a\n    action: log\n    with: {message: x}\n    retry: {attempts: 2, backoff: soon}\n",
+        (8, "steps[0].retry.backoff"),
+        "bad duration",
+    ),
+    "bad-semver": (
+        "apiVersion: erpops/v1\nkind: Runbook\nmetadata:\n  name: t\n  version: '1.2'\nsteps: []\n",
+        (5, "metadata.version"),
+        "not semantic versioning",
+    ),
+    "unknown-top-level-field": (
+        HEADER + "stepz: []\nsteps: []\n",
+        (4, "stepz"),
+        "unknown field",
+    ),
+    "bad-param-default": (
+        HEADER + "params:\n  jobs: {type: integer, default: many}\nsteps: []\n",
+        (5, "params.jobs.default"),
+        "expects an integer",
+    ),
+    "bad-step-id": (
+        HEADER + "steps:\n  - id: Bad Id\n    action: log\n    with: {message: x}\n",
+        (5, "steps[0].id"),
+        "step id must be",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_validation_error_names_file_line_and_path(case, write_runbook):
+    text, where, message = CASES[case]
+    path = write_runbook(text)
+    with pytest.raises(ValidationFailed) as exc:
+        load_runbook(path)
+    issues = exc.value.issues
+    rendered = [str(i) for i in issues]
+    assert any(message in r for r in rendered), rendered
+    issue = next(i for i in issues if message in str(i))
+    assert issue.file == str(path)
+    if where is not None:
+        line, doc_path = where
+        assert (issue.line, issue.path) == (line, doc_path), rendered
+    else:
+        assert issue.line is not None
+
+
+def test_all_errors_are_reported_not_just_the_first(write_runbook):
+    path = write_runbook(
+        HEADER
+        + """
+steps:
+  - id: a
+    action: nosuch
+  - id: a
+    action: log
+    with: {message: "{{ steps.zz.outputs }}", extra: 1}
+"""
+    )
+    with pytest.raises(ValidationFailed) as exc:
+        load_runbook(path)
+    text = "\n".join(map(str, exc.value.issues))
+    for fragment in ("unknown action 'nosuch'", "duplicate step id", "unknown step 'zz'", "unknown field"):
+        assert fragment in text
+
+
+def test_missing_required_param_names_its_definition(write_runbook, runner):
+    path = write_runbook(
+        HEADER
+        + """
+params:
+  image: {type: string, required: true}
+steps:
+  - id: a
+    action: log
+    with: {message: "{{ params.image }}"}
+"""
+    )
+    with pytest.raises(ValidationFailed) as exc:
+        runner.run(path)
+    issue = exc.value.issues[0]
+    assert (issue.line, issue.path) == (6, "params.image")
+    assert "missing required parameter 'image'" in issue.message
+    assert runner.state.runs == {}
+
+
+def test_shipped_runbooks_validate():
+    from erpops.runbook.library import available, packaged_dir
+
+    books = available()
+    assert {"provision", "failover"} <= set(books)
+    for name, path in books.items():
+        if path.parent == packaged_dir():
+            rb = load_runbook(path)
+            assert rb.name == name
+            assert rb.spec.metadata.description, f"{name} must describe its steps"
