@@ -1,11 +1,52 @@
-"""Open the state store named by the configuration (journal, records, locks)."""
+"""Open the state store named by the configuration (journal, records, locks).
+
+Which store, first match wins:
+
+1. the ``ERPOPS_STATE`` environment variable;
+2. ``state:`` in erpops.yaml;
+3. SQLite in the XDG state directory, ``~/.local/state/erpops/erpops.db``.
+
+Accepted values: ``sqlite:///path/to/file.db`` (``sqlite:///~/...`` too) or a plain file path;
+``postgresql://...`` / ``postgres://...`` (libpq URL or ``key=value`` string); ``memory:`` (nothing
+kept, for tests and benchmarks). Any of them may be a secret reference (``env:VAR``,
+``file:PATH``) so that a PostgreSQL password stays out of erpops.yaml.
+"""
 
 from __future__ import annotations
 
+import os
+
+from erpops import secrets
 from erpops.environments import Config
+from erpops.errors import InvalidInput
 from erpops.state import MemoryStateStore, StateStore
 
 
-def open_state_store(config: Config) -> StateStore:
-    """The state store for ``config.state``. Until the durable stores exist, runs are kept in memory."""
-    return MemoryStateStore()
+def state_url(config: Config | None) -> str:
+    """The configured state store URL (``""`` means the default SQLite file)."""
+    url = os.environ.get("ERPOPS_STATE") or (config.state if config is not None else None) or ""
+    url = url.strip()
+    if url and secrets.is_reference(url) and not url.startswith(("sqlite:", "postgres", "memory:")):
+        try:
+            url = secrets.resolve(url).strip()
+        except secrets.SecretReferenceError as exc:
+            raise InvalidInput(f"state store: {exc}") from None
+    return url
+
+
+def open_state_store(config: Config | None) -> StateStore:
+    """The state store for ``config`` (backends are imported here, so importing the CLI stays cheap)."""
+    url = state_url(config)
+    if url in ("memory:", "memory"):
+        return MemoryStateStore()
+    if url.startswith(("postgresql://", "postgres://")) or ("host=" in url and "dbname=" in url):
+        from erpops.backends.state_postgres import PostgresStateStore
+
+        return PostgresStateStore(url)
+    from erpops.backends.state_sqlite import SqliteStateStore, path_from_url
+
+    if url and "://" in url and not url.startswith("sqlite://"):
+        raise InvalidInput(
+            f"state store URL {url.split('://')[0]}://... is not supported; use sqlite:///path or postgresql://..."
+        )
+    return SqliteStateStore(path_from_url(url) if url else None)
