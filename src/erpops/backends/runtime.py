@@ -1,0 +1,409 @@
+"""The runtime interface: what erpops needs from Docker or Kubernetes to run Odoo.
+
+A runtime runs an environment's *services* (``web``, ``worker``, ``cron``...), each a set of
+identical instances (containers, or a Deployment's pods) of one image. Services are declared in
+the environment::
+
+    runtime:
+      kind: docker
+      services:
+        web:
+          port: 8069                 # container port answering HTTP; health_path is checked on it
+          replicas: 2
+          command: [odoo, --workers=4]
+          env: {PGHOST: db.internal}
+          front: {image: "nginx:1.27-alpine", port: 8069}   # Docker: stable port (see docker_runtime)
+        worker: {replicas: 1, command: [odoo, --max-cron-threads=0]}
+        cron: {replicas: 1, command: [odoo, --workers=0, --max-cron-threads=2]}
+
+Every operation below is specified for both implementations:
+
+================  ==========================================  ===========================================
+operation         Docker                                      Kubernetes
+================  ==========================================  ===========================================
+``current``       containers found by their erpops.* labels   Deployments' images, replicas, readyReplicas
+``deploy``        start new, wait healthy, switch, stop old   patch the image, wait for the rollout
+                                                              (maxUnavailable 0)
+``health``        container health + GET ``health_path``      readiness + GET ``health_path``
+``scale``         start/stop containers                       patch ``spec.replicas``
+``run_once``      one-off container, removed afterwards       a Job, deleted afterwards
+``restart``       replace every container (rolling)           rollout restart (annotation)
+``set_env``       replace containers with the new env         patch the env, wait for the rollout
+================  ==========================================  ===========================================
+
+``deploy``, ``restart``, ``set_env`` and ``scale`` up are all-or-nothing: when a new instance does not
+become healthy, the new instances are removed and the previous ones, which never stopped serving,
+are left as they were; :class:`DeployFailed` says why and when the verdict was reached.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from erpops.environments import Environment
+from erpops.errors import ActionError, Unreachable
+
+
+# --- errors --------------------------------------------------------------------------------------
+class ImageNotFound(Unreachable):
+    """The image is neither on the engine/registry nor pullable: exit 3, nothing changed."""
+
+
+class UnknownService(Unreachable):
+    """The service is not declared in the environment's ``runtime.services``: exit 3."""
+
+
+class RuntimeMisconfigured(Unreachable):
+    """The environment's runtime section cannot be used (no runtime, bad service settings): exit 3."""
+
+
+class DeployFailed(ActionError):
+    """New instances did not become healthy; they were removed and the previous ones kept serving.
+
+    ``verdict_at`` is the ``time.monotonic()`` instant the failure was decided (for the
+    verdict-to-serving measurement), ``restored_at`` when the previous state was whole again.
+    """
+
+    def __init__(self, message: str, *, service: str, image: str, verdict_at: float, restored_at: float) -> None:
+        super().__init__(message)
+        self.service = service
+        self.image = image
+        self.verdict_at = verdict_at
+        self.restored_at = restored_at
+
+
+# --- service settings ----------------------------------------------------------------------------
+class HealthcheckSpec(BaseModel):
+    """Container health check. ``test`` defaults to an HTTP GET of ``health_path`` with wget or curl."""
+
+    model_config = ConfigDict(extra="forbid")
+    test: list[str] | None = None
+    interval: float = 1.0
+    timeout: float = 3.0
+    retries: int = 3
+    start_period: float = 30.0
+
+
+class FrontSpec(BaseModel):
+    """Docker only: the managed front proxy giving a service one stable published port."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str
+    port: int
+    bind: str = "0.0.0.0"
+    #: Seconds to wait at most for the old proxy workers to finish their requests.
+    drain_timeout: float = 30.0
+
+
+class ServiceSpec(BaseModel):
+    """One entry of ``runtime.services``. Unknown keys are kept for other components (templates)."""
+
+    model_config = ConfigDict(extra="allow")
+    image: str | None = None
+    replicas: int = Field(default=1, ge=0)
+    port: int | None = None
+    health_path: str = "/web/health"
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
+    front: FrontSpec | None = None
+    #: Where each instance's port is published (on an ephemeral host port): erpops's own checks.
+    publish_bind: str = "127.0.0.1"
+    stop_timeout: int = 10
+    #: A service without health check counts as healthy once running this long.
+    min_ready_seconds: float = 0.5
+    #: Odoo processes per instance and connections per process (scale-for-peak headroom).
+    workers: int | None = None
+    db_maxconn: int | None = None
+
+
+def service_specs(env: Environment) -> dict[str, ServiceSpec]:
+    """Parse ``env.runtime.services``; a bad entry is a misconfigured environment (exit 3)."""
+    specs: dict[str, ServiceSpec] = {}
+    for name, raw in env.runtime.services.items():
+        try:
+            specs[name] = ServiceSpec.model_validate(raw or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise RuntimeMisconfigured(
+                f"environment {env.name!r}: runtime.services.{name}.{where}: {first['msg']}"
+            ) from None
+    return specs
+
+
+# --- what a runtime reports ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Instance:
+    """One container (Docker) or pod (Kubernetes) of a service."""
+
+    id: str
+    name: str
+    image: str
+    release: str
+    state: str  # running | created | restarting | exited | ...
+    health: str  # healthy | unhealthy | starting | none
+    endpoint: str | None = None  # http://host:port erpops can reach, when the service has a port
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    instances: tuple[Instance, ...] = ()
+
+    @property
+    def running(self) -> list[Instance]:
+        return [i for i in self.instances if i.running]
+
+    @property
+    def replicas(self) -> int:
+        return len(self.running)
+
+    @property
+    def healthy(self) -> int:
+        return sum(1 for i in self.running if i.health in ("healthy", "none"))
+
+    @property
+    def images(self) -> list[str]:
+        return sorted({i.image for i in self.running})
+
+    @property
+    def image(self) -> str | None:
+        """The image every running instance runs; None when there is none or a mix."""
+        images = self.images
+        return images[0] if len(images) == 1 else None
+
+    @property
+    def release(self) -> str | None:
+        releases = {i.release for i in self.running}
+        return releases.pop() if len(releases) == 1 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "images": self.images,
+            "release": self.release,
+            "replicas": self.replicas,
+            "healthy": self.healthy,
+            "instances": [asdict(i) for i in self.instances],
+        }
+
+
+@dataclass(frozen=True)
+class Release:
+    """What runs now: one state per declared service (and any found running)."""
+
+    environment: str
+    services: dict[str, ServiceState] = field(default_factory=dict)
+
+    @property
+    def images(self) -> dict[str, str | None]:
+        return {name: s.image for name, s in self.services.items()}
+
+    @property
+    def replicas(self) -> dict[str, int]:
+        return {name: s.replicas for name, s in self.services.items()}
+
+    @property
+    def release(self) -> str | None:
+        """The release label shared by every running instance, if there is one."""
+        releases = {i.release for s in self.services.values() for i in s.running}
+        return releases.pop() if len(releases) == 1 else None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    service: str
+    healthy: bool
+    replicas: int
+    healthy_replicas: int
+    url: str | None
+    http_status: int | None
+    detail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    log_tail: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    service: str
+    image: str
+    previous_image: str | None
+    release: str
+    replicas: int
+    seconds: float
+    changed: bool = True
+
+
+# --- HTTP check ----------------------------------------------------------------------------------
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_check(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
+    """GET ``url`` (redirects followed, proxies ignored). Returns (status or None, short detail).
+
+    Healthy means HTTP 200 and, when the body is JSON with a ``status``, ``"pass"`` (Odoo's
+    ``/web/health`` answers ``{"status": "pass"}``).
+    """
+    try:
+        with _NO_PROXY.open(url, timeout=timeout) as resp:
+            body = resp.read(4096)
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code, f"HTTP {exc.code} from {url}"
+    except (OSError, ValueError) as exc:
+        return None, f"no answer from {url}: {getattr(exc, 'reason', exc)}"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and "status" in doc and doc["status"] != "pass":
+        return 599, f"{url} answered status {doc['status']!r}"
+    return status, f"HTTP {status} from {url}"
+
+
+def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
+    """Call ``predicate()`` until it is true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+# --- the interface -------------------------------------------------------------------------------
+class Runtime(ABC):
+    """One environment's runtime. Open with :func:`open_runtime`; use as a context manager."""
+
+    kind: str = ""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.specs = service_specs(env)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def spec(self, service: str) -> ServiceSpec:
+        """The service's settings; :class:`UnknownService` (exit 3) when it is not declared."""
+        try:
+            return self.specs[service]
+        except KeyError:
+            known = ", ".join(self.specs) or "none"
+            raise UnknownService(
+                f"service {service!r} is not defined in environment {self.env.name!r} (runtime.services: {known})"
+            ) from None
+
+    def default_image(self, service: str) -> str | None:
+        return self.spec(service).image or self.env.odoo.image
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the runtime is (engine URL, cluster context/namespace), for messages."""
+
+    @abstractmethod
+    def current(self) -> Release:
+        """What runs now, found on the runtime itself (no local state)."""
+
+    def service_state(self, service: str) -> ServiceState:
+        self.spec(service)
+        return self.current().services.get(service, ServiceState(service))
+
+    @abstractmethod
+    def ensure_image(self, image: str, *, pull: bool = False) -> str:
+        """Return the image id; pull it when allowed; :class:`ImageNotFound` otherwise."""
+
+    @abstractmethod
+    def deploy(
+        self,
+        service: str,
+        image: str,
+        *,
+        release: str,
+        timeout: float = 300.0,
+        env: Mapping[str, str | None] | None = None,
+    ) -> DeployResult:
+        """Replace the service's instances with ``image`` (all-or-nothing, never zero healthy).
+
+        ``env`` adds (or, with None, removes) environment variables of the instances.
+        """
+
+    @abstractmethod
+    def health(self, service: str, timeout: float = 60.0, *, url: str | None = None) -> HealthReport:
+        """Wait up to ``timeout`` for every instance healthy and ``health_path`` answering 200."""
+
+    @abstractmethod
+    def scale(self, service: str, replicas: int, *, timeout: float = 300.0) -> ServiceState:
+        """Run exactly ``replicas`` instances (new ones healthy before they count)."""
+
+    @abstractmethod
+    def run_once(
+        self,
+        image: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 3600.0,
+        service: str | None = None,
+    ) -> RunResult:
+        """Run ``command`` once in a new instance of ``image`` (with ``service``'s env and network)."""
+
+    @abstractmethod
+    def restart(self, service: str, *, timeout: float = 300.0) -> ServiceState:
+        """Rolling restart: fresh instances of the same image and env, old ones stopped after."""
+
+    @abstractmethod
+    def set_env(self, service: str, values: Mapping[str, str | None], *, timeout: float = 300.0) -> ServiceState:
+        """Change environment variables of the service's instances (rolling, like deploy)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def open_runtime(env: Environment) -> Runtime:
+    """The runtime of ``env`` (``env.runtime.kind``); exit 3 when it has none or it is unreachable."""
+    kind = env.runtime.kind
+    if kind == "docker":
+        from erpops.backends.docker_runtime import DockerRuntime
+
+        return DockerRuntime(env)
+    if kind == "kubernetes":
+        import importlib
+        import importlib.util
+
+        if importlib.util.find_spec("erpops.backends.kubernetes_runtime") is None:
+            raise RuntimeMisconfigured(
+                f"environment {env.name!r}: the Kubernetes runtime is not available in this erpops version"
+            )
+        module = importlib.import_module("erpops.backends.kubernetes_runtime")
+        runtime: Runtime = module.KubernetesRuntime(env)
+        return runtime
+    raise RuntimeMisconfigured(
+        f"environment {env.name!r} has no runtime (runtime.kind: {kind}); "
+        "set runtime.kind to docker or kubernetes in erpops.yaml"
+    )
