@@ -24,11 +24,13 @@ beginning, approvals and end are also appended to the audit trail (:mod:`erpops.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +40,8 @@ from erpops.secrets import redact, redact_obj
 from erpops.state import Record, RunRecord, StepRecord, utcnow
 
 SCHEMA_VERSION = 1
+#: seconds after which a still-running step attempt is written to the journal
+IN_FLIGHT_AFTER = 0.2
 
 RUN_COLUMNS = (
     "id, runbook, version, sha256, environment, params, username, host, pid, started_at, state, ended_at,"
@@ -96,6 +100,9 @@ class SqlStateStore:
     def __init__(self, audit: AuditLog | None) -> None:
         self._mutex = threading.RLock()
         self._step_rows: dict[int, int] = {}
+        self._pending: dict[int, tuple[StepRecord, float]] = {}
+        self._flusher: threading.Thread | None = None
+        self._closed = threading.Event()
         self.audit = audit
 
     # --- hooks ---------------------------------------------------------------------------------
@@ -104,6 +111,10 @@ class SqlStateStore:
 
     def _insert_step(self, args: Sequence[Any]) -> int:
         raise NotImplementedError
+
+    def _execute_step(self, sql: str, args: Sequence[Any]) -> None:
+        """A step-attempt write (frequent; the engine waits for it)."""
+        self._execute(sql, args)
 
     def _ts(self, dt: datetime | None) -> Any:
         """A timestamp as the database takes it."""
@@ -200,7 +211,37 @@ class SqlStateStore:
         self._run("UPDATE runs SET plan = ?j WHERE id = ?", (dumps(plan), run_id))
 
     def start_step(self, step: StepRecord) -> None:
-        args = (
+        """Note a step attempt as started. The row is written when the attempt ends, or by the
+        background writer once it has run for :data:`IN_FLIGHT_AFTER` seconds, whichever comes
+        first: one write per quick step, and a long step shows as running in ``erpops runs show``."""
+        with self._mutex:
+            self._pending[id(step)] = (step, time.monotonic())
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="erpops-journal", daemon=True)
+                self._flusher.start()
+
+    def finish_step(self, step: StepRecord) -> None:
+        """Write the attempt's end; done before the engine starts the next step."""
+        with self._mutex:
+            key = id(step)
+            seq = self._step_rows.pop(key, None)
+            if seq is None:  # still pending (or never started here): one insert with the final values
+                self._pending.pop(key, None)
+                self._insert_step(self._step_args(step))
+                return
+            self._execute_step(
+                self._q("UPDATE steps SET ended_at = ?, outcome = ?, outputs = ?j, error = ? WHERE seq = ?"),
+                (
+                    self._ts(step.ended_at),
+                    step.outcome,
+                    dumps(step.outputs),
+                    redact(step.error) if step.error else None,
+                    seq,
+                ),
+            )
+
+    def _step_args(self, step: StepRecord) -> tuple[Any, ...]:
+        return (
             step.run_id,
             step.step_id,
             step.attempt,
@@ -211,26 +252,28 @@ class SqlStateStore:
             dumps(step.outputs),
             redact(step.error) if step.error else None,
         )
-        with self._mutex:
-            self._step_rows[id(step)] = self._insert_step(args)
 
-    def finish_step(self, step: StepRecord) -> None:
+    def flush(self, older_than: float = 0.0) -> None:
+        """Write the started attempts pending for at least ``older_than`` seconds."""
         with self._mutex:
-            seq = self._step_rows.pop(id(step), None)
-            if seq is None:  # not started through this store: journal it whole
-                self.start_step(step)
-                self._step_rows.pop(id(step), None)
-                return
-            self._execute(
-                self._q("UPDATE steps SET ended_at = ?, outcome = ?, outputs = ?j, error = ? WHERE seq = ?"),
-                (
-                    self._ts(step.ended_at),
-                    step.outcome,
-                    dumps(step.outputs),
-                    redact(step.error) if step.error else None,
-                    seq,
-                ),
-            )
+            now = time.monotonic()
+            for key, (step, since) in list(self._pending.items()):
+                if now - since >= older_than:
+                    del self._pending[key]
+                    self._step_rows[key] = self._insert_step(self._step_args(step))
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(IN_FLIGHT_AFTER / 2):
+            # on error, the next finish_step writes the row anyway (and reports its error)
+            with contextlib.suppress(Exception):
+                self.flush(IN_FLIGHT_AFTER)
+
+    def _stop_flusher(self) -> None:
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.flush()
 
     def record_approval(self, run_id: str, step_id: str, who: str, how: str, message: str) -> None:
         at = utcnow()

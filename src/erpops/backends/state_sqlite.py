@@ -215,5 +215,6 @@ class SqliteStateStore(SqlStateStore):
             os.close(fd)
 
     def close(self) -> None:
+        self._stop_flusher()
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
