@@ -3,7 +3,6 @@
 Nothing heavy is imported here: each command imports what it needs when it runs.
 """
 
-from __future__ import annotations
 
 import importlib.util
 from typing import Any

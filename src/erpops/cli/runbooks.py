@@ -1,6 +1,5 @@
 """``erpops runbook list|show|validate|plan|reference``."""
 
-from __future__ import annotations
 
 import json as _json
 from pathlib import Path
