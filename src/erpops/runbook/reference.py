@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import re
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
+from erpops.runbook.durations import parse_duration
 from erpops.runbook.schema import ActionCall, Metadata, ParamSpec, RetrySpec, RunbookSpec, StepSpec
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("NoneType", "null")
+    if get_origin(annotation) is Annotated:
+        args = get_args(annotation)
+        if any(getattr(m, "func", None) is parse_duration for m in args[1:]):
+            return "duration"
+        return _type_name(args[0])
+    if isinstance(annotation, type):
+        return annotation.__name__
+    text = str(annotation)
+    for prefix in ("typing.", "erpops.runbook.schema.", "erpops.actions.", "pydantic."):
+        text = text.replace(prefix, "")
+    return re.sub(r"Annotated\[float, BeforeValidator\([^]]*\)\]", "duration", text).replace("NoneType", "null")
 
 
 def _fields(model: type[BaseModel]) -> list[str]:
@@ -22,7 +33,8 @@ def _fields(model: type[BaseModel]) -> list[str]:
         default = "required" if f.is_required() else ("" if f.default is None else f"`{f.default!r}`")
         if f.default_factory is not None:
             default = ""
-        typ = _type_name(f.annotation).replace("|", "\\|")
+        is_duration = any(getattr(m, "func", None) is parse_duration for m in f.metadata)
+        typ = "duration" if is_duration else _type_name(f.annotation).replace("|", "\\|")
         lines.append(f"| `{key}` | {typ} | {default} | {(f.description or '').replace('|', '/')} |")
     return lines
 
