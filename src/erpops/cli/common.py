@@ -45,11 +45,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
 
 def execute(name: str, common: Common, options: dict[str, Any] | None = None) -> None:
     """Load the runbook ``name`` (or ``--runbook``), run it on the environment, exit with its code."""
-    from erpops.engine.events import JsonLinesSink
-    from erpops.engine.runner import Engine, RunOptions
-    from erpops.engine.store import open_state_store
     from erpops.environments import load_config
-    from erpops.runbook.durations import parse_duration
     from erpops.runbook.library import find
     from erpops.runbook.loader import load_runbook
 
@@ -62,12 +58,38 @@ def execute(name: str, common: Common, options: dict[str, Any] | None = None) ->
     for key in options or {}:
         if key in given and key not in runbook.spec.params:
             abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for --{key.replace('_', '-')}")
-    lock_wait = None
-    if common.wait:
-        try:
-            lock_wait = parse_duration(common.wait)
-        except ValueError as exc:
-            abort(f"--wait: {exc}")
+    run_runbook(runbook, env, given, common, config, lock_wait=parse_wait(common.wait))
+
+
+def parse_wait(wait: str | None) -> float | None:
+    """``--wait DURATION`` in seconds (None when not given)."""
+    from erpops.runbook.durations import parse_duration
+
+    if not wait:
+        return None
+    try:
+        return parse_duration(wait)
+    except ValueError as exc:
+        abort(f"--wait: {exc}")
+
+
+def run_runbook(
+    runbook: Any,
+    env: Any,
+    given: dict[str, Any],
+    common: Common,
+    config: Any,
+    *,
+    lock_wait: float | None = None,
+    state: Any = None,
+    resume_run_id: str | None = None,
+    completed: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Run a loaded runbook with the output ``common`` asks for, then exit with the run's code.
+    ``state`` (an open state store) is used and closed; otherwise the configured one is opened."""
+    from erpops.engine.events import JsonLinesSink
+    from erpops.engine.runner import Engine, RunOptions
+    from erpops.engine.store import open_state_store
 
     if common.json:
         sink: Any = JsonLinesSink(sys.stdout)
@@ -79,9 +101,17 @@ def execute(name: str, common: Common, options: dict[str, Any] | None = None) ->
         sink = ConsoleSink()
         approver = make_approver(sink)
         interactive = sys.stdin.isatty() and sink.console.is_terminal
-    state = open_state_store(config) if not common.dry_run else None
+    if state is None and not common.dry_run:
+        state = open_state_store(config)
     engine = Engine(state=state, sink=sink, approver=approver)
-    opts = RunOptions(dry_run=common.dry_run, assume_yes=common.yes, interactive=interactive, lock_wait=lock_wait)
+    opts = RunOptions(
+        dry_run=common.dry_run,
+        assume_yes=common.yes,
+        interactive=interactive,
+        lock_wait=lock_wait,
+        resume_run_id=resume_run_id,
+        completed=dict(completed or {}),
+    )
     try:
         result = run_guarded(engine, lambda: engine.run(runbook, env, given, opts))
     finally:

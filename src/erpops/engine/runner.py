@@ -225,9 +225,10 @@ class Engine:
             plan=plan_json,
         )
         with ExitStack() as stack:
-            if options.resume_run_id and hasattr(self.state, "reopen_run"):
-                self.state.reopen_run(run_id)  # type: ignore[attr-defined]
-            else:
+            # a resumed run is reopened once it holds the lock: a resume refused for the lock
+            # leaves the journal of the run as it was
+            resuming = bool(options.resume_run_id) and hasattr(self.state, "reopen_run")
+            if not resuming:
                 self.state.start_run(record)
                 self.state.record_plan(run_id, plan_json)
             try:
@@ -235,12 +236,17 @@ class Engine:
                     stack.enter_context(self.state.environment_lock(env.name, record, wait=options.lock_wait))
                     self._held_locks.add(env.name)
                     stack.callback(self._held_locks.discard, env.name)
+                if resuming:
+                    self.state.reopen_run(run_id)  # type: ignore[attr-defined]
+                    self.state.record_plan(run_id, plan_json)
+                    resuming = False
                 if runbook.spec.metadata.destructive and env.production and parent is None:
                     self.request_approval(
                         rs, None, f"{runbook.name} is destructive and {env.name} is production", require_text=env.name
                     )
             except ErpopsError as exc:
-                self.state.finish_run(run_id, "failed", utcnow(), redact(str(exc)))
+                if not resuming:
+                    self.state.finish_run(run_id, "failed", utcnow(), redact(str(exc)))
                 self.sink.emit(
                     make_event(
                         "run.finished",

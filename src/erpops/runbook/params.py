@@ -116,12 +116,18 @@ def bind(runbook: Any, given: Mapping[str, Any], context: dict[str, Any]) -> dic
 
 def journal_params(runbook: Any, given: Mapping[str, Any], bound: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters as they may be written down: a secret given as a reference keeps the reference
-    (it is not secret), any other secret becomes ``***``."""
+    (it is not secret), a secret left to a templated default keeps the template, any other secret
+    becomes ``***``. ``erpops runs resume`` reads them back."""
     out: dict[str, Any] = {}
     for name, value in bound.items():
         p = runbook.spec.params[name]
         if p.type == "secret":
             raw = given.get(name)
+            if raw is None and value is not None:
+                raw = p.default
+                if templating.is_template(raw):
+                    out[name] = raw
+                    continue
             out[name] = raw if isinstance(raw, str) and secrets.is_reference(raw) else secrets.MASK
         else:
             out[name] = value

@@ -1,0 +1,290 @@
+"""``erpops runs list|show|resume|unlock``: the journal of runs, read back and continued."""
+
+from __future__ import annotations
+
+import json as _json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+
+from erpops.cli.boundary import abort, guarded
+from erpops.cli.common import (
+    Common,
+    ConfigOpt,
+    JsonOpt,
+    ParamOpt,
+    WaitOpt,
+    YesOpt,
+    parse_params,
+    parse_wait,
+    run_runbook,
+)
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _open(config: str | None) -> tuple[Any, Any]:
+    from erpops.engine.store import open_state_store
+    from erpops.environments import load_config
+
+    cfg = load_config(config)
+    return cfg, open_state_store(cfg)
+
+
+def _since(text: str | None) -> datetime | None:
+    """``2h``, ``7d`` (that long ago) or an ISO date/time (UTC unless it says otherwise)."""
+    if not text:
+        return None
+    from erpops.runbook.durations import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        abort(f"--since {text!r}: use a duration (2h, 7d) or an ISO date/time (2026-11-23, 2026-11-23T02:00)")
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _fmt_time(dt: datetime | None) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+
+
+def _duration(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+def _state_label(store: Any, run: Any) -> str:
+    """The recorded state, and whether a 'running' run's process is in fact gone."""
+    if run.state != "running":
+        return str(run.state)
+    from erpops.engine.resume import process_alive
+
+    alive = process_alive(run, getattr(run, "pid", None))
+    if alive is False:
+        return "running (process gone: resume it)"
+    return "running" if alive else "running (on another machine)"
+
+
+def _run_json(store: Any, run: Any) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "runbook": run.runbook,
+        "version": run.version,
+        "sha256": run.sha256,
+        "runbook_path": run.runbook_path,
+        "environment": run.environment,
+        "state": run.state,
+        "state_detail": _state_label(store, run),
+        "user": run.user,
+        "host": run.host,
+        "pid": getattr(run, "pid", None),
+        "params": run.params,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "duration": _duration(run.started_at, run.ended_at),
+        "error": run.error,
+        "parent_id": run.parent_id,
+        "resumes": getattr(run, "resumes", 0),
+    }
+
+
+@app.command("list")
+@guarded
+def list_(
+    env: str = typer.Option(None, "--env", "-e", help="Only runs on this environment."),
+    runbook: str = typer.Option(None, "--runbook", help="Only runs of this runbook (name)."),
+    state: str = typer.Option(None, "--state", help="Only runs in this state (succeeded, failed, ...)."),
+    since: str = typer.Option(None, "--since", help="Only runs started since: 2h, 7d or an ISO date/time."),
+    limit: int = typer.Option(50, "--limit", help="At most this many runs (newest first); 0 for all."),
+    all_: bool = typer.Option(False, "--all", help="Include runs started by runbook.call."),
+    json: bool = JsonOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Runs in the journal, newest first."""
+    _cfg, store = _open(config)
+    try:
+        runs = store.list_runs(
+            environment=env,
+            runbook=runbook,
+            state=state,
+            since=_since(since),
+            limit=limit or None,
+            top_level=not all_,
+        )
+        if not all_:
+            runs = [r for r in runs if not r.parent_id]
+        if json:
+            for r in runs:
+                typer.echo(_json.dumps(_run_json(store, r), default=str))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("run", "runbook", "env", "state", "started (UTC)", "took", "by"):
+            table.add_column(col)
+        for r in runs:
+            took = _duration(r.started_at, r.ended_at)
+            table.add_row(
+                r.id,
+                f"{r.runbook} {r.version}",
+                r.environment,
+                _state_label(store, r),
+                _fmt_time(r.started_at),
+                f"{took:.1f}s" if took is not None else "-",
+                f"{r.user}@{r.host}",
+            )
+        Console(highlight=False).print(table if runs else "no runs")
+    finally:
+        store.close()
+
+
+@app.command("show")
+@guarded
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (see `erpops runs list`)."),
+    json: bool = JsonOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """One run: runbook, parameters, every step attempt with timings and errors, approvals."""
+    _cfg, store = _open(config)
+    try:
+        run = store.get_run(run_id)
+        if run is None:
+            abort(f"no run {run_id!r} in the state store; see `erpops runs list`")
+        steps = store.list_steps(run_id)
+        approvals = store.list_approvals(run_id) if hasattr(store, "list_approvals") else []
+        children = [r for r in store.list_runs() if r.parent_id == run_id]
+        if json:
+            doc = _run_json(store, run)
+            doc["plan"] = run.plan
+            doc["steps"] = [
+                {
+                    "step": s.step_id,
+                    "phase": s.phase,
+                    "attempt": s.attempt,
+                    "outcome": s.outcome,
+                    "started_at": s.started_at.isoformat() if s.started_at else None,
+                    "ended_at": s.ended_at.isoformat() if s.ended_at else None,
+                    "duration": _duration(s.started_at, s.ended_at),
+                    "outputs": s.outputs,
+                    "error": s.error,
+                }
+                for s in steps
+            ]
+            doc["approvals"] = [{**a, "at": a["at"].isoformat() if a.get("at") else None} for a in approvals]
+            doc["children"] = [c.id for c in children]
+            typer.echo(_json.dumps(doc, default=str))
+            return
+        _print_run(store, run, steps, approvals, children)
+    finally:
+        store.close()
+
+
+def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str, Any]], children: list[Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    took = _duration(run.started_at, run.ended_at)
+    con.print(f"[bold]run {run.id}[/bold]  {run.runbook} {run.version} on [bold]{run.environment}[/bold]")
+    con.print(f"  state      {_state_label(store, run)}")
+    con.print(f"  by         {run.user}@{run.host}")
+    con.print(f"  started    {_fmt_time(run.started_at)} UTC" + (f", took {took:.1f}s" if took is not None else ""))
+    con.print(f"  runbook    {run.runbook_path} (sha256 {run.sha256[:12]})")
+    if getattr(run, "resumes", 0):
+        con.print(f"  resumed    {run.resumes} time(s)")
+    if run.params:
+        con.print("  params     " + escape(", ".join(f"{k}={v}" for k, v in run.params.items())))
+    if run.parent_id:
+        con.print(f"  called by  run {run.parent_id}")
+    for c in children:
+        con.print(f"  called     run {c.id} ({c.runbook}, {c.state})")
+    if run.error:
+        con.print(f"  [red]error      {escape(run.error)}[/red]")
+    table = Table(show_edge=False, pad_edge=False, title="steps", title_justify="left")
+    for col in ("step", "phase", "attempt", "outcome", "started (UTC)", "took", "error"):
+        table.add_column(col)
+    for s in steps:
+        d = _duration(s.started_at, s.ended_at)
+        table.add_row(
+            s.step_id,
+            s.phase,
+            str(s.attempt),
+            s.outcome,
+            _fmt_time(s.started_at),
+            f"{d:.2f}s" if d is not None else "-",
+            escape(s.error or ""),
+        )
+    con.print(table)
+    for a in approvals:
+        con.print(f"  approved by {a['who']} ({a['how']}) at {_fmt_time(a.get('at'))}: {escape(a['message'])}")
+
+
+@app.command("resume")
+@guarded
+def resume(
+    run_id: str = typer.Argument(..., metavar="RUN", help="The failed or interrupted run to continue."),
+    force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed."),
+    runbook: str = typer.Option(None, "--runbook", help="The runbook file, if it moved (same sha256)."),
+    param: list[str] = ParamOpt,
+    yes: bool = YesOpt,
+    json: bool = JsonOpt,
+    wait: str = WaitOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Continue a failed or interrupted run from its first step that did not succeed.
+
+    Steps that succeeded are not run again (their outputs are reused); parameters come from the
+    journal. Secrets given literally must be given again with --param; refused (exit 2) when the
+    runbook changed since the run started, unless --force.
+    """
+    from erpops.engine.resume import prepare_resume
+
+    cfg, store = _open(config)
+    try:
+        plan = prepare_resume(store, cfg, run_id, force=force, again=parse_params(param), runbook_path=runbook)
+    except BaseException:
+        store.close()
+        raise
+    common = Common(env=plan.env.name, yes=yes, json=json, config=config, wait=wait)
+    run_runbook(
+        plan.runbook,
+        plan.env,
+        plan.given,
+        common,
+        cfg,
+        lock_wait=parse_wait(wait),
+        state=store,
+        resume_run_id=plan.run.id,
+        completed=plan.completed,
+    )
+
+
+@app.command("unlock")
+@guarded
+def unlock(
+    env: str = typer.Option(..., "--env", "-e", help="Environment whose stale lock to clear."),
+    config: str = ConfigOpt,
+) -> None:
+    """Clear a stale environment lock left by a run whose process is gone (checked first)."""
+    _cfg, store = _open(config)
+    try:
+        if not hasattr(store, "unlock_environment"):
+            abort("this state store keeps no locks between processes")
+        holder = store.unlock_environment(env)
+        if holder is None:
+            typer.echo(f"environment {env!r} is not locked")
+            return
+        typer.echo(
+            f"cleared the stale lock of {env!r}: run {holder['run_id']} ({holder['user']}@{holder['host']}, "
+            f"runbook {holder['runbook']}) is gone; its run is marked interrupted — `erpops runs resume "
+            f"{holder['run_id']}` continues it"
+        )
+    finally:
+        store.close()
