@@ -1,0 +1,111 @@
+"""``erpops env list|check``: the environments of erpops.yaml, and whether their targets answer."""
+
+from __future__ import annotations
+
+import json as _json
+from typing import Any
+
+import typer
+
+from erpops.cli.boundary import guarded
+from erpops.cli.common import ConfigOpt, JsonOpt
+from erpops.errors import ExitCode
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def _where(value: str | None) -> str:
+    """A DSN or URL as it may be shown: references as written, passwords masked."""
+    if not value:
+        return "-"
+    from erpops import secrets
+
+    if secrets.is_reference(value):
+        return value
+    import re
+
+    return secrets.redact(re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", value))
+
+
+def _env_row(env: Any) -> dict[str, Any]:
+    return {
+        "name": env.name,
+        "tier": env.tier,
+        "runtime": env.runtime.kind,
+        "database": _where(env.database.dsn) if env.database else None,
+        "database_name": env.database.name if env.database else None,
+        "standby": _where(env.standby.dsn) if env.standby else None,
+        "storage": env.storage.url if env.storage else None,
+        "object_lock": env.storage.object_lock if env.storage else None,
+    }
+
+
+@app.command("list")
+@guarded
+def list_(json: bool = JsonOpt, config: str = ConfigOpt) -> None:
+    """Environments, their tier and where their parts are (secrets stay references)."""
+    from erpops.engine.store import state_url
+    from erpops.environments import load_config
+
+    cfg = load_config(config)
+    envs = dict(cfg.environments)
+    if "sandbox" not in envs:
+        from erpops.environments import sandbox_environment
+
+        envs["sandbox"] = sandbox_environment()
+    rows = [_env_row(e) for _, e in sorted(envs.items())]
+    if json:
+        for row in rows:
+            typer.echo(_json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    con.print(f"configuration: {cfg.source}")
+    con.print(f"state store:   {_where(state_url(cfg)) if state_url(cfg) else 'SQLite (default location)'}")
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("environment", "tier", "runtime", "database", "storage"):
+        table.add_column(col)
+    for r in rows:
+        tier = f"[bold red]{r['tier']}[/]" if r["tier"] == "production" else r["tier"]
+        table.add_row(r["name"], tier, r["runtime"], r["database"] or "-", r["storage"] or "-")
+    con.print(table)
+
+
+@app.command("check")
+@guarded
+def check(
+    env: str = typer.Option(None, "--env", "-e", help="Environment to check (default: sandbox)."),
+    json: bool = JsonOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Preflight: can every target (database, standby, storage, runtime, Odoo, state store) be
+    reached? Exit 3 when one cannot."""
+    from erpops.engine.preflight import preflight
+    from erpops.environments import load_config
+
+    cfg = load_config(config)
+    environment = cfg.environment(env)
+    checks = preflight(cfg, environment)
+    failed = [c for c in checks if c.ok is False]
+    if json:
+        for c in checks:
+            typer.echo(_json.dumps({"environment": environment.name, **c.as_dict()}))
+    else:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        con = Console(highlight=False)
+        table = Table(show_edge=False, pad_edge=False, title=f"preflight: {environment.name}", title_justify="left")
+        for col in ("target", "status", "time", "detail"):
+            table.add_column(col)
+        for c in checks:
+            status = {True: "[green]ok[/]", False: "[red]FAILED[/]", None: "[dim]skipped[/]"}[c.ok]
+            table.add_row(c.target, status, f"{c.seconds:.2f}s", escape(c.detail))
+        con.print(table)
+        if failed:
+            con.print(f"[red]{len(failed)} target(s) unreachable: {', '.join(c.target for c in failed)}[/red]")
+    if failed:
+        raise typer.Exit(int(ExitCode.UNREACHABLE))
