@@ -136,14 +136,15 @@ def decide(candidates: Iterable[Candidate], policy: Policy, now: datetime) -> li
             seen.append(period)
             keep[c.backup_id].append(f"{label} {len(seen)}/{count} ({period})")
 
-    def protect(match: Callable[[Candidate], bool], reason: str) -> None:
+    protections: list[tuple[Callable[[Candidate], bool], str]] = [
+        (lambda c: c.state in USABLE, "newest complete backup"),
+        (lambda c: c.state in (VERIFIED, RESTORE_TESTED), "newest verified backup"),
+        (lambda c: c.state == RESTORE_TESTED, "newest restore-tested backup"),
+    ]
+    for match, reason in reversed(protections):
         newest = next((c for c in ordered if match(c)), None)
         if newest is not None:
             keep[newest.backup_id].insert(0, reason)
-
-    protect(lambda c: c.state in USABLE, "newest complete backup")
-    protect(lambda c: c.state in (VERIFIED, RESTORE_TESTED), "newest verified backup")
-    protect(lambda c: c.state == RESTORE_TESTED, "newest restore-tested backup")
 
     decisions = []
     for c in ordered:

@@ -109,9 +109,7 @@ def test_small_object_round_trip_single_put(s3_server: S3Server, s3_bucket: str,
         store.reader("prod/x/nothing")
 
 
-def test_multipart_upload_of_unknown_size_grows_parts(
-    s3_server: S3Server, s3_bucket: str, s3_small_parts: int
-) -> None:
+def test_multipart_upload_of_unknown_size_grows_parts(s3_server: S3Server, s3_bucket: str, s3_small_parts: int) -> None:
     store = _store(s3_server, s3_bucket, part_size=4 * KiB, parts_per_step=2)
     data = os.urandom(40 * KiB)
     info = _stream(store, "prod/b/db.dump.zst", data, chunk=1500)

@@ -131,7 +131,7 @@ class LocalStore(ObjectStore):
         parent = self.root.parent
         while not parent.exists():
             parent = parent.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise TargetUnreachable(f"storage directory {self.root} does not exist and {parent} is not writable")
 
     def writer(self, key: str, retention: Retention | None = None, *, size: int | None = None) -> ObjectWriter:
@@ -203,15 +203,17 @@ class LocalStore(ObjectStore):
             return False
         except OSError as exc:
             raise self.os_error("delete", key, exc) from None
-        # Remove directories left empty, up to (not including) the root: S3 has no directories.
-        parent = path.parent
+        self._remove_empty_dirs(path.parent)
+        return True
+
+    def _remove_empty_dirs(self, parent: Path) -> None:
+        """Remove directories left empty, up to (not including) the root: S3 has no directories."""
         while parent != self.root and self.root in parent.parents:
             try:
                 parent.rmdir()
             except OSError:
                 break
             parent = parent.parent
-        return True
 
     def cleanup_partial(self, prefix: str, older_than: datetime) -> list[str]:
         removed = []
@@ -223,6 +225,7 @@ class LocalStore(ObjectStore):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
                     removed.append(key)
+                    self._remove_empty_dirs(path.parent)
             except FileNotFoundError:
                 continue
             except OSError as exc:
