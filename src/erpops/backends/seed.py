@@ -47,14 +47,21 @@ BASE_COUNTS = {
 }
 #: Tables whose row counts a backup manifest records and a restore drill compares.
 KEY_TABLES = (
+    "res_company",
     "res_partner",
+    "res_users",
     "product_template",
     "product_product",
     "stock_location",
     "stock_quant",
     "stock_move",
+    "stock_picking",
     "sale_order",
     "sale_order_line",
+    "purchase_order",
+    "purchase_order_line",
+    "account_account",
+    "account_journal",
     "account_move",
     "account_move_line",
     "ir_attachment",

@@ -134,32 +134,77 @@ FROM (SELECT order_id, sum(price_subtotal) AS untaxed, sum(price_tax)::numeric A
       FROM sale_order_line GROUP BY order_id) s
 WHERE s.order_id = o.id;
 
--- Stock moves: deliveries of confirmed orders, receipts from vendors, internal moves --------
-INSERT INTO stock_move (name, reference, origin, state, product_id, product_uom_qty, quantity, product_uom,
+-- Purchase orders (one line each) ----------------------------------------------------------------
+INSERT INTO purchase_order (name, state, partner_id, company_id, currency_id, user_id, date_order, date_approve,
+                            date_planned, invoice_status, receipt_status, create_uid, create_date, write_uid, write_date)
+SELECT 'P' || lpad(g::text, 5, '0'),
+       CASE WHEN g % 30 = 0 THEN 'cancel' WHEN g % 15 = 7 THEN 'draft' ELSE 'purchase' END,
+       5 * (1 + g % greatest(@partners@ / 5, 1)), 1, 1, 2, t.d,
+       CASE WHEN g % 30 = 0 OR g % 15 = 7 THEN NULL ELSE t.d + interval '1 hour' END, t.d + interval '5 days',
+       'no', CASE WHEN g % 9 = 0 THEN 'pending' ELSE 'full' END,
+       2, t.d, 2, least(t.d + interval '6 days', c.now)
+FROM generate_series(1, @receipts@) g, seed_clock c,
+     LATERAL (SELECT c.now - interval '365 days' + (g::float / @receipts@) * interval '365 days' AS d) t;
+
+INSERT INTO purchase_order_line (order_id, sequence, product_id, name, product_qty, product_uom_qty, qty_received,
+                                 price_unit, price_subtotal, price_tax, price_total, date_planned, state, company_id,
+                                 partner_id, create_uid, create_date, write_uid, write_date)
+SELECT o.id, 10, pp.id, pp.default_code, q.qty, q.qty, CASE WHEN o.state = 'purchase' THEN q.qty ELSE 0 END,
+       (pp.standard_price ->> '1')::numeric, q.qty * (pp.standard_price ->> '1')::numeric,
+       round(q.qty * (pp.standard_price ->> '1')::numeric * 0.15, 2),
+       q.qty * (pp.standard_price ->> '1')::numeric + round(q.qty * (pp.standard_price ->> '1')::numeric * 0.15, 2),
+       o.date_planned, o.state, 1, o.partner_id, 2, o.create_date, 2, o.write_date
+FROM purchase_order o
+JOIN product_product pp ON pp.id = 1 + (o.id * 17 % @products@)
+CROSS JOIN LATERAL (SELECT (10 + floor(random() * 200))::numeric AS qty) q;
+
+UPDATE purchase_order o
+SET amount_untaxed = l.price_subtotal, amount_tax = l.price_tax, amount_total = l.price_total
+FROM purchase_order_line l WHERE l.order_id = o.id;
+
+-- Pickings and stock moves: deliveries of confirmed sale orders, receipts of purchase orders --
+INSERT INTO stock_picking_type (id, name, code, sequence_code, default_location_src_id, default_location_dest_id,
+                                company_id, create_date, write_date)
+SELECT v.id, jsonb_build_object('en_US', v.name), v.code, v.seq, v.src, v.dest, 1, c.now - interval '2 years',
+       c.now - interval '2 years'
+FROM seed_clock c, (VALUES (1, 'Receipts', 'incoming', 'IN', 4, 8), (2, 'Delivery Orders', 'outgoing', 'OUT', 8, 5),
+                           (3, 'Internal Transfers', 'internal', 'INT', 8, 9)) AS v(id, name, code, seq, src, dest);
+
+INSERT INTO stock_picking (name, origin, state, picking_type_id, partner_id, location_id, location_dest_id,
+                           scheduled_date, date_done, sale_id, company_id, create_uid, create_date, write_uid, write_date)
+SELECT 'WH/OUT/' || lpad(o.id::text, 5, '0'), o.name, CASE WHEN o.id % 7 = 0 THEN 'assigned' ELSE 'done' END, 2,
+       o.partner_id, 8, 5, o.date_order + interval '2 days',
+       CASE WHEN o.id % 7 <> 0 THEN o.date_order + interval '2 days' END, o.id, 1,
+       2, o.date_order, 2, least(o.write_date + interval '2 days', c.now)
+FROM sale_order o CROSS JOIN seed_clock c WHERE o.state = 'sale';
+
+INSERT INTO stock_picking (name, origin, state, picking_type_id, partner_id, location_id, location_dest_id,
+                           scheduled_date, date_done, purchase_id, company_id, create_uid, create_date, write_uid, write_date)
+SELECT 'WH/IN/' || lpad(o.id::text, 5, '0'), o.name, CASE WHEN o.id % 9 = 0 THEN 'assigned' ELSE 'done' END, 1,
+       o.partner_id, 4, 8, o.date_planned, CASE WHEN o.id % 9 <> 0 THEN o.date_planned END, o.id, 1,
+       2, o.date_approve, 2, o.write_date
+FROM purchase_order o WHERE o.state = 'purchase';
+
+INSERT INTO stock_move (name, reference, origin, state, picking_id, product_id, product_uom_qty, quantity, product_uom,
                         location_id, location_dest_id, sale_line_id, partner_id, company_id, date,
                         create_uid, create_date, write_uid, write_date)
-SELECT pt.name ->> 'en_US', 'WH/OUT/' || lpad(l.order_id::text, 5, '0'), o.name,
-       CASE WHEN o.id % 7 = 0 THEN 'assigned' ELSE 'done' END,
-       l.product_id, l.product_uom_qty, l.product_uom_qty, 1, 8, 5, l.id, o.partner_id, 1,
-       o.date_order + interval '2 days', 2, o.date_order, 2, least(o.write_date + interval '2 days', c.now)
+SELECT pt.name ->> 'en_US', p.name, o.name, p.state, p.id, l.product_id, l.product_uom_qty, l.product_uom_qty, 1, 8, 5,
+       l.id, o.partner_id, 1, o.date_order + interval '2 days', 2, p.create_date, 2, p.write_date
 FROM sale_order_line l
-JOIN sale_order o ON o.id = l.order_id AND o.state = 'sale'
+JOIN sale_order o ON o.id = l.order_id
+JOIN stock_picking p ON p.sale_id = o.id
 JOIN product_product pp ON pp.id = l.product_id
-JOIN product_template pt ON pt.id = pp.product_tmpl_id
-CROSS JOIN seed_clock c;
+JOIN product_template pt ON pt.id = pp.product_tmpl_id;
 
-INSERT INTO stock_move (name, reference, origin, state, product_id, product_uom_qty, quantity, product_uom,
-                        location_id, location_dest_id, partner_id, company_id, date,
+INSERT INTO stock_move (name, reference, origin, state, picking_id, product_id, product_uom_qty, quantity, product_uom,
+                        location_id, location_dest_id, purchase_line_id, partner_id, company_id, date,
                         create_uid, create_date, write_uid, write_date)
-SELECT 'Receipt of P' || lpad(p.id::text, 6, '0'), 'WH/IN/' || lpad(g::text, 5, '0'), 'P' || lpad(g::text, 5, '0'),
-       CASE WHEN g % 9 = 0 THEN 'assigned' ELSE 'done' END,
-       p.id, q.qty, CASE WHEN g % 9 = 0 THEN 0 ELSE q.qty END, 1,
-       CASE WHEN g % 4 = 0 THEN 8 ELSE 4 END, CASE WHEN g % 4 = 0 THEN 9 ELSE 8 END,
-       5 * (1 + g % greatest(@partners@ / 5, 1)), 1, t.d, 2, t.d, 2, least(t.d + interval '1 day', c.now)
-FROM generate_series(1, @receipts@) g, seed_clock c,
-     LATERAL (SELECT 1 + (g * 17 % @products@) AS id) p,
-     LATERAL (SELECT (10 + floor(random() * 200))::numeric AS qty) q,
-     LATERAL (SELECT c.now - interval '365 days' + (g::float / @receipts@) * interval '365 days' AS d) t;
+SELECT l.name, p.name, o.name, p.state, p.id, l.product_id, l.product_qty,
+       CASE WHEN p.state = 'done' THEN l.product_qty ELSE 0 END, 1, 4, 8, l.id, o.partner_id, 1, p.scheduled_date,
+       2, p.create_date, 2, p.write_date
+FROM purchase_order_line l
+JOIN purchase_order o ON o.id = l.order_id
+JOIN stock_picking p ON p.purchase_id = o.id;
 
 -- Accounting: chart, journals, invoices, vendor bills, miscellaneous entries -----------------
 INSERT INTO account_account (id, name, code_store, account_type, reconcile, create_date, write_date)

@@ -153,12 +153,95 @@ CREATE TABLE sale_order_line (
     write_date timestamp
 );
 
+CREATE TABLE purchase_order (
+    id serial PRIMARY KEY,
+    name varchar NOT NULL,
+    state varchar,
+    partner_id integer NOT NULL,
+    company_id integer NOT NULL,
+    currency_id integer NOT NULL,
+    user_id integer,
+    partner_ref varchar,
+    origin varchar,
+    date_order timestamp NOT NULL,
+    date_approve timestamp,
+    date_planned timestamp,
+    amount_untaxed numeric,
+    amount_tax numeric,
+    amount_total numeric,
+    invoice_status varchar,
+    receipt_status varchar,
+    notes text,
+    create_uid integer,
+    create_date timestamp,
+    write_uid integer,
+    write_date timestamp
+);
+
+CREATE TABLE purchase_order_line (
+    id serial PRIMARY KEY,
+    order_id integer NOT NULL,
+    sequence integer,
+    product_id integer,
+    name text NOT NULL,
+    product_qty numeric NOT NULL,
+    product_uom_qty numeric,
+    qty_received numeric,
+    qty_invoiced numeric,
+    price_unit numeric NOT NULL,
+    price_subtotal numeric,
+    price_tax double precision,
+    price_total numeric,
+    date_planned timestamp,
+    state varchar,
+    company_id integer,
+    partner_id integer,
+    create_uid integer,
+    create_date timestamp,
+    write_uid integer,
+    write_date timestamp
+);
+
+CREATE TABLE stock_picking_type (
+    id serial PRIMARY KEY,
+    name jsonb NOT NULL,
+    code varchar NOT NULL,
+    sequence_code varchar NOT NULL,
+    default_location_src_id integer,
+    default_location_dest_id integer,
+    company_id integer NOT NULL,
+    active boolean DEFAULT true,
+    create_date timestamp,
+    write_date timestamp
+);
+
+CREATE TABLE stock_picking (
+    id serial PRIMARY KEY,
+    name varchar,
+    origin varchar,
+    state varchar,
+    picking_type_id integer NOT NULL,
+    partner_id integer,
+    location_id integer NOT NULL,
+    location_dest_id integer NOT NULL,
+    scheduled_date timestamp NOT NULL,
+    date_done timestamp,
+    sale_id integer,
+    purchase_id integer,
+    company_id integer,
+    create_uid integer,
+    create_date timestamp,
+    write_uid integer,
+    write_date timestamp
+);
+
 CREATE TABLE stock_move (
     id serial PRIMARY KEY,
     name varchar,
     reference varchar,
     origin varchar,
     state varchar,
+    picking_id integer,
     product_id integer NOT NULL,
     product_uom_qty numeric NOT NULL,
     quantity numeric,
@@ -166,6 +249,7 @@ CREATE TABLE stock_move (
     location_id integer NOT NULL,
     location_dest_id integer NOT NULL,
     sale_line_id integer,
+    purchase_line_id integer,
     partner_id integer,
     company_id integer NOT NULL,
     date timestamp NOT NULL,
@@ -429,6 +513,14 @@ ALTER TABLE sale_order_line ADD FOREIGN KEY (product_id) REFERENCES product_prod
 ALTER TABLE stock_move ADD FOREIGN KEY (product_id) REFERENCES product_product (id) ON DELETE RESTRICT;
 ALTER TABLE stock_move ADD FOREIGN KEY (location_id) REFERENCES stock_location (id) ON DELETE RESTRICT;
 ALTER TABLE stock_move ADD FOREIGN KEY (location_dest_id) REFERENCES stock_location (id) ON DELETE RESTRICT;
+ALTER TABLE purchase_order ADD FOREIGN KEY (partner_id) REFERENCES res_partner (id) ON DELETE RESTRICT;
+ALTER TABLE purchase_order_line ADD FOREIGN KEY (order_id) REFERENCES purchase_order (id) ON DELETE CASCADE;
+ALTER TABLE purchase_order_line ADD FOREIGN KEY (product_id) REFERENCES product_product (id) ON DELETE RESTRICT;
+ALTER TABLE stock_picking ADD FOREIGN KEY (picking_type_id) REFERENCES stock_picking_type (id) ON DELETE RESTRICT;
+ALTER TABLE stock_picking ADD FOREIGN KEY (sale_id) REFERENCES sale_order (id) ON DELETE SET NULL;
+ALTER TABLE stock_picking ADD FOREIGN KEY (purchase_id) REFERENCES purchase_order (id) ON DELETE SET NULL;
+ALTER TABLE stock_move ADD FOREIGN KEY (picking_id) REFERENCES stock_picking (id) ON DELETE SET NULL;
+ALTER TABLE stock_move ADD FOREIGN KEY (purchase_line_id) REFERENCES purchase_order_line (id) ON DELETE SET NULL;
 ALTER TABLE stock_move ADD FOREIGN KEY (sale_line_id) REFERENCES sale_order_line (id) ON DELETE SET NULL;
 ALTER TABLE account_journal ADD FOREIGN KEY (default_account_id) REFERENCES account_account (id) ON DELETE RESTRICT;
 ALTER TABLE account_move ADD FOREIGN KEY (journal_id) REFERENCES account_journal (id) ON DELETE RESTRICT;
@@ -446,6 +538,8 @@ CREATE INDEX sale_order__partner_id_index ON sale_order (partner_id);
 CREATE INDEX sale_order_line__order_id_index ON sale_order_line (order_id);
 CREATE INDEX stock_move__product_id_index ON stock_move (product_id);
 CREATE INDEX stock_move__sale_line_id_index ON stock_move (sale_line_id);
+CREATE INDEX stock_move__picking_id_index ON stock_move (picking_id);
+CREATE INDEX purchase_order_line__order_id_index ON purchase_order_line (order_id);
 CREATE INDEX account_move__date_index ON account_move (date);
 CREATE INDEX account_move__state_index ON account_move (state);
 CREATE INDEX account_move_line__move_id_index ON account_move_line (move_id);
