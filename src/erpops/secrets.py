@@ -46,6 +46,10 @@ class Redactor:
                 text = text.replace(value, MASK)
         return text
 
+    def contains(self, text: str) -> bool:
+        """Does ``text`` hold a registered secret (or one of its encodings)?"""
+        return any(value in text for value in self._ordered)
+
     def redact_obj(self, obj: Any) -> Any:
         """Redact every string inside a JSON-like structure (keys included)."""
         if isinstance(obj, str):

@@ -82,6 +82,12 @@ class StepContext:
         stdout: Any = None,
         tail_lines: int = 20,
     ) -> ProcessResult:
+        if any(secrets.REDACTOR.contains(str(arg)) for arg in argv):
+            # a command line is visible to every user of the machine (ps, /proc): never a secret
+            raise PermanentError(
+                f"step {self.step_id}: the command line of {argv[0]} would contain a secret; "
+                "pass it through the environment instead (exec: secret_env)"
+            )
         code, out, err, secs = process.run_process(
             argv,
             cancel=self._cancel,
