@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.errors import InvalidInput, PermanentError
+from erpops.errors import InvalidInput, PermanentError, Unreachable
 from erpops.runbook.durations import Duration
 from erpops.state import utcnow
 
@@ -53,12 +53,14 @@ class Check(Action):
         images: dict[str, str | None] | None = Field(None, description="or an image per service")
         services: list[str] | None = Field(None, description="default: every declared service")
         pull: bool = Field(False, description="pull a missing image instead of failing")
+        database: bool = Field(False, description="also check that the environment's database answers")
 
     outputs = {
         "runtime": "where the runtime is",
         "images": "image per service now (null when nothing runs)",
         "replicas": "running instances per service now",
         "release": "the release label every instance shares, or null",
+        "database": "the database checked, when asked",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -76,12 +78,28 @@ class Check(Action):
             for image in sorted(wanted):
                 rt.ensure_image(image, pull=params.pull)
             now = rt.current()
-            return {
-                "runtime": rt.describe(),
-                "images": {s: now.services[s].image if s in now.services else None for s in rt.specs},
-                "replicas": {s: now.services[s].replicas if s in now.services else 0 for s in rt.specs},
-                "release": now.release,
-            }
+            described = rt.describe()
+        database = None
+        if params.database:
+            database = _ping_database(ctx)
+        return {
+            "runtime": described,
+            "database": database,
+            "images": {s: now.services[s].image if s in now.services else None for s in rt.specs},
+            "replicas": {s: now.services[s].replicas if s in now.services else 0 for s in rt.specs},
+            "release": now.release,
+        }
+
+
+def _ping_database(ctx: ActionContext) -> str:
+    from erpops.backends import pg
+
+    db = ctx.env.database
+    if db is None:
+        raise Unreachable(f"environment {ctx.env.name!r} has no database (database.dsn in erpops.yaml)")
+    with pg.connect(ctx.resolve_secret(db.dsn), db.name) as conn:
+        version = pg.server_version(conn)
+    return f"{pg.describe(db.dsn, db.name)} (PostgreSQL {version})"
 
 
 class Current(Action):
@@ -489,7 +507,8 @@ class RecordRelease(Action):
     class Params(ActionParams):
         release: str | None = Field(None, description="release id; default: the run id")
         status: Literal["pending", "good", "failed"]
-        images: dict[str, str | None] | None = Field(None, description="image per service")
+        image: str | None = Field(None, description="one image for every declared service")
+        images: dict[str, str | None] | None = Field(None, description="or an image per service")
         previous: dict[str, str | None] | None = Field(None, description="image per service before")
         backup_id: str | None = Field(None, description="the pre-deploy backup")
         rollback_to: str | None = Field(None, description="the release this one returned to")
@@ -510,6 +529,8 @@ class RecordRelease(Action):
             value = getattr(params, name)
             if value is not None:
                 data[name] = value
+        if params.image is not None:
+            data["images"] = {s: params.image for s in ctx.env.runtime.services}
         data["status"] = params.status
         data.setdefault("runbook", ctx.run.runbook)
         data[f"{params.status}_at"] = utcnow().isoformat()

@@ -410,7 +410,9 @@ class DockerRuntime(Runtime):
                 detach=True,
             )
         front.put_archive(FRONT_CONF_DIR, buf.getvalue())
+        old_workers: set[str] = set()
         if front.status == "running":
+            old_workers = self._front_workers(front)
             front.kill(signal="SIGHUP")
         else:
             front.start()
@@ -427,17 +429,17 @@ class DockerRuntime(Runtime):
             raise ActionError(
                 f"front proxy {front_name} did not load its new configuration within 15s (docker logs {front_name})"
             )
-        wait_until(lambda: not self._front_draining(front), spec.front.drain_timeout, 0.05)
+        # Old workers keep accepting until the master tells them to quit, then finish their
+        # requests: the old upstreams are in use until every one of them has exited.
+        wait_until(lambda: not (old_workers & self._front_workers(front)), spec.front.drain_timeout, 0.02)
 
     @staticmethod
-    def _front_draining(front: Container) -> bool:
-        """True while nginx workers of a previous configuration are finishing requests."""
-        try:
-            top = front.top()
-        except docker.errors.APIError:
-            time.sleep(0.5)
-            return False
-        return any("shutting down" in " ".join(map(str, p)) for p in top.get("Processes") or [])
+    def _front_workers(front: Container) -> set[str]:
+        """PIDs of the proxy's worker processes (``docker top``; nothing needed in the image)."""
+        top = front.top()
+        titles = top.get("Titles") or []
+        pid_col = titles.index("PID") if "PID" in titles else 1
+        return {str(p[pid_col]) for p in top.get("Processes") or [] if "worker process" in " ".join(map(str, p))}
 
     # --- operations --------------------------------------------------------------------------------
     def _replace(

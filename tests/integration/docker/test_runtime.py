@@ -1,0 +1,146 @@
+"""The Docker runtime against the real engine: deploy, health gate, scale, run_once, errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from erpops.backends.runtime import DeployFailed, ImageNotFound, UnknownService, http_check, open_runtime
+from erpops.errors import ExitCode, TargetUnreachable
+from tests.fixtures.docker import ImageSet, dead_docker_host
+
+pytestmark = pytest.mark.docker
+
+
+def test_deploy_rolls_every_instance_with_zero_failed_requests(
+    docker_env: Any, docker_images: ImageSet, poller: Any
+) -> None:
+    e = docker_env()
+    with open_runtime(e.env) as rt:
+        first = rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        assert (first.previous_image, first.replicas) == (None, 2)
+        rt.deploy("worker", docker_images.healthy, release="r1", timeout=30)
+        now = rt.current()
+        assert now.images == {"web": docker_images.healthy, "worker": docker_images.healthy}
+        assert now.replicas == {"web": 2, "worker": 1}
+        assert now.release == "r1"
+        assert now.services["web"].healthy == 2
+        old = e.ids()
+        with poller(e.front + "/web/health") as p:
+            result = rt.deploy("web", docker_images.healthy_v2, release="r2", timeout=30)
+        assert p.failures == [], p.failures
+        assert p.ok > 10 and p.versions[0] == "v1" and p.versions[-1] == "v2"
+        assert result.previous_image == docker_images.healthy
+        assert e.ids().isdisjoint(old) and len(e.ids()) == 2
+        assert e.images() == {docker_images.healthy_v2}
+        # labels alone let a new process find everything again
+        c = e.containers("web")[0]
+        assert {"erpops.environment", "erpops.service", "erpops.release", "erpops.image"} <= set(c.labels)
+        assert c.labels["erpops.release"] == "r2"
+        report = rt.health("web", 10)
+        assert report.healthy and report.http_status == 200 and report.url == e.front + "/web/health"
+    with open_runtime(e.env) as again:
+        assert again.current().images["web"] == docker_images.healthy_v2
+
+
+def test_unhealthy_image_is_refused_and_old_containers_serve_throughout(
+    docker_env: Any, docker_images: ImageSet, poller: Any
+) -> None:
+    e = docker_env()
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        old = e.ids()
+        with poller(e.front + "/web/health") as p, pytest.raises(DeployFailed) as err:
+            rt.deploy("web", docker_images.unhealthy, release="bad", timeout=30)
+        assert p.failures == [], p.failures
+        assert p.ok > 5 and p.versions == ["v1"]
+        assert "unhealthy" in str(err.value) and "previous ones kept serving" in str(err.value)
+        assert err.value.restored_at - err.value.verdict_at < 3
+        assert e.ids() == old  # nothing replaced, no leftover of the bad image
+        assert e.images() == {docker_images.healthy}
+        assert rt.health("web", 5).healthy
+
+
+def test_scale_up_and_down_without_failed_requests(docker_env: Any, docker_images: ImageSet, poller: Any) -> None:
+    e = docker_env()
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        with poller(e.front + "/web/health") as p:
+            assert rt.scale("web", 3, timeout=30).replicas == 3
+            assert rt.scale("web", 1, timeout=30).replicas == 1
+        assert p.failures == [], p.failures
+        assert len(e.ids()) == 1
+        assert rt.current().services["web"].release == "r1"
+        assert rt.scale("worker", 2).replicas == 2  # from the environment's image: nothing ran yet
+        assert e.images("worker") == {docker_images.healthy}
+
+
+def test_run_once_returns_exit_code_and_log_tail(docker_env: Any, docker_images: ImageSet) -> None:
+    e = docker_env(front=False)
+    with open_runtime(e.env) as rt:
+        ok = rt.run_once(docker_images.healthy, ["/bin/migrate"], service="web", timeout=30)
+        assert ok.exit_code == 0 and "migration done" in ok.log_tail
+        bad = rt.run_once(docker_images.migration_fails, ["/bin/migrate"], service="web", timeout=30)
+        assert bad.exit_code == 3 and "column x does not exist" in bad.log_tail
+        env = rt.run_once(docker_images.healthy, ["/bin/sh", "-c", "echo $MARKER $EXTRA"], env={"EXTRA": "y"})
+        assert env.log_tail.strip() == "y"
+        with_service = rt.run_once(docker_images.healthy, ["/bin/sh", "-c", "echo $MARKER"], service="web")
+        assert with_service.log_tail.strip() == "initial"
+        from erpops.errors import StepTimeout
+
+        with pytest.raises(StepTimeout):
+            rt.run_once(docker_images.healthy, ["/bin/sleep", "30"], timeout=1)
+    left = e.client.containers.list(
+        all=True, filters={"label": [f"erpops.environment={e.name}", "erpops.role=run-once"]}
+    )
+    assert left == []
+
+
+def test_set_env_and_restart_replace_containers(docker_env: Any, docker_images: ImageSet, poller: Any) -> None:
+    e = docker_env()
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        before = e.ids()
+        with poller(e.front + "/web/health") as p:
+            rt.set_env("web", {"MARKER": "standby-db"})
+        assert p.failures == []
+        status, _ = http_check(e.front + "/web/health")
+        assert status == 200
+        import urllib.request
+
+        assert '"marker": "standby-db"' in urllib.request.urlopen(e.front + "/web/health").read().decode()
+        assert e.ids().isdisjoint(before)
+        after_env = e.ids()
+        rt.restart("web")
+        assert e.ids().isdisjoint(after_env) and len(e.ids()) == 2
+        assert '"marker": "standby-db"' in urllib.request.urlopen(e.front + "/web/health").read().decode()
+        assert rt.current().services["web"].release == "r1"
+
+
+def test_unknown_image_unknown_service_and_dead_engine_change_nothing(
+    docker_env: Any, docker_images: ImageSet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = docker_env(front=False)
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        before = e.ids()
+        missing = f"{docker_images.repository}:does-not-exist"
+        with pytest.raises(ImageNotFound) as err:
+            rt.deploy("web", missing, release="r2")
+        assert missing in str(err.value) and err.value.exit_code == ExitCode.UNREACHABLE
+        with pytest.raises(UnknownService) as err2:
+            rt.deploy("nope", docker_images.healthy, release="r2")
+        assert "'nope'" in str(err2.value) and "web, worker" in str(err2.value)
+        assert err2.value.exit_code == ExitCode.UNREACHABLE
+        assert e.ids() == before
+    dead = dead_docker_host(tmp_path)
+    monkeypatch.setitem(os.environ, "DOCKER_HOST", dead)
+    with pytest.raises(TargetUnreachable) as err3:
+        open_runtime(e.env)
+    assert f"Docker engine not reachable at {dead}" in str(err3.value)
+    assert err3.value.exit_code == ExitCode.UNREACHABLE
+    monkeypatch.delitem(os.environ, "DOCKER_HOST")
+    assert e.ids() == before
