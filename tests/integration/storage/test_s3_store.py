@@ -363,3 +363,43 @@ def test_cleanup_partial_aborts_stale_uploads(s3_server: S3Server, s3_bucket: st
     removed = store.cleanup_partial("prod/", datetime.now(UTC) + timedelta(seconds=5))
     assert len(removed) == 1 and removed[0].startswith("prod/k/db.dump.zst")
     assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_reader_resumes_after_the_connection_drops(s3_server: S3Server, versioned: bool) -> None:
+    store = _store(s3_server, s3_server.new_bucket(versioned=versioned), retry_backoff=0.01)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    store.put_bytes("prod/r/db.dump.zst", data)
+    with store.reader("prod/r/db.dump.zst") as r:
+        first = r.read(100_000)
+        r.raw._body._raw_stream.close()  # type: ignore[attr-defined]  # the connection drops mid-object
+        rest = r.read()
+        assert r.raw.resumed == 1  # type: ignore[attr-defined]
+    assert first + rest == data
+
+
+def test_server_gone_mid_upload_fails_cleanly(s3_server: S3Server, s3_bucket: str, s3_small_parts: int) -> None:
+    """A second server over the same moto backend is stopped after the first part: the upload
+    fails as unreachable after its retries; the unfinished upload (which could not be aborted
+    while the server was away) is removed later by cleanup_partial, as prune does."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.fixtures.s3 import _free_port
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    gone = S3Server(endpoint=f"http://127.0.0.1:{port}")
+    store = _store(gone, s3_bucket, part_size=4 * KiB, retry_backoff=0.05)
+    w = store.writer("prod/s/db.dump.zst")
+    w.write(os.urandom(9 * KiB))  # two parts sent
+    w._pending[-1].result()  # type: ignore[attr-defined]
+    server.stop()
+    started = time.monotonic()
+    with pytest.raises(TargetUnreachable, match="cannot reach S3"), w:
+        w.write(os.urandom(9 * KiB))
+    assert time.monotonic() - started < 10
+    main = _store(s3_server, s3_bucket)
+    assert main.head("prod/s/db.dump.zst") is None
+    assert len(main.cleanup_partial("prod/", datetime.now(UTC) + timedelta(seconds=5))) == 1
+    assert not s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
