@@ -512,6 +512,7 @@ class RecordRelease(Action):
         previous: dict[str, str | None] | None = Field(None, description="image per service before")
         backup_id: str | None = Field(None, description="the pre-deploy backup")
         rollback_to: str | None = Field(None, description="the release this one returned to")
+        rolled_back_from: str | None = Field(None, description="the release this one replaced by a rollback")
         error: str | None = None
 
     outputs = {"release": "the release id", "status": "its status"}
@@ -525,7 +526,7 @@ class RecordRelease(Action):
         key = params.release or ctx.run.id
         old = ctx.state.get_record(RELEASE, ctx.env.name, key)
         data = dict(old.data) if old else {"time": utcnow().isoformat(), "run_id": ctx.run.id}
-        for name in ("images", "previous", "backup_id", "rollback_to", "error"):
+        for name in ("images", "previous", "backup_id", "rollback_to", "rolled_back_from", "error"):
             value = getattr(params, name)
             if value is not None:
                 data[name] = value
@@ -572,7 +573,7 @@ class Releases(Action):
 
 class ResolveRelease(Action):
     """Pick the release to roll back to: ``to`` (a release id), or the newest good release that is
-    not the one running now.
+    not the one running now and was not itself rolled back from.
 
     ```yaml
     - id: target
@@ -616,7 +617,8 @@ class ResolveRelease(Action):
                 images = {s: i for s, i in (r.get("images") or {}).items() if i}
                 return r["id"] == current or images == running
 
-            good = [r for r in rels if r.get("status") == "good" and not is_current(r)]
+            abandoned = {r.get("rolled_back_from") for r in rels if r.get("status") == "good"}
+            good = [r for r in rels if r.get("status") == "good" and not is_current(r) and r["id"] not in abandoned]
             if not good:
                 raise PermanentError(
                     f"no known good release of {ctx.env.name!r} to roll back to "
