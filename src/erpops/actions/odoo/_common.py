@@ -1,0 +1,105 @@
+"""What the Odoo actions share: where the database, filestore and object store are, progress."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from erpops.actions.base import ActionContext, ActionParams
+from erpops.errors import InvalidInput
+
+
+class DbParams(ActionParams):
+    dsn: str | None = Field(
+        None, description="server DSN (a secret reference such as env:VAR is resolved); default: the environment's"
+    )
+
+
+def dsn_of(ctx: ActionContext, given: str | None) -> str:
+    """The server DSN: ``given`` or the environment's ``database.dsn``, secret references resolved."""
+    raw = given or (ctx.env.database.dsn if getattr(ctx.env, "database", None) else None)
+    if not raw:
+        raise InvalidInput(f"environment {ctx.env.name!r} has no database.dsn; give dsn:")
+    value = ctx.resolve_secret(raw)
+    if value != raw:
+        ctx.register_secret(value)
+    return value
+
+
+def live_database(ctx: ActionContext) -> str | None:
+    db = getattr(ctx.env, "database", None)
+    return db.name if db is not None else None
+
+
+def database_of(ctx: ActionContext, given: str | None) -> str:
+    name = given or live_database(ctx)
+    if not name:
+        raise InvalidInput(f"environment {ctx.env.name!r} has no database.name; give database:")
+    return name
+
+
+def refuse_live(ctx: ActionContext, database: str, what: str) -> None:
+    """Safety rule: restores, neutralization and drops never touch the environment's live database."""
+    if database == live_database(ctx):
+        raise InvalidInput(
+            f"{what} refuses the live database {database!r} of environment {ctx.env.name}; use a new name "
+            f"such as {database}_drill"
+        )
+
+
+def env_name(ctx: ActionContext, given: str | None = None) -> str:
+    name = given or getattr(ctx.env, "name", None) or ctx.run.environment
+    if not name:
+        raise InvalidInput("no environment name to find backups under; give environment:")
+    return str(name)
+
+
+def storage_of(ctx: ActionContext) -> Any:
+    storage = getattr(ctx.env, "storage", None)
+    if storage is None:
+        raise InvalidInput(f"environment {ctx.env.name!r} has no storage configured (storage.url in erpops.yaml)")
+    return storage
+
+
+def open_store(ctx: ActionContext) -> Any:
+    from erpops.backends.storage import open_store as _open
+
+    return _open(storage_of(ctx), ctx.resolve_secret)
+
+
+def filestore_of(ctx: ActionContext, given: str | None) -> Path | None:
+    raw = given if given is not None else getattr(ctx.env.odoo, "filestore", None)
+    if not raw:
+        return None
+    return Path(raw).expanduser()
+
+
+_UNSAFE = re.compile(r"[^a-z0-9_]")
+
+
+def drill_name(database: str, run_id: str) -> str:
+    """``<db>_drill_<run id>`` lower-cased, only ``[a-z0-9_]``, at most 63 bytes."""
+    name = _UNSAFE.sub("_", f"{database}_drill_{run_id}".lower())
+    return name[:63]
+
+
+def progress(ctx: ActionContext, label: str, total: int | None = None) -> Callable[[str, int], None]:
+    """A (part, bytes) callback: progress events at most 4 times a second per part."""
+    last: dict[str, float] = {}
+
+    def report(part: str, done: int) -> None:
+        now = time.monotonic()
+        if now - last.get(part, 0.0) >= 0.25:
+            last[part] = now
+            ctx.progress(f"{label} {part}", done=done, total=total)
+
+    return report
+
+
+def cancelled(ctx: ActionContext) -> Callable[[], bool]:
+    return lambda: bool(ctx.cancelled)

@@ -1,0 +1,152 @@
+"""``odoo.export_zip`` and ``odoo.import_zip``: Odoo's database-manager backup format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from erpops.actions.base import Action, ActionContext, Change, PlanResult
+from erpops.actions.odoo._common import (
+    DbParams,
+    cancelled,
+    database_of,
+    dsn_of,
+    filestore_of,
+    live_database,
+    refuse_live,
+)
+
+
+class ExportZip(Action):
+    """Export a database and its filestore as the zip Odoo's database manager makes
+    (``dump.sql`` from ``pg_dump --no-owner``, ``filestore/``, ``manifest.json`` with
+    ``odoo_dump``, ``db_name``, ``version``, ``version_info``, ``major_version``, ``pg_version``,
+    ``modules``), restorable from Odoo's ``/web/database/manager``. PostgreSQL 18's ``\\restrict``
+    lines are removed so older ``psql`` can load the dump (``keep_restrict: true`` keeps them).
+
+    ```yaml
+    - id: export
+      action: odoo.export_zip
+      with: {database: odoo, path: "/var/backups/odoo-{{ run.id }}.zip"}
+    ```
+    """
+
+    name = "odoo.export_zip"
+
+    class Params(DbParams):
+        path: str = Field(description="zip file to write (replaced atomically)")
+        database: str | None = Field(None, description="database; default: the environment's database.name")
+        filestore: str | None = Field(
+            None, description="filestore directory; default: odoo.filestore for the environment's database"
+        )
+        level: int = Field(6, ge=0, le=9, description="deflate level (Odoo uses 6)")
+        keep_restrict: bool = Field(False, description="keep pg_dump's \\restrict lines in dump.sql")
+
+    outputs = {
+        "path": "the zip written",
+        "size": "bytes",
+        "sha256": "SHA-256 of the zip",
+        "manifest": "the zip's manifest.json",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, f"export {params.database or 'the database'} to {params.path}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        import hashlib
+
+        from erpops.backends.odoo_zip import export_zip
+
+        database = database_of(ctx, params.database)
+        if params.filestore is not None:
+            filestore = filestore_of(ctx, params.filestore)
+        else:
+            filestore = filestore_of(ctx, None) if database == live_database(ctx) else None
+        dest = Path(params.path).expanduser()
+        manifest = export_zip(
+            dsn_of(ctx, params.dsn),
+            database,
+            filestore,
+            dest,
+            level=params.level,
+            keep_restrict=params.keep_restrict,
+            version=getattr(ctx.env.odoo, "version", None),
+            cancelled=cancelled(ctx),
+        )
+        digest = hashlib.sha256()
+        with open(dest, "rb") as f:
+            for chunk in iter(lambda: f.read(1024 * 1024), b""):
+                digest.update(chunk)
+        size = dest.stat().st_size
+        ctx.log(f"exported {database} to {dest} ({size} bytes, {len(manifest['modules'])} modules)")
+        return {"path": str(dest), "size": size, "sha256": digest.hexdigest(), "manifest": manifest}
+
+
+class ImportZip(Action):
+    """Import an Odoo database-manager zip into a new database (created and marked as erpops's
+    own) and its ``filestore/`` into a directory. Never the environment's live database.
+
+    ```yaml
+    - id: import
+      action: odoo.import_zip
+      with: {path: /tmp/odoo.zip, database: odoo_copy, filestore: /var/lib/odoo/filestore/odoo_copy}
+    ```
+    """
+
+    name = "odoo.import_zip"
+
+    class Params(DbParams):
+        path: str = Field(description="the zip to import")
+        database: str = Field(description="the new database")
+        filestore: str | None = Field(
+            None, description="where to unpack filestore/ (default: <scratch>/filestore/<database>)"
+        )
+        scratch_dir: str | None = Field(None, description="parent of the scratch directory for the default filestore")
+
+    outputs = {
+        "database": "the new database",
+        "filestore": "where the filestore was unpacked",
+        "files": "files unpacked",
+        "manifest": "the zip's manifest.json",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, f"import {params.path} into new database {params.database}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import odoo_restore as R
+        from erpops.backends.odoo_zip import import_zip
+        from erpops.errors import InvalidInput
+
+        refuse_live(ctx, params.database, "odoo.import_zip")
+        src = Path(params.path).expanduser()
+        if not src.is_file():
+            raise InvalidInput(f"odoo.import_zip: {src} is not a file")
+        dsn = dsn_of(ctx, params.dsn)
+        R.check_new_database(dsn, params.database)
+        if params.filestore:
+            filestore = Path(params.filestore).expanduser()
+        else:
+            scratch = R.make_scratch(R.scratch_dir(params.scratch_dir, params.database))
+            filestore = scratch / "filestore" / params.database
+        created: list[str] = []
+
+        def create(name: str) -> None:
+            R.create_database(dsn, name, note=f"import of {src.name} (run {ctx.run.id})")
+            created.append(name)
+
+        try:
+            manifest = import_zip(src, dsn, params.database, filestore, create=create, cancelled=cancelled(ctx))
+        except BaseException:
+            if created:
+                R.drop_database(dsn, params.database)
+            raise
+        ctx.log(f"imported {src} into {params.database} ({manifest.get('files', 0)} filestore files)")
+        return {
+            "database": params.database,
+            "filestore": str(filestore),
+            "files": manifest.get("files", 0),
+            "manifest": manifest,
+        }

@@ -1,0 +1,323 @@
+"""Restore drill steps: ``odoo.select_backup``, ``odoo.restore``, ``odoo.neutralize``,
+``odoo.verify`` and ``odoo.cleanup``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.actions.odoo._common import (
+    DbParams,
+    cancelled,
+    dsn_of,
+    env_name,
+    open_store,
+    progress,
+    refuse_live,
+)
+from erpops.errors import InvalidInput, PermanentError
+
+
+class SelectBackup(Action):
+    """Choose the backup to restore: the given id (refused unless it is complete), or the newest
+    complete one. Incomplete (no manifest) and corrupt backups are never chosen.
+
+    ```yaml
+    - id: choose
+      action: odoo.select_backup
+      with: {backup: "{{ params.backup }}"}
+    ```
+    """
+
+    name = "odoo.select_backup"
+    read_only = True
+
+    class Params(ActionParams):
+        backup: str | None = Field(None, description="backup id; empty: the newest complete backup")
+        environment: str | None = Field(None, description="whose backups; default: this run's environment")
+
+    outputs = {
+        "backup_id": "the chosen backup",
+        "state": "complete, verified or restore-tested",
+        "time": "when the backup started",
+        "snapshot_time": "when its database snapshot was taken",
+        "database": "the database it holds",
+        "odoo_version": "base module version in the backup",
+        "size": "bytes stored",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.NONE, f"choose backup {params.backup or '(newest complete)'}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends.catalog import Catalog
+
+        entry = Catalog(open_store(ctx), env_name(ctx, params.environment)).choose(params.backup or None)
+        m = entry.manifest
+        assert m is not None
+        ctx.log(f"backup {entry.backup_id} ({entry.state}, snapshot {m.snapshot_time.isoformat()}, {entry.size} bytes)")
+        return {
+            "backup_id": entry.backup_id,
+            "state": entry.state,
+            "time": entry.time.isoformat(),
+            "snapshot_time": m.snapshot_time.isoformat(),
+            "database": m.database,
+            "odoo_version": m.odoo_version,
+            "size": entry.size,
+        }
+
+
+class _Target(DbParams):
+    database: str = Field(description="the new database to restore into (never the live one)")
+    scratch_dir: str | None = Field(
+        None, description="parent of the scratch directory (default $ERPOPS_SCRATCH_DIR or /var/tmp)"
+    )
+
+
+class Restore(Action):
+    """Restore a backup into a new database and a scratch filestore. Every artifact is fetched
+    and its SHA-256 checked against the manifest first: a corrupt backup fails here, before any
+    database is created. Then ``pg_restore -j`` into the new database (created and marked as
+    erpops's own, so ``odoo.cleanup`` may drop it) while the filestore is unpacked into
+    ``<scratch>/filestore/<database>``.
+
+    ```yaml
+    - id: restore
+      action: odoo.restore
+      with:
+        backup: "{{ steps.choose.outputs.backup_id }}"
+        database: "{{ params.drill_database }}"
+        jobs: 2
+    ```
+    """
+
+    name = "odoo.restore"
+
+    class Params(_Target):
+        backup: str = Field(description="backup id to restore")
+        environment: str | None = Field(None, description="whose backup; default: this run's environment")
+        filestore: str | None = Field(
+            None, description="restore the filestore here (default: in the scratch directory)"
+        )
+        jobs: int = Field(2, ge=1, le=64, description="pg_restore parallel jobs")
+
+    outputs = {
+        "backup_id": "the restored backup",
+        "database": "the new database",
+        "filestore": "the restored filestore directory",
+        "scratch": "the scratch directory",
+        "artifacts": "per artifact: name, key, ok, sha256 expected and found",
+        "fetch_seconds": "fetch and checksum time",
+        "restore_seconds": "pg_restore (and filestore unpack) time",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, f"check and restore backup {params.backup} into new database {params.database}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import odoo_restore as R
+        from erpops.backends.catalog import Catalog
+
+        refuse_live(ctx, params.database, "odoo.restore")
+        dsn = dsn_of(ctx, params.dsn)
+        R.check_new_database(dsn, params.database)
+        store = open_store(ctx)
+        manifest, _ = Catalog(store, env_name(ctx, params.environment)).read_manifest(params.backup)
+        scratch = R.make_scratch(R.scratch_dir(params.scratch_dir, params.database))
+        filestore = Path(params.filestore) if params.filestore else scratch / "filestore" / params.database
+        fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
+        for art in fetched.artifacts:
+            ctx.log(f"{art.name}: {art.size} bytes, sha256 matches the manifest")
+        R.create_database(dsn, params.database, note=f"restore of {params.backup} (run {ctx.run.id})")
+        seconds = R.restore(fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx))
+        fetched.dump.unlink(missing_ok=True)
+        if fetched.filestore_archive is not None:
+            fetched.filestore_archive.unlink(missing_ok=True)
+        ctx.log(
+            f"restored {params.backup} into {params.database} in {seconds['total']:g}s (fetch {fetched.seconds:g}s)"
+        )
+        return {
+            "backup_id": params.backup,
+            "database": params.database,
+            "filestore": str(filestore) if "filestore" in manifest.artifacts else None,
+            "scratch": str(scratch),
+            "artifacts": [a.as_dict() for a in fetched.artifacts],
+            "fetch_seconds": fetched.seconds,
+            "restore_seconds": seconds["total"],
+        }
+
+
+class Neutralize(Action):
+    """Make a restored copy harmless, as ``odoo-bin neutralize`` does, on the tables that exist:
+    scheduled jobs off (except ``base.autovacuum_job``), mail servers off plus a blackhole server
+    (host ``invalid``, port 1025), fetchmail servers off, payment providers disabled, carriers out
+    of production, ``database.is_neutralized = 'true'``, and a new ``database.uuid`` so the copy
+    never impersonates production. Refuses the environment's live database.
+
+    ```yaml
+    - id: neutralize
+      action: odoo.neutralize
+      with: {database: "{{ steps.restore.outputs.database }}"}
+    ```
+    """
+
+    name = "odoo.neutralize"
+
+    class Params(DbParams):
+        database: str = Field(description="the restored copy to neutralize")
+
+    outputs = {"changed": "what changed: counts per kind", "seconds": "time taken"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, f"neutralize {params.database}: crons, mail, payment, carriers off")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        import time
+
+        from erpops.backends import odoo_checks, pg
+
+        refuse_live(ctx, params.database, "odoo.neutralize")
+        t0 = time.monotonic()
+        with pg.connect(dsn_of(ctx, params.dsn), params.database) as conn:
+            changed = odoo_checks.neutralize(conn)
+        for key, value in changed.items():
+            ctx.log(f"{key.replace('_', ' ')}: {value}")
+        return {"changed": changed, "seconds": round(time.monotonic() - t0, 3)}
+
+
+class _CheckSpec(ActionParams):
+    name: str
+    sql: str
+    expect: Any = None
+
+
+class Verify(Action):
+    """Check a restored copy against its backup's manifest: row counts of the key tables,
+    every posted account move balanced, sampled attachment files present with the right SHA-1,
+    installed modules; plus custom SQL checks (``checks`` here and the environment's
+    ``checks``). With ``expect`` a check's first value must equal it; without, the query must
+    return no rows. Every check reports name, passed, expected, actual and duration.
+
+    ```yaml
+    - id: checks
+      action: odoo.verify
+      with:
+        database: "{{ steps.restore.outputs.database }}"
+        filestore: "{{ steps.restore.outputs.filestore }}"
+        backup: "{{ steps.choose.outputs.backup_id }}"
+        checks:
+          - {name: no negative stock in WH, sql: "SELECT id FROM stock_quant WHERE quantity < 0 AND location_id = 8"}
+          - {name: customers, sql: "SELECT count(*) > 100 FROM res_partner", expect: true}
+    ```
+    """
+
+    name = "odoo.verify"
+
+    class Params(DbParams):
+        database: str = Field(description="the restored database")
+        backup: str = Field(description="the backup it was restored from (its manifest is the reference)")
+        filestore: str | None = Field(None, description="the restored filestore directory")
+        environment: str | None = None
+        sample: int = Field(200, ge=0, description="attachments to check (random sample)")
+        checks: list[_CheckSpec] = Field(default_factory=list, description="custom SQL checks")
+        environment_checks: bool = Field(True, description="also run the environment's checks")
+        fail: bool = Field(True, description="fail the step when a check fails (false: report only)")
+
+    outputs = {
+        "passed": "true when every check passed",
+        "checks": "name, passed, expected, actual, duration, message of each check",
+        "failed": "names of the failed checks",
+        "newest_write": "newest write_date in sale_order/stock_move/account_move (UTC)",
+        "seconds": "time taken",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.NONE, f"check {params.database} against backup {params.backup}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        import time
+
+        from erpops.backends import odoo_checks as C
+        from erpops.backends import odoo_db, pg
+        from erpops.backends.catalog import Catalog
+
+        t0 = time.monotonic()
+        manifest, _ = Catalog(open_store(ctx), env_name(ctx, params.environment)).read_manifest(params.backup)
+        custom = [C.SqlCheck(c.name, c.sql, c.expect) for c in params.checks]
+        if params.environment_checks:
+            custom += [C.SqlCheck(c.name, c.sql, c.expect, source="environment") for c in ctx.env.checks]
+        names = [c.name for c in custom]
+        if len(set(names)) != len(names) or set(names) & {
+            "row_counts",
+            "accounting_balanced",
+            "attachments",
+            "modules",
+        }:
+            raise InvalidInput(f"odoo.verify: check names must be unique and not built-in names: {names}")
+        filestore = Path(params.filestore) if params.filestore else None
+        with pg.connect(dsn_of(ctx, params.dsn), params.database) as conn:
+            results = [
+                C.check_row_counts(conn, manifest.row_counts),
+                C.check_balanced(conn),
+                C.check_attachments(conn, filestore, params.sample),
+                C.check_modules(conn, manifest.modules),
+            ]
+            results += [C.check_sql(conn, c) for c in custom]
+            writes = odoo_db.newest_writes(conn)
+        for r in results:
+            mark = "-" if r.skipped else ("✓" if r.passed else "✗")
+            ctx.log(f"{mark} {r.name}: {r.message}", level="info" if r.passed else "error")
+        failed = [r.name for r in results if not r.passed]
+        newest = max(writes.values()) if writes else None
+        out = {
+            "passed": not failed,
+            "checks": [r.as_dict() for r in results],
+            "failed": failed,
+            "newest_write": newest.isoformat() if newest else None,
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+        if failed and params.fail:
+            raise PermanentError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
+        return out
+
+
+class Cleanup(Action):
+    """Drop a scratch database and its scratch directory after a drill — only a database erpops
+    created and marked, and only a directory carrying erpops's marker; ``keep: true`` keeps both.
+
+    ```yaml
+    finally:
+      - id: cleanup
+        action: odoo.cleanup
+        with: {database: "{{ params.drill_database }}", keep: "{{ params.keep }}"}
+    ```
+    """
+
+    name = "odoo.cleanup"
+
+    class Params(_Target):
+        keep: bool = Field(False, description="keep the database and files (for inspection)")
+
+    outputs = {"dropped": "true when the database was dropped", "removed": "true when files were removed"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        if params.keep:
+            return PlanResult(Change.NONE, f"keep {params.database} and its scratch files")
+        return PlanResult(Change.WILL, f"drop scratch database {params.database} (if erpops made it) and its files")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import odoo_restore as R
+
+        scratch = R.scratch_dir(params.scratch_dir, params.database)
+        if params.keep:
+            ctx.log(f"kept database {params.database} and {scratch}")
+            return {"dropped": False, "removed": False}
+        refuse_live(ctx, params.database, "odoo.cleanup")
+        dropped = R.drop_database(dsn_of(ctx, params.dsn), params.database)
+        removed = R.remove_scratch(scratch)
+        ctx.log(f"database {params.database}: {'dropped' if dropped else 'not there'}; {scratch}: "
+                f"{'removed' if removed else 'not there'}")  # fmt: skip
+        return {"dropped": dropped, "removed": removed}

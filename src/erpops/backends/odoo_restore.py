@@ -1,0 +1,280 @@
+"""Restoring an erpops backup: fetch and check every artifact first, then restore.
+
+1. **Fetch** — each artifact is read from the object store once, its SHA-256 and size computed
+   while reading and compared with the manifest. The database dump is decompressed on the way
+   into a scratch file (``pg_restore -j`` needs a seekable file; from a pipe it can only restore
+   with one job), the filestore archive is kept compressed. A mismatch stops here: nothing has
+   been restored.
+2. **Restore** — ``pg_restore --no-owner --no-acl --exit-on-error -j N`` into the (new, empty)
+   target database while the filestore is unpacked beside it, into
+   ``<scratch>/filestore/<database>`` (Odoo's ``<data_dir>/filestore/<db>`` layout).
+
+The scratch directory carries a marker file; :func:`remove_scratch` deletes only directories
+that have it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from erpops.backends import pg
+from erpops.backends.storage.base import ObjectStore
+from erpops.backends.streams import CHUNK, Child, HashingReader, ZstdError, decompress
+from erpops.errors import InvalidInput, PermanentError
+from erpops.manifest import MANIFEST, Artifact, Manifest, object_key
+
+SCRATCH_MARKER = ".erpops-scratch"
+_MARK = "erpops:created"
+Cancelled = Callable[[], bool]
+Progress = Callable[[str, int], None]
+
+
+class ChecksumMismatch(PermanentError):
+    """An artifact's bytes do not match the manifest: the backup is corrupt; nothing was restored."""
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class ArtifactResult:
+    name: str
+    key: str
+    expected_sha256: str
+    sha256: str
+    expected_size: int
+    size: int
+
+    @property
+    def ok(self) -> bool:
+        return self.sha256 == self.expected_sha256 and self.size == self.expected_size
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "key": self.key,
+            "ok": self.ok,
+            "expected_sha256": self.expected_sha256,
+            "sha256": self.sha256,
+            "expected_size": self.expected_size,
+            "size": self.size,
+        }
+
+
+@dataclass
+class Fetched:
+    manifest: Manifest
+    scratch: Path
+    dump: Path
+    filestore_archive: Path | None
+    artifacts: list[ArtifactResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def load_manifest(store: ObjectStore, environment: str, backup_id: str) -> Manifest:
+    key = object_key(environment, backup_id, MANIFEST)
+    data = store.get_bytes(key)
+    return Manifest.from_json(data, where=store.location(key))
+
+
+# --- scratch directories ----------------------------------------------------------------------
+
+
+def scratch_dir(root: str | Path | None, database: str) -> Path:
+    """Where a restore of ``database`` keeps its files: ``<root>/erpops-scratch-<database>``."""
+    base = Path(root).expanduser() if root else Path(os.environ.get("ERPOPS_SCRATCH_DIR") or "/var/tmp")
+    return base / f"erpops-scratch-{database}"
+
+
+def make_scratch(path: Path) -> Path:
+    if path.exists() and not (path / SCRATCH_MARKER).exists():
+        raise InvalidInput(f"{path} exists and was not made by erpops; choose another scratch directory")
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (path / SCRATCH_MARKER).write_text("created by erpops for a restore; safe to delete\n")
+    return path
+
+
+def remove_scratch(path: Path) -> bool:
+    """Delete a scratch directory erpops made (it has the marker); anything else is refused."""
+    if not path.exists():
+        return False
+    if not (path / SCRATCH_MARKER).exists():
+        raise PermanentError(f"not deleting {path}: it has no {SCRATCH_MARKER} marker, so erpops did not create it")
+    shutil.rmtree(path)
+    return True
+
+
+# --- target databases -------------------------------------------------------------------------
+
+
+def check_new_database(dsn: str, name: str) -> None:
+    """Refuse before any work when ``name`` exists already: a restore goes into a new database."""
+    pg.quote_ident(name)
+    with pg.connect(dsn) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
+
+
+def create_database(dsn: str, name: str, *, note: str = "") -> None:
+    """Create ``name`` marked as erpops's own (so :func:`drop_database` may drop it later)."""
+    ident = pg.quote_ident(name)
+    with pg.connect(dsn) as conn:
+        conn.execute(f"CREATE DATABASE {ident} TEMPLATE template0 ENCODING 'UTF8'")
+        comment = f"{_MARK} {note}".strip().replace("'", "''")
+        conn.execute(f"COMMENT ON DATABASE {ident} IS '{comment}'")
+
+
+def drop_database(dsn: str, name: str) -> bool:
+    """Drop ``name`` if erpops created and marked it; refuse any other database."""
+    ident = pg.quote_ident(name)
+    with pg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if row is None:
+            return False
+        if not (row[0] or "").startswith(_MARK):
+            raise PermanentError(f"refusing to drop database {name!r}: erpops did not create it (no erpops mark)")
+        conn.execute(f"DROP DATABASE {ident} WITH (FORCE)")
+    return True
+
+
+# --- fetch ------------------------------------------------------------------------------------
+
+
+def fetch(
+    store: ObjectStore,
+    manifest: Manifest,
+    scratch: Path,
+    *,
+    cancelled: Cancelled = _never,
+    progress: Progress | None = None,
+) -> Fetched:
+    """Download every artifact of ``manifest`` into ``scratch``, checking SHA-256 and size.
+
+    Raises :class:`ChecksumMismatch` (after deleting what was fetched) when any artifact differs.
+    """
+    t0 = time.monotonic()
+    db = manifest.artifacts.get("db")
+    if db is None:
+        raise PermanentError(f"backup {manifest.backup_id} has no database artifact in its manifest")
+    results: list[ArtifactResult] = []
+    dump = scratch / "db.dump"
+    results.append(_fetch_dump(store, db, dump, cancelled, progress))
+    archive = None
+    fs = manifest.artifacts.get("filestore")
+    if fs is not None:
+        archive = scratch / "filestore.tar.zst"
+        info = store.get_file(fs.key, archive, progress=(lambda n: progress("filestore", n)) if progress else None)
+        results.append(ArtifactResult("filestore", fs.key, fs.sha256, info.sha256 or "", fs.size, info.size))
+    bad = [r for r in results if not r.ok]
+    if bad:
+        for path in (dump, archive):
+            if path is not None:
+                path.unlink(missing_ok=True)
+        what = "; ".join(
+            f"{r.key}: sha256 {r.sha256[:12]}… size {r.size}, manifest says {r.expected_sha256[:12]}… size "
+            f"{r.expected_size}"
+            for r in bad
+        )
+        raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}")
+    return Fetched(manifest, scratch, dump, archive, results, round(time.monotonic() - t0, 3))
+
+
+def _fetch_dump(
+    store: ObjectStore, art: Artifact, dest: Path, cancelled: Cancelled, progress: Progress | None
+) -> ArtifactResult:
+    """Read, hash and decompress in one pass. A decompression error on corrupt bytes is reported
+    as the checksum mismatch it is (the rest is still read, to hash all of it)."""
+    report = (lambda n: progress("db", n)) if progress else None
+    error: str | None = None
+    with store.reader(art.key) as raw, open(dest, "wb") as out:
+        src = HashingReader(raw, report)
+        if art.compression == "zstd":
+            try:
+                decompress(src, out, cancelled=cancelled)
+            except ZstdError as exc:
+                error = str(exc)
+        else:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                out.write(chunk)
+        src.drain()
+    result = ArtifactResult("db", art.key, art.sha256, src.hexdigest, art.size, src.size)
+    if error is not None and result.ok:
+        raise PermanentError(f"{art.key} matches its checksum but cannot be decompressed: {error}")
+    return result
+
+
+# --- restore ----------------------------------------------------------------------------------
+
+
+def restore(
+    fetched: Fetched,
+    dsn: str,
+    database: str,
+    filestore: Path | None,
+    *,
+    jobs: int = 2,
+    cancelled: Cancelled = _never,
+) -> dict[str, float]:
+    """``pg_restore`` the fetched dump into the existing, empty ``database`` while the filestore is
+    unpacked into ``filestore``. Returns seconds per part (database, filestore, total)."""
+    t0 = time.monotonic()
+    with pg.connect(dsn, database) as conn:
+        pg_restore = pg.client_for(conn, "pg_restore")
+    argv = [
+        str(pg_restore.path),
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        "--no-password",
+        f"--jobs={max(1, jobs)}",
+        f"--dbname={database}",
+        str(fetched.dump),
+    ]
+    seconds: dict[str, float] = {}
+    with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore") as child:
+        if fetched.filestore_archive is not None and filestore is not None:
+            t1 = time.monotonic()
+            extract_filestore(fetched.filestore_archive, filestore, cancelled=cancelled)
+            seconds["filestore"] = round(time.monotonic() - t1, 3)
+        child.finish(cancelled=cancelled, what=f"restoring into {database}")
+    seconds["database"] = round(time.monotonic() - t0, 3)
+    seconds["total"] = seconds["database"]
+    return seconds
+
+
+def extract_filestore(archive: Path, dest: Path, *, cancelled: Cancelled = _never) -> None:
+    """Unpack a ``filestore.tar.zst`` into ``dest`` (created; must be empty or absent)."""
+    if dest.exists() and any(dest.iterdir()):
+        raise InvalidInput(f"filestore target {dest} is not empty; restore into a new directory")
+    dest.mkdir(parents=True, exist_ok=True)
+    tar = shutil.which("tar")
+    with open(archive, "rb") as src:
+        if tar:
+            argv = [tar, "--extract", "--file=-", f"--directory={dest}", "--no-same-owner", "--no-same-permissions"]
+            with Child(argv, stdin=True, name="tar") as child:
+                try:
+                    decompress(src, child.stdin, cancelled=cancelled)
+                except BrokenPipeError:
+                    pass  # tar stopped reading: its exit status says why
+                finally:
+                    with contextlib.suppress(OSError):
+                        child.stdin.close()
+                child.finish(cancelled=cancelled, what=f"unpacking the filestore into {dest}")
+        else:
+            import zstandard
+
+            with (
+                zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True) as zr,
+                tarfile.open(fileobj=zr, mode="r|") as tf,
+            ):
+                tf.extractall(dest, filter="data")
