@@ -525,7 +525,7 @@ class RecordRelease(Action):
             raise PermanentError("no state store: the release history cannot be written")
         key = params.release or ctx.run.id
         old = ctx.state.get_record(RELEASE, ctx.env.name, key)
-        data = dict(old.data) if old else {"time": utcnow().isoformat(), "run_id": ctx.run.id}
+        data = dict(old.data) if old else {"time": utcnow().isoformat(), "run_id": ctx.run.id, "backup_id": None}
         for name in ("images", "previous", "backup_id", "rollback_to", "rolled_back_from", "error"):
             value = getattr(params, name)
             if value is not None:
