@@ -413,9 +413,9 @@ class Delete(Action):
         backup_id, key = self._target(params, ctx)
         store = _open(ctx, params)
         if backup_id:
-            env = _env_name(ctx, params.environment)
-            if params.key and params.key.strip("/").split("/")[0] != env:
-                env = params.key.strip("/").split("/")[0]
+            # A backup prefix names its environment (``env/id/``); a bare id uses this run's.
+            first = (params.key or "").strip("/").split("/")[0]
+            env = first if first and first != backup_id else _env_name(ctx, params.environment)
             try:
                 deleted = Catalog(store, env).delete(backup_id, bypass_governance=params.bypass_governance)
             except BackupNotFound:

@@ -266,3 +266,14 @@ def test_secret_references_go_through_ctx(s3_server: S3Server, s3_bucket: str, m
     from erpops.secrets import redact
 
     assert redact("key testing-secret-value") == "key ***"
+
+
+def test_delete_by_bare_prefix_uses_the_run_environment(tmp_path: Path) -> None:
+    ctx = FakeCtx(local_env(tmp_path, name="staging"))
+    store = open_store(ctx.env.storage, lambda v: v)
+    b = bid(1)
+    make_backup(store, "staging", b)
+    make_backup(store, "prod", b)
+    assert Delete().apply(Delete.Params(key=f"{b}/"), ctx)["count"] == 3
+    assert [e.backup_id for e in Catalog(store, "prod").list()] == [b]
+    assert Catalog(store, "staging").list() == []

@@ -238,7 +238,7 @@ def silent_endpoint() -> Iterator[str]:
 
 def test_endpoint_that_does_not_answer_times_out_within_seconds(unanswered_endpoint: str) -> None:
     storage = Storage(url="s3://bucket", endpoint=unanswered_endpoint, access_key="kkkk", secret_key="ssss")
-    store = open_store(storage, lambda v: v, connect_timeout=1.0)
+    store = open_store(storage, lambda v: v, connect_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(TargetUnreachable, match="cannot reach S3"):
         store.check()
@@ -247,7 +247,7 @@ def test_endpoint_that_does_not_answer_times_out_within_seconds(unanswered_endpo
 
 def test_endpoint_that_hangs_after_connecting_times_out(silent_endpoint: str) -> None:
     storage = Storage(url="s3://bucket", endpoint=silent_endpoint, access_key="kkkk", secret_key="ssss")
-    store = open_store(storage, lambda v: v, read_timeout=1.0)
+    store = open_store(storage, lambda v: v, read_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(TargetUnreachable, match="cannot reach S3"):
         store.list("prod/")

@@ -112,7 +112,11 @@ def join_key(prefix: str, key: str) -> str:
 class ObjectWriter(ABC):
     """A streaming upload: ``write(bytes)`` as data comes, then ``close()`` (or leave the ``with``
     block) to publish the object, or ``abort()`` to drop it. Leaving the ``with`` block with an
-    exception aborts. SHA-256 and size are computed while streaming."""
+    exception aborts. SHA-256 and size are computed while streaming.
+
+    ``close()`` publishes: wrappers that close their sink even on error must not be given the
+    writer to close — e.g. ``zstandard``'s ``stream_writer(w, closefd=False)``, then let this
+    writer's own ``with`` block decide between close and abort."""
 
     def __init__(self, key: str) -> None:
         self.key = key
