@@ -403,3 +403,20 @@ def test_server_gone_mid_upload_fails_cleanly(s3_server: S3Server, s3_bucket: st
     assert main.head("prod/s/db.dump.zst") is None
     assert len(main.cleanup_partial("prod/", datetime.now(UTC) + timedelta(seconds=5))) == 1
     assert not s3_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+
+
+def test_bad_credentials_are_unreachable_without_leaking_them(
+    s3_server: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import moto.settings
+
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks credentials now
+    storage = s3_server.storage(s3_bucket, access_key="AKIAWRONGWRONGWRONG1", secret_key="wrong-secret-value-123")
+    store = open_store(storage, lambda v: v)
+    started = time.monotonic()
+    with pytest.raises(TargetUnreachable, match="check credentials") as err:
+        store.list("prod/")
+    with pytest.raises(TargetUnreachable, match="check credentials"):
+        store.put_bytes("prod/x", b"abc")
+    assert time.monotonic() - started < 3
+    assert "wrong-secret-value-123" not in str(err.value) and s3_bucket in str(err.value)
