@@ -26,8 +26,8 @@ FROM seed_clock c, (VALUES (1, '__system__', 3, false), (2, 'admin', 2, true)) A
 -- Customers and vendors (every fifth partner is a vendor) ----------------------------------
 INSERT INTO res_partner (name, complete_name, company_id, ref, email, phone, street, city, zip, vat, is_company,
                          customer_rank, supplier_rank, active, create_uid, create_date, write_uid, write_date)
-SELECT 'Partner ' || lpad(g::text, 6, '0'),
-       'Partner ' || lpad(g::text, 6, '0'),
+SELECT 'Partner ' || lpad(g::text, greatest(6, length(g::text)), '0'),
+       'Partner ' || lpad(g::text, greatest(6, length(g::text)), '0'),
        1,
        'C' || g,
        'contact' || g || '@partner.example',
@@ -47,9 +47,10 @@ FROM generate_series(1, @partners@) g, seed_clock c,
 -- Products: one variant per template, plus the delivery service product ---------------------
 INSERT INTO product_template (name, description_sale, default_code, type, is_storable, categ_id, uom_id, list_price,
                               sale_ok, purchase_ok, active, create_uid, create_date, write_uid, write_date)
-SELECT jsonb_build_object('en_US', 'Product ' || lpad(g::text, 6, '0'), 'fr_BE', 'Produit ' || lpad(g::text, 6, '0')),
+SELECT jsonb_build_object('en_US', 'Product ' || lpad(g::text, greatest(6, length(g::text)), '0'),
+                          'fr_BE', 'Produit ' || lpad(g::text, greatest(6, length(g::text)), '0')),
        jsonb_build_object('en_US', 'Distribution item ' || g),
-       'P' || lpad(g::text, 6, '0'),
+       'P' || lpad(g::text, greatest(6, length(g::text)), '0'),
        'consu', true, 1 + g % 5, 1,
        round((5 + random() * 495)::numeric, 2),
        true, true, g % 53 <> 0,
@@ -64,7 +65,7 @@ FROM seed_clock;
 
 INSERT INTO product_product (id, product_tmpl_id, default_code, barcode, standard_price, weight, active,
                              create_uid, create_date, write_uid, write_date)
-SELECT id, id, default_code, CASE WHEN type = 'consu' THEN '54' || lpad(id::text, 11, '0') END,
+SELECT id, id, default_code, CASE WHEN type = 'consu' THEN '54' || lpad(id::text, greatest(11, length(id::text)), '0') END,
        jsonb_build_object('1', round(list_price * 0.6, 2)), round((random() * 20)::numeric, 2), active,
        create_uid, create_date, write_uid, write_date
 FROM product_template;
@@ -101,7 +102,7 @@ WHERE (p.id + l.id) % 3 <> 0;
 INSERT INTO sale_order (name, state, partner_id, partner_invoice_id, partner_shipping_id, company_id, user_id,
                         client_order_ref, date_order, currency_rate, invoice_status, note,
                         create_uid, create_date, write_uid, write_date)
-SELECT 'S' || lpad(g::text, 5, '0'),
+SELECT 'S' || lpad(g::text, greatest(5, length(g::text)), '0'),
        CASE WHEN g % 20 = 0 THEN 'cancel' WHEN g % 10 = 3 THEN 'draft' WHEN g % 10 = 7 THEN 'sent' ELSE 'sale' END,
        p.id, p.id, p.id, 1, 2,
        'PO-' || (g * 31 % 100000),
@@ -137,7 +138,7 @@ WHERE s.order_id = o.id;
 -- Purchase orders (one line each) ----------------------------------------------------------------
 INSERT INTO purchase_order (name, state, partner_id, company_id, currency_id, user_id, date_order, date_approve,
                             date_planned, invoice_status, receipt_status, create_uid, create_date, write_uid, write_date)
-SELECT 'P' || lpad(g::text, 5, '0'),
+SELECT 'P' || lpad(g::text, greatest(5, length(g::text)), '0'),
        CASE WHEN g % 30 = 0 THEN 'cancel' WHEN g % 15 = 7 THEN 'draft' ELSE 'purchase' END,
        5 * (1 + g % greatest(@partners@ / 5, 1)), 1, 1, 2, t.d,
        CASE WHEN g % 30 = 0 OR g % 15 = 7 THEN NULL ELSE t.d + interval '1 hour' END, t.d + interval '5 days',
@@ -172,7 +173,7 @@ FROM seed_clock c, (VALUES (1, 'Receipts', 'incoming', 'IN', 4, 8), (2, 'Deliver
 
 INSERT INTO stock_picking (name, origin, state, picking_type_id, partner_id, location_id, location_dest_id,
                            scheduled_date, date_done, sale_id, company_id, create_uid, create_date, write_uid, write_date)
-SELECT 'WH/OUT/' || lpad(o.id::text, 5, '0'), o.name, CASE WHEN o.id % 7 = 0 THEN 'assigned' ELSE 'done' END, 2,
+SELECT 'WH/OUT/' || lpad(o.id::text, greatest(5, length(o.id::text)), '0'), o.name, CASE WHEN o.id % 7 = 0 THEN 'assigned' ELSE 'done' END, 2,
        o.partner_id, 8, 5, o.date_order + interval '2 days',
        CASE WHEN o.id % 7 <> 0 THEN o.date_order + interval '2 days' END, o.id, 1,
        2, o.date_order, 2, least(o.write_date + interval '2 days', c.now)
@@ -180,7 +181,7 @@ FROM sale_order o CROSS JOIN seed_clock c WHERE o.state = 'sale';
 
 INSERT INTO stock_picking (name, origin, state, picking_type_id, partner_id, location_id, location_dest_id,
                            scheduled_date, date_done, purchase_id, company_id, create_uid, create_date, write_uid, write_date)
-SELECT 'WH/IN/' || lpad(o.id::text, 5, '0'), o.name, CASE WHEN o.id % 9 = 0 THEN 'assigned' ELSE 'done' END, 1,
+SELECT 'WH/IN/' || lpad(o.id::text, greatest(5, length(o.id::text)), '0'), o.name, CASE WHEN o.id % 9 = 0 THEN 'assigned' ELSE 'done' END, 1,
        o.partner_id, 4, 8, o.date_planned, CASE WHEN o.id % 9 <> 0 THEN o.date_planned END, o.id, 1,
        2, o.date_approve, 2, o.write_date
 FROM purchase_order o WHERE o.state = 'purchase';
@@ -238,15 +239,16 @@ INSERT INTO account_move (name, ref, state, move_type, date, invoice_date, invoi
                           partner_id, invoice_origin, payment_state, amount_untaxed, amount_tax, amount_total,
                           amount_residual, create_uid, create_date, write_uid, write_date)
 SELECT CASE WHEN i.state = 'posted'
-            THEN 'INV/' || extract(year FROM i.date) || '/'
-                 || lpad(row_number() OVER (PARTITION BY i.state, extract(year FROM i.date) ORDER BY i.order_id)::text, 5, '0')
+            THEN 'INV/' || extract(year FROM i.date) || '/' || lpad(i.seq::text, greatest(5, length(i.seq::text)), '0')
             ELSE '/' END,
        NULL, i.state, 'out_invoice', i.date, i.date, i.date + 30, 1, 1, i.partner_id, i.origin,
        CASE WHEN i.order_id % 3 = 0 THEN 'not_paid' ELSE 'paid' END,
        i.amount_untaxed, i.amount_tax, i.amount_total,
        CASE WHEN i.order_id % 3 = 0 THEN i.amount_total ELSE 0 END,
        2, i.date::timestamp, 2, i.write_date
-FROM seed_invoice i ORDER BY i.order_id;
+FROM (SELECT *, row_number() OVER (PARTITION BY state, extract(year FROM date) ORDER BY order_id) AS seq
+      FROM seed_invoice) i
+ORDER BY i.order_id;
 
 -- Income lines (one per order line), a tax line and the receivable: debits = credits per move.
 INSERT INTO account_move_line (move_id, journal_id, company_id, account_id, partner_id, product_id, name, display_type,
@@ -269,7 +271,7 @@ FROM account_move m WHERE m.move_type = 'out_invoice';
 INSERT INTO account_move (name, ref, state, move_type, date, invoice_date, invoice_date_due, journal_id, company_id,
                           partner_id, payment_state, amount_untaxed, amount_tax, amount_total, amount_residual,
                           create_uid, create_date, write_uid, write_date)
-SELECT 'BILL/' || extract(year FROM t.d) || '/' || lpad(g::text, 5, '0'), 'VB-' || g, 'posted', 'in_invoice',
+SELECT 'BILL/' || extract(year FROM t.d) || '/' || lpad(g::text, greatest(5, length(g::text)), '0'), 'VB-' || g, 'posted', 'in_invoice',
        t.d, t.d, t.d + 30, 2, 1, 5 * (1 + g % greatest(@partners@ / 5, 1)), 'paid', a.untaxed, round(a.untaxed * 0.15, 2),
        a.untaxed + round(a.untaxed * 0.15, 2), 0, 2, t.d::timestamp, 2, least(t.d + interval '5 days', c.now)
 FROM generate_series(1, @bills@) g, seed_clock c,
@@ -290,7 +292,7 @@ WHERE m.move_type = 'in_invoice';
 -- Miscellaneous entries (salaries), a few cancelled.
 INSERT INTO account_move (name, ref, state, move_type, date, journal_id, company_id, amount_total,
                           create_uid, create_date, write_uid, write_date)
-SELECT 'MISC/' || extract(year FROM t.d) || '/' || lpad(g::text, 5, '0'), 'Payroll ' || g,
+SELECT 'MISC/' || extract(year FROM t.d) || '/' || lpad(g::text, greatest(5, length(g::text)), '0'), 'Payroll ' || g,
        CASE WHEN g % 25 = 0 THEN 'cancel' ELSE 'posted' END, 'entry', t.d, 3, 1,
        round((1000 + random() * 9000)::numeric, 2), 2, t.d::timestamp, 2, least(t.d + interval '1 day', c.now)
 FROM generate_series(1, @entries@) g, seed_clock c,
