@@ -76,6 +76,8 @@ def path_from_url(url: str) -> Path:
     rest = url[len("sqlite://") :] if url.startswith("sqlite://") else url
     if rest.startswith("/~"):
         rest = rest[1:]
+    elif rest.startswith("//"):  # sqlite:////abs/path (SQLAlchemy's spelling of an absolute path)
+        rest = "/" + rest.lstrip("/")
     return Path(os.path.normpath(os.path.expanduser(rest)))
 
 

@@ -1,0 +1,123 @@
+"""erpops.yaml: where it is found, file:line errors, secret references resolved only when needed;
+and which state store a configuration opens."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from erpops.backends.state_sqlite import SqliteStateStore, default_path, path_from_url
+from erpops.engine.store import open_state_store
+from erpops.environments import load_config
+from erpops.errors import InvalidInput, ValidationFailed
+from erpops.state import MemoryStateStore
+
+CONFIG = """
+state: sqlite:///{db}
+environments:
+  prod:
+    tier: production
+    database: {{dsn: "env:ERPOPS_TEST_UNSET_DSN", name: odoo}}
+    storage: {{url: "file://{root}/backups", secret_key: "file:/nonexistent/secret"}}
+  staging:
+    runtime: {{kind: docker}}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "erpops.yaml"
+    path.write_text(textwrap.dedent(CONFIG).format(db=tmp_path / "state.db", root=tmp_path))
+    return path
+
+
+def test_config_is_found_by_flag_env_var_or_working_directory(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ERPOPS_CONFIG", raising=False)
+    assert set(load_config(str(config_file)).environments) == {"prod", "staging"}
+    monkeypatch.setenv("ERPOPS_CONFIG", str(config_file))
+    assert load_config().source == str(config_file)
+    monkeypatch.delenv("ERPOPS_CONFIG")
+    monkeypatch.chdir(tmp_path)
+    assert load_config().source == str(Path.cwd() / "erpops.yaml")
+    monkeypatch.chdir(tmp_path / "..")
+    builtin = load_config()
+    assert set(builtin.environments) == {"sandbox"} and "built-in" in (builtin.source or "")
+
+
+def test_config_errors_name_file_line_and_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("environments:\n  prod:\n    tier: prod\n    database: {dsn: x, nme: odoo}\n")
+    with pytest.raises(ValidationFailed) as exc:
+        load_config(str(bad))
+    issues = [str(i) for i in exc.value.issues]
+    assert any(i.startswith(f"{bad}:3 environments.prod.tier") for i in issues), issues
+    assert any(f"{bad}:4" in i and "nme" in i for i in issues), issues
+    with pytest.raises(ValidationFailed, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_secret_references_stay_unresolved_until_a_step_needs_them(config_file: Path) -> None:
+    cfg = load_config(str(config_file))  # ERPOPS_TEST_UNSET_DSN is not set: loading does not care
+    prod = cfg.environment("prod")
+    assert prod.database is not None and prod.database.dsn == "env:ERPOPS_TEST_UNSET_DSN"
+    assert prod.as_template()["database"]["dsn"] == "env:ERPOPS_TEST_UNSET_DSN"
+    with pytest.raises(InvalidInput, match="unknown environment 'nope'"):
+        cfg.environment("nope")
+
+
+def test_state_store_selection(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ERPOPS_STATE", raising=False)
+    cfg = load_config(str(config_file))
+    store = open_state_store(cfg)
+    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / "state.db"
+    store.close()
+    monkeypatch.setenv("ERPOPS_STATE", str(tmp_path / "other.db"))  # the variable wins over the file
+    store = open_state_store(cfg)
+    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / "other.db"
+    store.close()
+    monkeypatch.setenv("ERPOPS_STATE", "memory:")
+    assert isinstance(open_state_store(cfg), MemoryStateStore)
+    monkeypatch.setenv("ERPOPS_STATE", "mysql://x/y")
+    with pytest.raises(InvalidInput, match="not supported"):
+        open_state_store(cfg)
+    monkeypatch.setenv("ERPOPS_STATE_URL_FOR_TEST", f"sqlite:///{tmp_path / 'ref.db'}")
+    monkeypatch.setenv("ERPOPS_STATE", "env:ERPOPS_STATE_URL_FOR_TEST")  # a reference, resolved
+    store = open_state_store(cfg)
+    assert isinstance(store, SqliteStateStore) and store.path == tmp_path / "ref.db"
+    store.close()
+
+
+def test_default_sqlite_location_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ERPOPS_STATE", raising=False)
+    assert default_path() == tmp_path / "xdg" / "erpops" / "erpops.db"
+    store = open_state_store(None)
+    assert isinstance(store, SqliteStateStore) and store.path == default_path()
+    store.close()
+    assert path_from_url("sqlite:///~/x.db") == Path(os.path.expanduser("~/x.db"))
+    assert path_from_url("sqlite:////abs/x.db") == Path("/abs/x.db")
+    assert path_from_url("/abs/y.db") == Path("/abs/y.db")
+
+
+def test_env_list_and_check(config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from erpops.cli.app import app
+
+    monkeypatch.delenv("ERPOPS_STATE", raising=False)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["env", "list", "--config", str(config_file), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert '"name": "prod"' in listed.output and "env:ERPOPS_TEST_UNSET_DSN" in listed.output
+
+    checked = runner.invoke(app, ["env", "check", "--env", "prod", "--config", str(config_file), "--json"])
+    assert checked.exit_code == 3, checked.output
+    assert "ERPOPS_TEST_UNSET_DSN is not set" in checked.output  # the reference is resolved for the check
+    assert '"target": "state store", "status": "ok"' in checked.output
+    staging = runner.invoke(app, ["env", "check", "--env", "staging", "--config", str(config_file), "--json"])
+    assert staging.exit_code == 3 and '"target": "runtime", "status": "failed"' in staging.output
