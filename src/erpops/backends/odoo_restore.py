@@ -22,7 +22,11 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from psycopg import sql
 
 from erpops.backends import pg
 from erpops.backends.storage.base import ObjectStore
@@ -31,7 +35,8 @@ from erpops.errors import InvalidInput, PermanentError
 from erpops.manifest import MANIFEST, Artifact, Manifest, object_key
 
 SCRATCH_MARKER = ".erpops-scratch"
-_MARK = "erpops:created"
+#: The comment ``postgres.create_database`` marks erpops's databases with (same prefix, same form).
+MARK = "erpops:created"
 Cancelled = Callable[[], bool]
 Progress = Callable[[str, int], None]
 
@@ -115,35 +120,47 @@ def remove_scratch(path: Path) -> bool:
 # --- target databases -------------------------------------------------------------------------
 
 
+def _admin(dsn: str, target: str) -> Any:
+    """A connection for CREATE/DROP DATABASE: the DSN's own database, unless that is the target."""
+    own = pg.parse_dsn(dsn).get("dbname")
+    return pg.connect(dsn, "postgres" if own in (None, target) else None)
+
+
 def check_new_database(dsn: str, name: str) -> None:
     """Refuse before any work when ``name`` exists already: a restore goes into a new database."""
     pg.quote_ident(name)
-    with pg.connect(dsn) as conn:
+    with _admin(dsn, name) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
 
 
-def create_database(dsn: str, name: str, *, note: str = "") -> None:
-    """Create ``name`` marked as erpops's own (so :func:`drop_database` may drop it later)."""
-    ident = pg.quote_ident(name)
-    with pg.connect(dsn) as conn:
-        conn.execute(f"CREATE DATABASE {ident} TEMPLATE template0 ENCODING 'UTF8'")
-        comment = f"{_MARK} {note}".strip().replace("'", "''")
-        conn.execute(f"COMMENT ON DATABASE {ident} IS '{comment}'")
+def create_database(dsn: str, name: str, *, run_id: str, note: str = "") -> str:
+    """Create ``name`` with the mark ``postgres.create_database`` puts on its databases
+    (``erpops:created run=<run id> at=<time>``), so only erpops's own databases are ever dropped.
+    Returns the mark."""
+    pg.quote_ident(name)  # refuses names PostgreSQL cannot take
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    mark = f"{MARK} run={run_id} at={at}" + (f" {note}" if note else "")
+    with _admin(dsn, name) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(mark)))
+    return mark
 
 
 def drop_database(dsn: str, name: str) -> bool:
-    """Drop ``name`` if erpops created and marked it; refuse any other database."""
-    ident = pg.quote_ident(name)
-    with pg.connect(dsn) as conn:
+    """Drop ``name`` (its sessions ended) if it carries erpops's mark; refuse any other database.
+    Returns False when it does not exist."""
+    with _admin(dsn, name) as conn:
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
         ).fetchone()
         if row is None:
             return False
-        if not (row[0] or "").startswith(_MARK):
-            raise PermanentError(f"refusing to drop database {name!r}: erpops did not create it (no erpops mark)")
-        conn.execute(f"DROP DATABASE {ident} WITH (FORCE)")
+        if not (row[0] or "").startswith(MARK):
+            raise PermanentError(
+                f"refusing to drop database {name!r}: erpops did not create it (no '{MARK}' comment on it)"
+            )
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     return True
 
 

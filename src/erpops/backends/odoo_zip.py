@@ -191,6 +191,8 @@ def import_zip(
         manifest = _manifest_of(zf, src)
         if filestore is not None and filestore.exists() and any(filestore.iterdir()):
             raise InvalidInput(f"filestore target {filestore} is not empty; import into a new directory")
+        for info in zf.infolist():  # refuse a hostile archive before creating anything
+            _filestore_target(Path("/filestore-root"), info.filename)
         with pg.connect(dsn) as conn:
             psql = pg.client_for(conn, "psql")
         create(database)
@@ -211,17 +213,26 @@ def import_zip(
     return manifest
 
 
+def _filestore_target(root: Path, member: str) -> Path | None:
+    """Where a ``filestore/...`` zip member goes under ``root``; None for other members.
+    Raises InvalidInput for a member that would land outside ``root``."""
+    name = PurePosixPath(member)
+    if len(name.parts) < 2 or name.parts[0] != "filestore" or member.endswith("/"):
+        return None
+    target = Path(os.path.normpath(root / Path(*name.parts[1:])))
+    if root not in target.parents or name.is_absolute() or "\\" in member:
+        raise InvalidInput(f"zip entry {member!r} points outside the filestore; refusing to import it")
+    return target
+
+
 def _extract_filestore(zf: zipfile.ZipFile, dest: Path) -> int:
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     count = 0
     for info in zf.infolist():
-        name = PurePosixPath(info.filename)
-        if not name.parts or name.parts[0] != "filestore" or info.is_dir() or len(name.parts) < 2:
+        target = _filestore_target(root, info.filename)
+        if target is None:
             continue
-        target = (root / Path(*name.parts[1:])).resolve()
-        if root not in target.parents:
-            raise InvalidInput(f"zip entry {info.filename!r} points outside the filestore; refusing to import it")
         target.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(info) as src, open(target, "wb") as out:
             shutil.copyfileobj(src, out, CHUNK)

@@ -134,7 +134,7 @@ class ImportZip(Action):
         created: list[str] = []
 
         def create(name: str) -> None:
-            R.create_database(dsn, name, note=f"import of {src.name} (run {ctx.run.id})")
+            R.create_database(dsn, name, run_id=ctx.run.id, note=f"import of {src.name}")
             created.append(name)
 
         try:

@@ -131,7 +131,7 @@ class Restore(Action):
         fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
         for art in fetched.artifacts:
             ctx.log(f"{art.name}: {art.size} bytes, sha256 matches the manifest")
-        R.create_database(dsn, params.database, note=f"restore of {params.backup} (run {ctx.run.id})")
+        R.create_database(dsn, params.database, run_id=ctx.run.id, note=f"restore of {params.backup}")
         seconds = R.restore(fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx))
         fetched.dump.unlink(missing_ok=True)
         if fetched.filestore_archive is not None:

@@ -1,0 +1,73 @@
+"""``erpops backups list``: an environment's backups in object storage, with their state."""
+
+import json as _json
+
+import typer
+
+from erpops.cli.boundary import guarded
+from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
+
+app = typer.Typer(no_args_is_help=True)
+
+_STATE_STYLE = {
+    "incomplete": "yellow",
+    "complete": "",
+    "verified": "green",
+    "restore-tested": "bold green",
+    "corrupt": "bold red",
+}
+
+
+@app.command("list")
+@guarded
+def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> None:
+    """Backups newest first: id, time, size, state (incomplete / complete / verified /
+    restore-tested / corrupt) and Object Lock. Incomplete backups (no manifest) are never
+    restored; pruning removes them after the grace period."""
+    from erpops.backends.catalog import Catalog
+    from erpops.backends.storage import open_store
+    from erpops.environments import load_config
+    from erpops.errors import InvalidInput
+    from erpops.secrets import REDACTOR, is_reference, resolve
+
+    environment = load_config(config).environment(env)
+    if environment.storage is None:
+        raise InvalidInput(f"environment {environment.name!r} has no storage configured (storage.url in erpops.yaml)")
+
+    def secret(value: str) -> str:
+        out = resolve(value) if is_reference(value) else value
+        REDACTOR.register(out)
+        return out
+
+    store = open_store(environment.storage, secret)
+    entries = Catalog(store, environment.name).list()
+    if json:
+        for entry in entries:
+            typer.echo(_json.dumps(entry.as_dict()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from erpops.cli.console import human_bytes
+
+    console = Console()
+    if not entries:
+        console.print(f"no backups of {environment.name} in {store.url}")
+        return
+    table = Table(show_edge=False, pad_edge=False, title=f"backups of {environment.name} in {store.url}")
+    for col in ("id", "time (UTC)", "size", "state", "lock", "notes"):
+        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=col != "notes", overflow="fold")
+    for e in entries:
+        until = e.retain_until
+        if e.legal_hold:
+            lock = "legal hold"
+        elif until is not None and e.locked():
+            lock = f"{e.lock_mode or 'locked'} until {until:%Y-%m-%d}"
+        else:
+            lock = "-"
+        style = _STATE_STYLE.get(e.state, "")
+        state = f"[{style}]{e.state}[/]" if style else e.state
+        table.add_row(
+            e.backup_id, f"{e.time:%Y-%m-%d %H:%M:%S}", human_bytes(e.size), state, lock, "; ".join(e.problems)
+        )
+    console.print(table)

@@ -1,0 +1,115 @@
+"""Odoo database-manager zip: export then import round trip, through runbooks on the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from erpops.backends import odoo_db, pg
+from erpops.errors import InvalidInput
+from tests.integration.drill.conftest import Drill, drill_databases, local_env
+
+ROUND_TRIP = """
+apiVersion: erpops/v1
+kind: Runbook
+metadata: {name: zip-round-trip, version: 1.0.0}
+params:
+  zip: {type: string, required: true}
+  target: {type: string, required: true}
+steps:
+  - id: export
+    action: odoo.export_zip
+    with: {path: "{{ params.zip }}"}
+  - id: import
+    action: odoo.import_zip
+    with: {path: "{{ steps.export.outputs.path }}", database: "{{ params.target }}"}
+"""
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
+    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    book = drill.runbook("zip", ROUND_TRIP)
+    out = drill.root / "odoo.zip"
+    target = "odoo_seed_drill_zip"
+    res = drill.run("run", str(book), "--env", "local", "--param", f"zip={out}", "--param", f"target={target}")
+    try:
+        assert res.code == 0, res.stdout[-3000:] + res.stderr
+        with zipfile.ZipFile(out) as zf:
+            names = zf.namelist()
+            manifest = json.loads(zf.read("manifest.json"))
+            head = zf.open("dump.sql").read(4096).decode()
+        assert "dump.sql" in names and any(n.startswith("filestore/") for n in names)
+        assert set(manifest) == {"odoo_dump", "db_name", "version", "version_info", "major_version", "pg_version",
+                                 "modules"}  # fmt: skip
+        assert manifest["odoo_dump"] == "1" and manifest["db_name"] == seeded_db.dbname
+        assert manifest["major_version"] == "18.0" and manifest["version_info"][:2] == [18, 0]
+        assert manifest["pg_version"] == "18.0"
+        assert manifest["modules"]["base"].startswith("18.0")
+        assert "\\restrict" not in head  # older psql could not read it
+        imported = res.step("import")["outputs"]
+        assert imported["database"] == target
+        assert _files(Path(imported["filestore"])) == _files(seeded_db.filestore)
+        with pg.connect(seeded_db.server_dsn, target) as conn:
+            copy_counts = odoo_db.row_counts(conn)
+            copy_modules = odoo_db.installed_modules(conn)
+        with pg.connect(seeded_db.dsn) as conn:
+            assert copy_counts == odoo_db.row_counts(conn)
+            assert copy_modules == odoo_db.installed_modules(conn) == manifest["modules"]
+
+        again = drill.run("run", str(book), "--env", "local", "--param", f"zip={out}", "--param", f"target={target}")
+        assert again.code == 2 and "already exists" in again.step("import")["error"]
+    finally:
+        from erpops.backends import odoo_restore
+
+        odoo_restore.drop_database(seeded_db.server_dsn, target)
+    assert drill_databases(seeded_db) == []
+
+
+def test_import_refuses_an_entry_outside_the_filestore(tmp_path: Path, seeded_db) -> None:
+    from erpops.backends.odoo_zip import import_zip
+
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("dump.sql", "CREATE TABLE t (id int);\n")
+        zf.writestr("manifest.json", json.dumps({"odoo_dump": "1", "db_name": "x"}))
+        zf.writestr("filestore/../../escape.txt", "nope")
+    created: list[str] = []
+
+    def create(name: str) -> None:
+        from erpops.backends import odoo_restore
+
+        odoo_restore.create_database(seeded_db.server_dsn, name, run_id="test-zip")
+        created.append(name)
+
+    try:
+        with pytest.raises(InvalidInput, match="outside the filestore"):
+            import_zip(bad, seeded_db.server_dsn, "odoo_drill_zipslip", tmp_path / "fs", create=create)
+        assert not (tmp_path / "escape.txt").exists()
+        assert created == []  # refused before any database was created
+    finally:
+        from erpops.backends import odoo_restore
+
+        for name in created:
+            odoo_restore.drop_database(seeded_db.server_dsn, name)
+
+
+def test_not_an_odoo_zip(tmp_path: Path, seeded_db) -> None:
+    from erpops.backends.odoo_zip import import_zip
+
+    bad = tmp_path / "x.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("hello.txt", "hi")
+    with pytest.raises(InvalidInput, match=r"no dump\.sql"):
+        import_zip(bad, seeded_db.server_dsn, "odoo_drill_nozip", None, create=lambda name: None)
