@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.errors import InvalidInput, PermanentError, TemporaryError
+from erpops.errors import InvalidInput, PermanentError
 from erpops.runbook.durations import Duration
 
 #: Prefix of the comment that marks a database as created (and droppable) by erpops.
@@ -202,42 +202,20 @@ class Query(Action):
         return PlanResult(Change.NONE, f"query {_where(params, ctx)}: {first}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        import psycopg
-
         from erpops.backends import pg
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
-        with pg.connect(dsn, dbname, params.connect_timeout, autocommit=False) as conn:
-            conn.read_only = True
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(f"SET statement_timeout = {int(params.statement_timeout * 1000)}")
-                    cur.execute(params.sql, params.args)  # type: ignore[arg-type]
-                    if cur.description is None:
-                        columns: list[str] = []
-                        fetched: list[tuple[Any, ...]] = []
-                        total = max(cur.rowcount, 0)
-                    else:
-                        columns = [c.name for c in cur.description]
-                        fetched = list(pg.iter_rows(cur, params.max_rows + 1))
-                        total = cur.rowcount if cur.rowcount >= 0 else len(fetched)
-                conn.rollback()
-            except psycopg.errors.QueryCanceled:
-                raise TemporaryError(
-                    f"query on {dbname} ran past its statement_timeout of {params.statement_timeout:g}s"
-                ) from None
-            except psycopg.errors.ReadOnlySqlTransaction:
-                raise PermanentError("postgres.query runs read-only; the statement tried to write") from None
-            except psycopg.OperationalError as exc:
-                raise TemporaryError(f"query on {dbname} failed: {str(exc).strip()}") from None
-            except psycopg.Error as exc:
-                raise PermanentError(f"query on {dbname} failed: {str(exc).strip().splitlines()[0]}") from None
-        rows = [dict(zip(columns, (_jsonable(v) for v in row), strict=True)) for row in fetched[: params.max_rows]]
+        with pg.connect(dsn, dbname, params.connect_timeout) as conn:
+            result = pg.read_only_query(
+                conn, params.sql, params.args, max_rows=params.max_rows, statement_timeout=params.statement_timeout
+            )
+        columns = result.columns
+        rows = [dict(zip(columns, (_jsonable(v) for v in row), strict=True)) for row in result.rows]
         return {
             "rows": rows,
             "columns": columns,
-            "row_count": total,
-            "truncated": len(fetched) > params.max_rows,
+            "row_count": result.total,
+            "truncated": result.truncated,
             "value": rows[0][columns[0]] if rows and columns else None,
         }
 
@@ -433,28 +411,12 @@ class Restore(Action):
         }
 
 
-def _comment(conn: Any, dbname: str) -> tuple[bool, str | None]:
-    """(exists, comment) of a database."""
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
-    ).fetchone()
-    return (row is not None, row[0] if row else None)
-
-
 def _maintenance_db(dsn: str, target: str) -> str | None:
     """Connect to the DSN's own database, unless that is the one being created/dropped."""
     from erpops.backends import pg
 
     own = pg.parse_dsn(dsn).get("dbname")
     return "postgres" if own == target or own is None else None
-
-
-def _terminate(conn: Any, dbname: str) -> int:
-    row = conn.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-        (dbname,),
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 class CreateDatabase(Action):
@@ -491,38 +453,27 @@ class CreateDatabase(Action):
         from erpops.backends import pg
 
         dsn = _dsn(params, ctx)
-        ident = pg.quote_ident(params.database)
+        pg.quote_ident(params.database)  # validates the name
         with pg.connect(dsn, _maintenance_db(dsn, params.database), params.connect_timeout) as conn:
-            exists, comment = _comment(conn, params.database)
+            exists, comment = pg.database_comment(conn, params.database)
             if exists:
                 if comment and comment.startswith(f"{MARK} run={ctx.run.id} "):
                     ctx.log(f"database {params.database!r} was already created by this run")
                     return {"database": params.database, "created": False, "mark": comment}
                 raise PermanentError(f"database {params.database!r} already exists; choose another name")
-            sql = f"CREATE DATABASE {ident} TEMPLATE {pg.quote_ident(params.template)} ENCODING %s"
-            args: list[Any] = [params.encoding]
-            if params.lc_collate:
-                sql += " LC_COLLATE %s"
-                args.append(params.lc_collate)
-            if params.owner:
-                sql += f" OWNER {pg.quote_ident(params.owner)}"
-            conn.execute(_inline(conn, sql, args))
             at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             mark = f"{MARK} run={ctx.run.id} at={at}"
-            conn.execute(_inline(conn, f"COMMENT ON DATABASE {ident} IS %s", [mark]))
+            pg.create_database(
+                conn,
+                params.database,
+                comment=mark,
+                template=params.template,
+                encoding=params.encoding,
+                lc_collate=params.lc_collate,
+                owner=params.owner,
+            )
         ctx.log(f"created database {params.database!r}")
         return {"database": params.database, "created": True, "mark": mark}
-
-
-def _inline(conn: Any, sql: str, args: list[Any]) -> Any:
-    """Utility statements take no bind parameters: quote the literals client-side."""
-    from psycopg import sql as psql
-
-    parts = sql.split("%s")
-    composed = psql.SQL(parts[0])
-    for literal, rest in zip(args, parts[1:], strict=True):
-        composed += psql.Literal(literal) + psql.SQL(rest)
-    return composed
 
 
 class DropDatabase(Action):
@@ -554,7 +505,7 @@ class DropDatabase(Action):
             raise PermanentError(f"refusing to drop {params.database!r}: it is the environment's own database")
         dsn = _dsn(params, ctx)
         with pg.connect(dsn, _maintenance_db(dsn, params.database), params.connect_timeout) as conn:
-            exists, comment = _comment(conn, params.database)
+            exists, comment = pg.database_comment(conn, params.database)
             if not exists:
                 if not params.missing_ok:
                     raise PermanentError(f"database {params.database!r} does not exist")
@@ -565,8 +516,8 @@ class DropDatabase(Action):
                     f"(no '{MARK}' comment on it)",
                     hint="erpops only drops databases made by postgres.create_database",
                 )
-            terminated = _terminate(conn, params.database)
-            conn.execute(f"DROP DATABASE {pg.quote_ident(params.database)} WITH (FORCE)")
+            terminated = pg.terminate_connections(conn, params.database)
+            pg.drop_database(conn, params.database)
         ctx.log(f"dropped database {params.database!r} ({terminated} connection(s) ended)")
         return {"database": params.database, "dropped": True, "terminated": terminated}
 
@@ -596,6 +547,6 @@ class TerminateConnections(Action):
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
         with pg.connect(dsn, _maintenance_db(dsn, dbname), params.connect_timeout) as conn:
-            terminated = _terminate(conn, dbname)
+            terminated = pg.terminate_connections(conn, dbname)
         ctx.log(f"ended {terminated} session(s) on {dbname!r}")
         return {"terminated": terminated}

@@ -30,16 +30,16 @@ import importlib.util
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from erpops import secrets
-from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
+from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError
 
 #: Client tools erpops runs.
 CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql", "pg_basebackup", "pg_ctl", "pg_dumpall", "initdb")
@@ -326,12 +326,107 @@ def client_for(conn: psycopg.Connection[Any], name: str) -> PgClient:
     return find_client(name, min_major=server_major(conn))
 
 
-def iter_rows(cur: psycopg.Cursor[Any], limit: int) -> Iterator[tuple[Any, ...]]:
-    """At most ``limit`` rows from a cursor, fetched in batches."""
-    left = limit
-    while left > 0:
-        batch = cur.fetchmany(min(left, 500))
-        if not batch:
-            return
-        left -= len(batch)
-        yield from batch
+# --- statements actions need ------------------------------------------------------------------
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]  # at most max_rows
+    total: int  # rows the statement returned (or affected)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.rows)
+
+
+def read_only_query(
+    conn: psycopg.Connection[Any], sql: str, args: Any = None, *, max_rows: int, statement_timeout: float
+) -> QueryResult:
+    """Run one statement in a READ ONLY transaction (rolled back); keep at most ``max_rows`` rows.
+
+    Errors: TemporaryError for a timeout or a lost connection, PermanentError otherwise.
+    """
+    where = conn.info.dbname
+    conn.autocommit = False
+    conn.read_only = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SET LOCAL statement_timeout = {max(1, int(statement_timeout * 1000))}")
+            cur.execute(sql, args)  # type: ignore[arg-type]
+            if cur.description is None:
+                result = QueryResult([], [], max(cur.rowcount, 0))
+            else:
+                rows = cur.fetchmany(max_rows)
+                total = cur.rowcount if cur.rowcount >= 0 else len(rows)
+                result = QueryResult([c.name for c in cur.description], rows, total)
+        conn.rollback()
+        return result
+    except psycopg.errors.QueryCanceled:
+        raise TemporaryError(f"query on {where} ran past its statement_timeout of {statement_timeout:g}s") from None
+    except psycopg.errors.ReadOnlySqlTransaction:
+        raise PermanentError("the statement tried to write; postgres.query runs read-only") from None
+    except psycopg.OperationalError as exc:
+        raise TemporaryError(f"query on {where} failed: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise PermanentError(f"query on {where} failed: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return secrets.redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def database_comment(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, str | None]:
+    """(exists, comment) of a database."""
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (dbname,)
+    ).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def create_database(
+    conn: psycopg.Connection[Any],
+    dbname: str,
+    *,
+    comment: str | None = None,
+    template: str = "template0",
+    encoding: str = "UTF8",
+    lc_collate: str | None = None,
+    owner: str | None = None,
+) -> None:
+    """``CREATE DATABASE`` (then ``COMMENT ON DATABASE`` when ``comment``); names are quoted."""
+    stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {} ENCODING {}").format(
+        sql.Identifier(dbname), sql.Identifier(template), sql.Literal(encoding)
+    )
+    if lc_collate:
+        stmt += sql.SQL(" LC_COLLATE {}").format(sql.Literal(lc_collate))
+    if owner:
+        stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    _ddl(conn, stmt, f"creating database {dbname!r}")
+    if comment is not None:
+        stmt = sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(dbname), sql.Literal(comment))
+        _ddl(conn, stmt, f"marking database {dbname!r}")
+
+
+def drop_database(conn: psycopg.Connection[Any], dbname: str) -> None:
+    """``DROP DATABASE ... WITH (FORCE)`` (sessions still connected are ended)."""
+    _ddl(conn, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)), f"dropping {dbname!r}")
+
+
+def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
+    """End every other session connected to ``dbname``; returns how many."""
+    row = conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _ddl(conn: psycopg.Connection[Any], stmt: sql.Composable, what: str) -> None:
+    try:
+        conn.execute(stmt)
+    except psycopg.OperationalError as exc:
+        raise TemporaryError(f"{what} failed: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise PermanentError(f"{what} failed: {_first_line(exc)}") from None
