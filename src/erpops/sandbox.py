@@ -213,6 +213,19 @@ def _collect(p: Paths) -> SandboxStatus:
     return status
 
 
+def _seeded_scale(dsn: str) -> float | None:
+    """The scale recorded in the seeded database's comment (``erpops:seed scale=N at=...``)."""
+    with pg.connect(dsn) as conn:
+        _exists, comment = pg.database_comment(conn, DATABASE)
+    for word in (comment or "").split():
+        if word.startswith("scale="):
+            try:
+                return float(word[6:])
+            except ValueError:
+                return None
+    return None
+
+
 def status(root: Path | str | None = None) -> SandboxStatus:
     """Servers up? which is primary? is the standby replaying, how far behind? database size, paths."""
     return _collect(paths(root))
@@ -231,13 +244,15 @@ def _startable(p: Paths) -> list[tuple[str, Path, int]]:
 # --- lifecycle --------------------------------------------------------------------------------
 
 
-def up(scale: float = 1.0, *, root: Path | str | None = None, report: Report | None = None) -> SandboxStatus:
+def up(scale: float | None = None, *, root: Path | str | None = None, report: Report | None = None) -> SandboxStatus:
     """Start (creating what is missing) the primary, the streaming standby, the object-store directory
-    and the seeded database ``odoo`` with its filestore. ``scale`` only matters when seeding."""
+    and the seeded database ``odoo`` with its filestore. ``scale`` (default 1) only matters when
+    seeding; given for an already seeded sandbox at another scale, it is reported, not applied."""
     say = report or (lambda _msg: None)
-    seed.scaled_counts(scale)  # validate before doing anything
+    seed.scaled_counts(scale or 1.0)  # validate before doing anything
     p = paths(root)
     actions: list[str] = []
+    warnings: list[str] = []
     seeded: dict[str, Any] | None = None
     with _locked(p):
         (p.root / MARKER).touch()
@@ -263,11 +278,16 @@ def up(scale: float = 1.0, *, root: Path | str | None = None, report: Report | N
             current = _collect(p)
         prim = next(s for s in current.servers if s.name == current.primary)
         if not seed.database_exists(prim.dsn, DATABASE):
-            say(f"seeding database {DATABASE} at scale {scale:g}...")
-            result = seed.seed(prim.dsn, DATABASE, p.filestore, scale, replace=True)
+            say(f"seeding database {DATABASE} at scale {scale or 1.0:g}...")
+            result = seed.seed(prim.dsn, DATABASE, p.filestore, scale or 1.0, replace=True)
             seeded = result.as_dict()
-            actions.append(f"seeded {DATABASE} at scale {scale:g} ({result.seconds:.1f}s)")
+            actions.append(f"seeded {DATABASE} at scale {scale or 1.0:g} ({result.seconds:.1f}s)")
             say(actions[-1])
+        elif scale is not None and (seeded_at := _seeded_scale(prim.dsn)) not in (None, scale):
+            warnings.append(
+                f"{DATABASE} was seeded at scale {seeded_at:g}, not {scale:g}; "
+                "to reseed: `erpops sandbox down --purge`, then `up --scale`"
+            )
         other = next(s for s in current.servers if s.name != current.primary)
         if not other.initialized:
             t = time.monotonic()
@@ -282,6 +302,7 @@ def up(scale: float = 1.0, *, root: Path | str | None = None, report: Report | N
                     say(str(exc))
         final = _collect(p)
     final.actions = actions
+    final.warnings += warnings
     final.seed = seeded
     return final
 

@@ -71,7 +71,19 @@ _ENV_FOR_KEYWORD = {
     "connect_timeout": "PGCONNECT_TIMEOUT",
     "target_session_attrs": "PGTARGETSESSIONATTRS",
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "require_auth": "PGREQUIREAUTH",
+    "sslcertmode": "PGSSLCERTMODE",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gsslib": "PGGSSLIB",
+    "gssdelegation": "PGGSSDELEGATION",
 }
+#: Connection tuning without an environment variable: not needed by a client tool, left out.
+_NO_ENV = frozenset(
+    {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+     "fallback_application_name"}
+)  # fmt: skip
 
 
 # --- connection parameters --------------------------------------------------------------------
@@ -117,6 +129,8 @@ def libpq_env(dsn: str, dbname: str | None = None) -> dict[str, str]:
     env: dict[str, str] = {}
     for key, value in params.items():
         var = _ENV_FOR_KEYWORD.get(key)
+        if var is None and key in _NO_ENV:
+            continue
         if var is None:
             raise InvalidInput(f"DSN parameter {key!r} cannot be passed to PostgreSQL client tools")
         env[var] = value

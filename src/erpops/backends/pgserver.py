@@ -227,13 +227,17 @@ def _check_socket_path(datadir: Path, port: int) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """The postmaster of a postmaster.pid still runs (a reused pid of another program does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the signal check
 
 
 def status(datadir: Path | str) -> ServerInfo:

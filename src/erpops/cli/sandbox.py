@@ -76,7 +76,9 @@ def _show(status: Any, console: Any) -> None:
 @app.command()
 @guarded
 def up(
-    scale: float = typer.Option(1.0, "--scale", min=0.01, help="Seed size (1: ~12 MB in ~1 s; 700: ~1 GB)."),
+    scale: float | None = typer.Option(
+        None, "--scale", min=0.01, max=5000, help="Seed size when seeding (default 1: ~12 MB in ~1 s; 700: ~1 GB)."
+    ),
     json: bool = JsonOpt,
 ) -> None:
     """Create or start the sandbox: primary, streaming standby, seeded database, filestore, store."""

@@ -72,7 +72,9 @@ def test_up_status_failover_reseed_down(sandbox_dir: Path) -> None:
         assert pg.in_recovery(conn)
 
     code, out = _invoke("up")
-    assert code == 0 and "already up; nothing to do" in out
+    assert code == 0 and "already up; nothing to do" in out and "warning" not in out
+    code, out = _invoke("up", "--scale", "3")
+    assert code == 0 and "seeded at scale 1, not 3" in " ".join(out.split())
 
     # Fail over by hand: promote the standby, stop the old primary.
     with pg.connect(env.standby.dsn) as conn:
