@@ -83,6 +83,14 @@ def odoo_db() -> Iterator[Database]:
                 "CREATE TABLE ir_model_data (id serial PRIMARY KEY, module varchar NOT NULL, name varchar NOT NULL,"
                 " model varchar NOT NULL, res_id int)"
             )
+            conn.execute(
+                "CREATE TABLE ir_module_module (id serial PRIMARY KEY, name varchar NOT NULL, state varchar,"
+                " latest_version varchar)"
+            )
+            conn.execute(
+                "INSERT INTO ir_module_module (name, state, latest_version) VALUES"
+                " ('base', 'installed', '18.0.1.3'), ('stock', 'installed', '18.0.1.1')"
+            )
             for xmlid, name, active in CRONS:
                 (cron_id,) = conn.execute(
                     "INSERT INTO ir_cron (cron_name, active) VALUES (%s, %s) RETURNING id", (name, active)

@@ -54,6 +54,29 @@ def test_deploy_records_releases_and_rolls_with_zero_failed_requests(
     assert {c.labels["erpops.release"] for c in e.containers()} == {rels[1]["id"]}
 
 
+def test_deploy_takes_a_pre_deploy_backup_and_records_its_id(
+    docker_env: Any, docker_images: ImageSet, odoo_db: Any, tmp_path: Any
+) -> None:
+    e = docker_env(front=False)
+    (tmp_path / "filestore").mkdir()
+    (tmp_path / "filestore" / "ab").mkdir()
+    (tmp_path / "filestore" / "ab" / "abcdef").write_bytes(b"attachment")
+    storage = {"url": f"file://{tmp_path / 'storage'}"}
+    odoo = {**e.raw["odoo"], "filestore": str(tmp_path / "filestore")}
+    e.write_config(odoo_db, storage=storage, odoo=odoo)
+    r = e.erpops("deploy", "--image", docker_images.healthy, *MIGRATE)
+    assert r.returncode == 0, _out(r)
+    (release,) = _releases(e)
+    assert release["status"] == "good" and release["backup_id"]
+    assert (tmp_path / "storage" / e.name / release["backup_id"] / "manifest.json").exists()
+    refused = e.erpops("deploy", "--image", docker_images.healthy_v2, "--skip-backup", *MIGRATE)
+    assert refused.returncode == 0  # non-production: allowed
+    e.write_config(odoo_db, storage=storage, odoo=odoo, tier="production")
+    prod = e.erpops("deploy", "--image", docker_images.healthy, "--skip-backup", "--yes", *MIGRATE)
+    assert prod.returncode == 1 and "--skip-backup is refused" in prod.stdout + prod.stderr, _out(prod)
+    assert e.images("web") == {docker_images.healthy_v2}
+
+
 def test_unhealthy_deploy_rolls_back_with_exit_6_and_old_containers_serving(
     docker_env: Any, docker_images: ImageSet, odoo_db: Any, poller: Any
 ) -> None:
