@@ -241,13 +241,19 @@ class Deploy(Action):
 
     @staticmethod
     def _restore(rt: Runtime, ctx: ActionContext, done: list[str], previous: dict[str, Any], release: str) -> str:
-        restored = []
+        restored, failed = [], []
         for service in reversed(done):
             if previous.get(service):
                 ctx.log(f"restoring {service} to {previous[service]}", level="warning")
-                rt.deploy(service, previous[service], release=release)
-                restored.append(service)
-        return f"restored {', '.join(restored)} to the previous image" if restored else ""
+                try:
+                    rt.deploy(service, previous[service], release=release)
+                    restored.append(service)
+                except Exception as exc:  # keep restoring the others; report it with the first error
+                    ctx.log(f"could not restore {service} to {previous[service]}: {exc}", level="error")
+                    failed.append(service)
+        parts = [f"restored {', '.join(restored)} to the previous image"] if restored else []
+        parts += [f"COULD NOT restore {', '.join(failed)}"] if failed else []
+        return "; ".join(parts)
 
 
 class Health(Action):
