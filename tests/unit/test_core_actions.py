@@ -127,7 +127,7 @@ def test_exec_env_cwd_and_outputs(runner, write_runbook, tmp_path, monkeypatch):
     rb = write_runbook(
         one_step(
             "exec",
-            f"{{argv: [sh, -c, 'pwd; echo $GREETING; test \"$PASS\" = s3cr3t-value && echo secret-ok; echo err >&2'],"
+            f"{{argv: [sh, -c, 'pwd; echo $GREETING; test \"${{#PASS}}\" = 12 && echo secret-ok; echo err >&2'],"
             f" env: {{GREETING: hi}}, secret_env: {{PASS: 'env:ERPOPS_TEST_SECRET'}}, cwd: '{tmp_path}'}}",
         )
     )
