@@ -59,6 +59,33 @@ def version_at(url: str) -> str | None:
     return body.split('"version": "')[1].split('"')[0] if '"version": "' in body else None
 
 
+class Watch:
+    """Polls a URL every 10 ms from a thread, remembering when each version was first seen."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url, self.seen = url, []  # type: ignore[var-annotated]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.stop = time.monotonic() + 60
+        self.thread.start()
+
+    def _run(self) -> None:
+        while time.monotonic() < self.stop:
+            self.seen.append((time.monotonic(), version_at(self.url)))
+            time.sleep(0.01)
+
+    def first(self, version: str, after: float) -> float:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            hits = [t for t, v in list(self.seen) if v == version and t >= after]
+            if hits:
+                self.stop = 0
+                return hits[0]
+            time.sleep(0.01)
+        raise AssertionError(f"{self.url} never served {version}")
+
+
 def sdk_replace(client: Any, rt: Any, image: str) -> float:
     """Start new, wait healthy, stop old — with the docker SDK alone."""
     spec = rt.spec("web")
@@ -175,13 +202,14 @@ def main() -> None:
                 t = time.perf_counter()
                 rt.deploy("web", v2, release=f"f{i}", timeout=60)
                 fronted.append(time.perf_counter() - t)
-                # (b) verdict after the switch: roll the previous image back in
+                # (b) verdict after the switch: the previous image is rolled back in; the front
+                # serves it from the moment it switches (the old containers stop after that)
+                watch = Watch(front)
                 verdict = time.monotonic()
                 rt.deploy("web", v1, release="r1", timeout=60)
-                while version_at(front) != "v1":
-                    time.sleep(0.01)
-                switched.append(time.monotonic() - verdict)
-                # (a) an unhealthy image refused by the gate
+                switched.append(watch.first("v1", after=verdict) - verdict)
+                # (a) an unhealthy image refused by the gate: the old containers never stopped;
+                # measured until the new ones are removed and the front answers from v1
                 try:
                     rt.deploy("web", bad, release=f"bad{i}", timeout=60)
                 except DeployFailed as exc:
