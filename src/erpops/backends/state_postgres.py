@@ -40,11 +40,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_env ON runs (environment, started_at);
 CREATE TABLE IF NOT EXISTS steps (
-    seq bigserial PRIMARY KEY, run_id text NOT NULL, step_id text NOT NULL, attempt integer NOT NULL,
+    run_id text NOT NULL, seq bigint NOT NULL, step_id text NOT NULL, attempt integer NOT NULL,
     phase text NOT NULL, started_at timestamptz NOT NULL, ended_at timestamptz, outcome text NOT NULL,
-    outputs jsonb NOT NULL DEFAULT '{}', error text
+    outputs jsonb NOT NULL DEFAULT '{}', error text, PRIMARY KEY (run_id, seq)
 );
-CREATE INDEX IF NOT EXISTS steps_run ON steps (run_id, seq);
 CREATE TABLE IF NOT EXISTS approvals (
     id bigserial PRIMARY KEY, run_id text NOT NULL, step_id text NOT NULL, who text NOT NULL,
     how text NOT NULL, message text NOT NULL, approved_at timestamptz NOT NULL
@@ -171,16 +170,6 @@ class PostgresStateStore(SqlStateStore):
     def _execute_step(self, sql: str, args: Sequence[Any]) -> None:
         with self._conn.cursor() as cur:
             cur.execute(sql, args)  # type: ignore[arg-type]
-
-    def _insert_step(self, args: Sequence[Any]) -> int:
-        with self._conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO steps (run_id, step_id, attempt, phase, started_at, ended_at, outcome, outputs, error)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING seq",
-                args,
-            )
-            row = cur.fetchone()
-            return int(row[0]) if row else 0
 
     def _ts(self, dt: datetime | None) -> Any:
         return dt

@@ -7,8 +7,8 @@ SQLite keeps ISO-8601 text and JSON text):
     one row per run: id, runbook name/version/sha256/path, environment, params (secrets redacted),
     user, host, pid, start/end, state, error, plan, parent run, how many times it was resumed.
 ``steps``
-    one row per step attempt (``seq`` orders them): phase (main/undo/finally), attempt, start/end,
-    outcome, outputs, error.
+    one row per step attempt, keyed by (run id, ``seq``, which orders them): phase (main, undo,
+    finally), attempt, start/end, outcome, outputs, error.
 ``approvals``
     who approved what, when and how (``terminal`` or ``--yes``).
 ``records``
@@ -48,6 +48,7 @@ RUN_COLUMNS = (
     " error, runbook_path, parent_id, plan, resumes"
 )
 STEP_COLUMNS = "run_id, step_id, attempt, phase, started_at, ended_at, outcome, outputs, error"
+STEP_INSERT_COLUMNS = "run_id, seq, step_id, attempt, phase, started_at, ended_at, outcome, outputs, error"
 
 
 def dumps(obj: Any) -> str:
@@ -99,7 +100,9 @@ class SqlStateStore:
 
     def __init__(self, audit: AuditLog | None) -> None:
         self._mutex = threading.RLock()
-        self._step_rows: dict[int, int] = {}
+        self._step_rows: dict[int, tuple[str, int]] = {}
+        self._last_seq = 0
+        self._queries: dict[str, str] = {}
         self._pending: dict[int, tuple[StepRecord, float]] = {}
         self._flusher: threading.Thread | None = None
         self._closed = threading.Event()
@@ -109,8 +112,17 @@ class SqlStateStore:
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         raise NotImplementedError
 
-    def _insert_step(self, args: Sequence[Any]) -> int:
-        raise NotImplementedError
+    def _insert_step(self, args: Sequence[Any]) -> None:
+        """Insert one ``steps`` row; ``args`` in the order of :data:`STEP_INSERT_COLUMNS`."""
+        self._execute_step(
+            self._q(f"INSERT INTO steps ({STEP_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?j, ?)"), args
+        )
+
+    def _next_seq(self) -> int:
+        """Orders a run's step attempts: microseconds since the epoch, strictly increasing here
+        (a resumed run, in a later process, continues after them)."""
+        self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000)
+        return self._last_seq
 
     def _execute_step(self, sql: str, args: Sequence[Any]) -> None:
         """A step-attempt write (frequent; the engine waits for it)."""
@@ -124,7 +136,10 @@ class SqlStateStore:
         """PostgreSQL also keeps the audit trail in a table."""
 
     def _q(self, sql: str) -> str:
-        return sql.replace("?j", self.json_ph).replace("?", self.ph)
+        q = self._queries.get(sql)
+        if q is None:
+            q = self._queries[sql] = sql.replace("?j", self.json_ph).replace("?", self.ph)
+        return q
 
     def _run(self, sql: str, args: Sequence[Any] = ()) -> Any:
         with self._mutex:
@@ -224,25 +239,28 @@ class SqlStateStore:
         """Write the attempt's end; done before the engine starts the next step."""
         with self._mutex:
             key = id(step)
-            seq = self._step_rows.pop(key, None)
-            if seq is None:  # still pending (or never started here): one insert with the final values
+            row = self._step_rows.pop(key, None)
+            if row is None:  # still pending (or never started here): one insert with the final values
                 self._pending.pop(key, None)
                 self._insert_step(self._step_args(step))
                 return
             self._execute_step(
-                self._q("UPDATE steps SET ended_at = ?, outcome = ?, outputs = ?j, error = ? WHERE seq = ?"),
+                self._q(
+                    "UPDATE steps SET ended_at = ?, outcome = ?, outputs = ?j, error = ? WHERE run_id = ? AND seq = ?"
+                ),
                 (
                     self._ts(step.ended_at),
                     step.outcome,
                     dumps(step.outputs),
                     redact(step.error) if step.error else None,
-                    seq,
+                    *row,
                 ),
             )
 
     def _step_args(self, step: StepRecord) -> tuple[Any, ...]:
         return (
             step.run_id,
+            self._next_seq(),
             step.step_id,
             step.attempt,
             step.phase,
@@ -260,7 +278,9 @@ class SqlStateStore:
             for key, (step, since) in list(self._pending.items()):
                 if now - since >= older_than:
                     del self._pending[key]
-                    self._step_rows[key] = self._insert_step(self._step_args(step))
+                    args = self._step_args(step)
+                    self._insert_step(args)
+                    self._step_rows[key] = (args[0], args[1])
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(IN_FLIGHT_AFTER / 2):

@@ -45,11 +45,10 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
 CREATE INDEX IF NOT EXISTS runs_env ON runs (environment, started_at);
 CREATE TABLE IF NOT EXISTS steps (
-    seq INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, step_id TEXT NOT NULL, attempt INTEGER NOT NULL,
     phase TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, outcome TEXT NOT NULL,
-    outputs TEXT NOT NULL DEFAULT '{}', error TEXT
-);
-CREATE INDEX IF NOT EXISTS steps_run ON steps (run_id, seq);
+    outputs TEXT NOT NULL DEFAULT '{}', error TEXT, PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS approvals (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, step_id TEXT NOT NULL, who TEXT NOT NULL,
     how TEXT NOT NULL, message TEXT NOT NULL, approved_at TEXT NOT NULL
@@ -134,17 +133,9 @@ class SqliteStateStore(SqlStateStore):
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._conn.execute(sql, args).fetchall()
 
-    def _insert_step(self, args: Sequence[Any]) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO steps (run_id, step_id, attempt, phase, started_at, ended_at, outcome, outputs, error)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            args,
-        )
-        return int(cur.lastrowid or 0)
-
     def _ts(self, dt: datetime | None) -> Any:
         # fixed width, so text order is time order
-        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if dt is not None else None
+        return dt.astimezone(UTC).isoformat(timespec="microseconds") if dt is not None else None
 
     # --- lock ----------------------------------------------------------------------------------
     def _open_lock_file(self, environment: str) -> int:
