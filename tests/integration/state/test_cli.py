@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from tests.fixtures.postgres import PgServer
 from tests.integration.state.conftest import Workspace, _new_database
 
 RUNBOOK = """
@@ -55,7 +56,7 @@ def test_runs_list_filters_and_show(ws: Workspace) -> None:
     assert ws.erpops("runs", "show", "nope").returncode == 2
 
 
-def test_env_check_against_real_targets(ws: Workspace, pg_server: Any) -> None:
+def test_env_check_against_real_targets(ws: Workspace, pg_server: PgServer) -> None:
     dsn = _new_database(pg_server)
     (ws.root / "backups").mkdir()
     ws.write(
