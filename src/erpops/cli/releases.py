@@ -1,0 +1,59 @@
+"""``erpops releases list --env E``: the release history kept in the state store."""
+
+import json as _json
+
+import typer
+
+from erpops.cli.boundary import guarded
+from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("list")
+@guarded
+def list_(
+    env: str = EnvOpt,
+    json: bool = JsonOpt,
+    config: str = ConfigOpt,
+    limit: int = typer.Option(20, "--limit", help="Newest N releases."),
+) -> None:
+    """Releases of an environment, newest first: images, status, run, pre-deploy backup."""
+    from erpops.actions.runtime import list_releases
+    from erpops.engine.store import open_state_store
+    from erpops.environments import load_config
+
+    cfg = load_config(config)
+    environment = cfg.environment(env)
+    state = open_state_store(cfg)
+    try:
+        releases = list_releases(state, environment.name)[:limit]
+    finally:
+        state.close()
+    if json:
+        for rel in releases:
+            typer.echo(_json.dumps(rel, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not releases:
+        Console().print(f"no releases recorded for {environment.name}")
+        return
+
+    table = Table(show_edge=False, pad_edge=False, title=f"releases of {environment.name}", title_justify="left")
+    for col in ("release", "time", "status", "images", "backup", "run"):
+        table.add_column(col, overflow="fold")
+    style = {"good": "green", "failed": "red", "pending": "yellow"}
+    for rel in releases:
+        images = ", ".join(f"{svc}={img}" for svc, img in (rel.get("images") or {}).items())
+        status = rel.get("status", "")
+        table.add_row(
+            rel["id"],
+            str(rel.get("time", ""))[:19],
+            f"[{style.get(status, '')}]{status}[/]",
+            images,
+            rel.get("backup_id") or "",
+            rel.get("run_id") or "",
+        )
+    Console().print(table)
