@@ -40,6 +40,9 @@ class RunRecord:
     runbook_path: str | None = None
     parent_id: str | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)
+    #: the process that last ran it (set by the durable stores) and how many times it was resumed
+    pid: int | None = None
+    resumes: int = 0
 
 
 @dataclass
@@ -73,6 +76,8 @@ class StateStore(Protocol):
     def start_step(self, step: StepRecord) -> None: ...
     def finish_step(self, step: StepRecord) -> None: ...
     def record_approval(self, run_id: str, step_id: str, who: str, how: str, message: str) -> None: ...
+    def reopen_run(self, run_id: str) -> None: ...
+    def list_approvals(self, run_id: str) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def list_runs(self, **filters: Any) -> list[RunRecord]: ...
     def list_steps(self, run_id: str) -> list[StepRecord]: ...
@@ -122,6 +127,13 @@ class MemoryStateStore:
         self.approvals.append(
             {"run_id": run_id, "step_id": step_id, "who": who, "how": how, "message": message, "at": utcnow()}
         )
+
+    def reopen_run(self, run_id: str) -> None:
+        run = self.runs[run_id]
+        run.state, run.ended_at, run.error, run.resumes = "running", None, None, run.resumes + 1
+
+    def list_approvals(self, run_id: str) -> list[dict[str, Any]]:
+        return [a for a in self.approvals if a["run_id"] == run_id]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         return self.runs.get(run_id)

@@ -360,7 +360,7 @@ class SqlStateStore:
         ]
 
     def _run_record(self, r: Sequence[Any]) -> RunRecord:
-        rec = RunRecord(
+        return RunRecord(
             id=r[0],
             runbook=r[1],
             version=r[2],
@@ -376,10 +376,9 @@ class SqlStateStore:
             runbook_path=r[13],
             parent_id=r[14],
             plan=loads(r[15]) or [],
+            pid=r[8],
+            resumes=r[16],
         )
-        rec.pid = r[8]  # type: ignore[attr-defined]
-        rec.resumes = r[16]  # type: ignore[attr-defined]
-        return rec
 
     # --- records -------------------------------------------------------------------------------
     def put_record(self, kind: str, environment: str, key: str, data: dict[str, Any]) -> None:

@@ -63,7 +63,7 @@ def _state_label(store: Any, run: Any) -> str:
         return str(run.state)
     from erpops.engine.resume import process_alive
 
-    alive = process_alive(run, getattr(run, "pid", None))
+    alive = process_alive(run, run.pid)
     if alive is False:
         return "running (process gone: resume it)"
     return "running" if alive else "running (on another machine)"
@@ -81,14 +81,14 @@ def _run_json(store: Any, run: Any) -> dict[str, Any]:
         "state_detail": _state_label(store, run),
         "user": run.user,
         "host": run.host,
-        "pid": getattr(run, "pid", None),
+        "pid": run.pid,
         "params": run.params,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "ended_at": run.ended_at.isoformat() if run.ended_at else None,
         "duration": _duration(run.started_at, run.ended_at),
         "error": run.error,
         "parent_id": run.parent_id,
-        "resumes": getattr(run, "resumes", 0),
+        "resumes": run.resumes,
     }
 
 
@@ -197,7 +197,7 @@ def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str,
     con.print(f"  by         {run.user}@{run.host}")
     con.print(f"  started    {_fmt_time(run.started_at)} UTC" + (f", took {took:.1f}s" if took is not None else ""))
     con.print(f"  runbook    {run.runbook_path} (sha256 {run.sha256[:12]})")
-    if getattr(run, "resumes", 0):
+    if run.resumes:
         con.print(f"  resumed    {run.resumes} time(s)")
     if run.params:
         con.print("  params     " + escape(", ".join(f"{k}={v}" for k, v in run.params.items())))

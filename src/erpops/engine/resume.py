@@ -129,7 +129,7 @@ def prepare_resume(
     if run.state == "succeeded":
         raise InvalidInput(f"run {run_id} succeeded; there is nothing to resume")
     if run.state == "running":
-        pid = getattr(run, "pid", None)
+        pid = run.pid
         alive = process_alive(run, pid)
         if alive or (alive is None and not force):
             where = f"process {pid} on {run.host}"

@@ -227,7 +227,7 @@ class Engine:
         with ExitStack() as stack:
             # a resumed run is reopened once it holds the lock: a resume refused for the lock
             # leaves the journal of the run as it was
-            resuming = bool(options.resume_run_id) and hasattr(self.state, "reopen_run")
+            resuming = bool(options.resume_run_id) and self.state.get_run(run_id) is not None
             if not resuming:
                 self.state.start_run(record)
                 self.state.record_plan(run_id, plan_json)
@@ -237,7 +237,7 @@ class Engine:
                     self._held_locks.add(env.name)
                     stack.callback(self._held_locks.discard, env.name)
                 if resuming:
-                    self.state.reopen_run(run_id)  # type: ignore[attr-defined]
+                    self.state.reopen_run(run_id)
                     self.state.record_plan(run_id, plan_json)
                     resuming = False
                 if runbook.spec.metadata.destructive and env.production and parent is None:
