@@ -11,8 +11,9 @@ How it works, so it can be checked by hand:
    the same transaction reads the installed modules, the Odoo version (``base``'s
    ``latest_version``) and the row counts of the key tables — the facts the manifest records
    are those of the dumped snapshot.
-3. The filestore directory is archived with ``tar`` (Python's ``tarfile`` when there is no
-   ``tar``), compressed and streamed the same way.
+3. Meanwhile the filestore directory is archived with ``tar`` (Python's ``tarfile`` when there
+   is no ``tar``), compressed and streamed the same way. Odoo writes an attachment's file before
+   committing the row naming it, so every file the snapshot references is already there.
 4. ``manifest.json`` is written last. A backup killed before that point has no manifest and is
    ``incomplete``: never chosen for a restore, removed by pruning.
 
@@ -70,6 +71,8 @@ class BackupOptions:
     runbook: RunbookRef | None = None
     #: Tables whose row counts are recorded (default: odoo_db.KEY_TABLES that exist).
     tables: tuple[str, ...] | None = None
+    #: Archive the filestore while the database is dumped (False: one after the other).
+    parallel: bool = True
 
 
 @dataclass
@@ -108,6 +111,12 @@ def run_backup(
     durations: dict[str, float] = {}
     key = lambda name: object_key(opts.environment, backup_id, name)  # noqa: E731
 
+    stop = threading.Event()  # set when one half of the backup failed: the other half stops too
+
+    def halted() -> bool:
+        return stop.is_set() or cancelled()
+
+    filestore_job: _Job | None = None
     conn = pg.connect(opts.dsn, opts.database, autocommit=False)
     try:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -120,13 +129,26 @@ def run_backup(
         facts = _Facts()
         reader = threading.Thread(target=_read_facts, args=(conn, opts.tables, facts), daemon=True)
         reader.start()
+        if opts.filestore is not None and opts.parallel:
+            # The filestore is archived beside the dump: Odoo writes a file before committing the
+            # row that names it, so every file the snapshot references exists already.
+            filestore_job = _Job(lambda: _archive_filestore(store, key(FILESTORE), opts, halted, progress), stop)
         try:
-            db_art = _dump_database(store, key(DB_DUMP), opts, pg_dump, snapshot_id, cancelled, progress)
+            db_art = _dump_database(store, key(DB_DUMP), opts, pg_dump, snapshot_id, halted, progress)
+        except BaseException as exc:
+            stop.set()
+            other = filestore_job.join() if filestore_job is not None else None
+            if isinstance(exc, StreamCancelled) and other is not None and not isinstance(other, StreamCancelled):
+                raise other from None  # the filestore failed first; the dump only stopped because of it
+            raise
         finally:
-            if reader.is_alive() and cancelled():
+            if reader.is_alive() and halted():
                 conn.cancel_safe()
             reader.join()
         if facts.error is not None:
+            stop.set()
+            if filestore_job is not None:
+                filestore_job.join()
             raise PermanentError(f"reading modules and row counts of {opts.database} failed: {facts.error}")
     finally:
         conn.close()
@@ -135,7 +157,12 @@ def run_backup(
         log(f"database {opts.database}: {db_art.uncompressed_size} bytes dumped, {db_art.size} stored")
 
     artifacts = {"db": db_art}
-    if opts.filestore is not None:
+    if filestore_job is not None:
+        if filestore_job.join() is not None:
+            raise filestore_job.error  # type: ignore[misc]
+        artifacts["filestore"] = filestore_job.result
+        durations["filestore"] = filestore_job.seconds
+    elif opts.filestore is not None:
         t1 = time.monotonic()
         artifacts["filestore"] = _archive_filestore(store, key(FILESTORE), opts, cancelled, progress)
         durations["filestore"] = round(time.monotonic() - t1, 3)
@@ -167,6 +194,31 @@ def run_backup(
     return BackupResult(manifest, key(MANIFEST), durations)
 
 
+class _Job:
+    """Run ``fn`` in a thread; its result or error is kept; an error sets ``stop``."""
+
+    def __init__(self, fn: Callable[[], Artifact], stop: threading.Event) -> None:
+        self.result: Artifact | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self._fn, self._stop = fn, stop
+        self._thread = threading.Thread(target=self._run, daemon=True, name="erpops-filestore")
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self.result = self._fn()
+        except BaseException as exc:
+            self.error = exc
+            self._stop.set()
+        self.seconds = round(time.monotonic() - t0, 3)
+
+    def join(self) -> BaseException | None:
+        self._thread.join()
+        return self.error
+
+
 def _read_facts(conn: psycopg.Connection[Any], tables: tuple[str, ...] | None, facts: _Facts) -> None:
     """In the exporting transaction: what the dumped snapshot holds (runs beside pg_dump)."""
     try:
@@ -188,7 +240,10 @@ def _dump_database(
     argv = [str(pg_dump.path), "--format=custom", "--compress=0", f"--snapshot={snapshot_id}", "--no-password"]
     env = pg.libpq_env(opts.dsn, opts.database)
     report = (lambda n: progress("db", n)) if progress else None
-    with Child(argv, env=env, stdout=True, name="pg_dump") as child, store.writer(key, opts.retention) as writer:
+    with (
+        Child(argv, env=env, stdout=True, name="pg_dump", watch=cancelled) as child,
+        store.writer(key, opts.retention) as writer,
+    ):
         read = compress(
             child.stdout, writer, level=opts.level, threads=opts.threads, cancelled=cancelled, progress=report
         )
@@ -227,7 +282,7 @@ def _archive_filestore(
             # GNU tar exits 1 when a file changed while it was read (Odoo kept writing): still a
             # usable archive of the directory as it was; anything else is a failure.
             argv = [tar, "--create", "--file=-", f"--directory={opts.filestore}", "--numeric-owner", "."]
-            with Child(argv, stdout=True, name="tar", ok_codes=(0, 1)) as child:
+            with Child(argv, stdout=True, name="tar", ok_codes=(0, 1), watch=cancelled) as child:
                 read = compress(
                     child.stdout, writer, level=opts.level, threads=opts.threads, cancelled=cancelled, progress=report
                 )

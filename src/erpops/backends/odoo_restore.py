@@ -258,7 +258,7 @@ def restore(
         str(fetched.dump),
     ]
     seconds: dict[str, float] = {}
-    with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore") as child:
+    with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore", watch=cancelled) as child:
         if fetched.filestore_archive is not None and filestore is not None:
             t1 = time.monotonic()
             extract_filestore(fetched.filestore_archive, filestore, cancelled=cancelled)
@@ -278,7 +278,7 @@ def extract_filestore(archive: Path, dest: Path, *, cancelled: Cancelled = _neve
     with open(archive, "rb") as src:
         if tar:
             argv = [tar, "--extract", "--file=-", f"--directory={dest}", "--no-same-owner", "--no-same-permissions"]
-            with Child(argv, stdin=True, name="tar") as child:
+            with Child(argv, stdin=True, name="tar", watch=cancelled) as child:
                 try:
                     decompress(src, child.stdin, cancelled=cancelled)
                 except BrokenPipeError:

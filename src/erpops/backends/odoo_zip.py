@@ -127,7 +127,7 @@ def export_zip(
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=level) as zf:
             with (
-                Child(argv, env=pg.libpq_env(dsn, database), stdout=True, name="pg_dump") as child,
+                Child(argv, env=pg.libpq_env(dsn, database), stdout=True, name="pg_dump", watch=cancelled) as child,
                 zf.open("dump.sql", "w", force_zip64=True) as entry,
             ):
                 sink: Any = entry if keep_restrict else _RestrictFilter(entry)
@@ -197,7 +197,7 @@ def import_zip(
             psql = pg.client_for(conn, "psql")
         create(database)
         argv = [str(psql.path), "--quiet", "--no-psqlrc", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-"]
-        with Child(argv, env=pg.libpq_env(dsn, database), stdin=True, name="psql") as child:
+        with Child(argv, env=pg.libpq_env(dsn, database), stdin=True, name="psql", watch=cancelled) as child:
             try:
                 with zf.open("dump.sql") as entry:
                     for chunk in iter(lambda: entry.read(CHUNK), b""):

@@ -20,6 +20,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
@@ -57,8 +58,9 @@ class Child:
     """A child process in its own process group, with stdout and/or stdin as pipes.
 
     Its stderr is drained in a thread and the last lines kept for error messages. Leaving the
-    ``with`` block with an exception kills the whole group; :meth:`finish` waits for it and raises
-    :class:`PermanentError` naming the tool and its last stderr line when it failed.
+    ``with`` block with an exception kills the whole group, and so does ``watch`` (the step's
+    cancellation) returning true; :meth:`finish` waits for it and raises :class:`PermanentError`
+    naming the tool and its last stderr line when it failed.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Child:
         cwd: str | None = None,
         name: str | None = None,
         ok_codes: Sequence[int] = (0,),
+        watch: Cancelled | None = None,
     ) -> None:
         self.name = name or os.path.basename(argv[0])
         self.ok_codes = tuple(ok_codes)
@@ -90,6 +93,19 @@ class Child:
         self._tail: collections.deque[str] = collections.deque(maxlen=30)
         self._reader = threading.Thread(target=self._drain, daemon=True, name=f"{self.name}-stderr")
         self._reader.start()
+        self.killed = False
+        if watch is not None:
+            threading.Thread(target=self._watch, args=(watch,), daemon=True, name=f"{self.name}-watch").start()
+
+    def _watch(self, cancelled: Cancelled) -> None:
+        """Kill the child as soon as the step is cancelled, even while the caller is blocked
+        reading from or writing to it (the pipe then ends and the caller returns)."""
+        while self.proc.poll() is None:
+            if cancelled():
+                self.killed = True
+                self.kill()
+                return
+            time.sleep(0.1)
 
     @property
     def stdout(self) -> IO[bytes]:
@@ -139,6 +155,8 @@ class Child:
                     self.kill()
                     raise StreamCancelled(f"{self.name} stopped: the step was cancelled") from None
         self._reader.join(timeout=2)
+        if self.killed or cancelled():
+            raise StreamCancelled(f"{self.name} stopped: the step was cancelled")
         if code not in self.ok_codes:
             doing = f" while {what}" if what else ""
             raise PermanentError(f"{self.name} failed{doing} (exit {code}): {self.last_error()}")

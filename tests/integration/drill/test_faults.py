@@ -56,7 +56,9 @@ KILL_SCRIPT = textwrap.dedent(
         if part == "filestore":  # the database artifact is stored, the filestore is streaming
             os.kill(os.getpid(), signal.SIGKILL)
 
-    opts = BackupOptions(environment="local", dsn=sys.argv[1], database=sys.argv[2], filestore=Path(sys.argv[3]))
+    # one artifact after the other, so the kill lands between "db stored" and "manifest written"
+    opts = BackupOptions(environment="local", dsn=sys.argv[1], database=sys.argv[2], filestore=Path(sys.argv[3]),
+                         parallel=False)
     run_backup(LocalStore(sys.argv[4]), opts, progress=progress)
     """
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -89,14 +90,20 @@ def drill_name(database: str, run_id: str) -> str:
 
 
 def progress(ctx: ActionContext, label: str, total: int | None = None) -> Callable[[str, int], None]:
-    """A (part, bytes) callback: progress events at most 4 times a second per part."""
+    """A (part, bytes) callback, safe from several threads: progress events at most 4 times a
+    second per part."""
     last: dict[str, float] = {}
+    lock = threading.Lock()
 
     def report(part: str, done: int) -> None:
         now = time.monotonic()
-        if now - last.get(part, 0.0) >= 0.25:
+        if now - last.get(part, 0.0) < 0.25 or not lock.acquire(blocking=False):
+            return
+        try:
             last[part] = now
             ctx.progress(f"{label} {part}", done=done, total=total)
+        finally:
+            lock.release()
 
     return report
 

@@ -122,6 +122,7 @@ class Backup(Action):
             None, description="Object Lock mode of the stored objects; default: the environment's"
         )
         retention_days: int | None = Field(None, ge=1, description="Object Lock retention in days")
+        parallel: bool = Field(True, description="archive the filestore while the database is dumped")
 
     outputs = {
         "backup_id": "the new backup's id",
@@ -174,6 +175,7 @@ class Backup(Action):
             retention=retention,
             run_id=ctx.run.id,
             runbook=runbook,
+            parallel=params.parallel,
         )
         store = open_store(ctx)
         result = run_backup(
