@@ -90,7 +90,12 @@ class StateStore(Protocol):
 
     # --- lock ----------------------------------------------------------------------------------
     @contextmanager
-    def environment_lock(self, environment: str, run: RunRecord, wait: float | None = None) -> Iterator[None]: ...
+    def environment_lock(
+        self, environment: str, run: RunRecord, wait: float | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
+        """Hold the lock of ``environment``; Locked (exit 4) naming the holder at once or after
+        ``wait`` seconds; Interrupted (exit 130) if ``cancel`` is set while waiting."""
+        ...
 
     def close(self) -> None: ...
 
@@ -166,7 +171,9 @@ class MemoryStateStore:
         self.records.pop((kind, environment, key), None)
 
     @contextmanager
-    def environment_lock(self, environment: str, run: RunRecord, wait: float | None = None) -> Iterator[None]:
+    def environment_lock(
+        self, environment: str, run: RunRecord, wait: float | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
         from erpops.errors import Locked
 
         with self._mutex:

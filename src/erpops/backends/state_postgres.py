@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -25,7 +26,7 @@ from psycopg import conninfo
 
 from erpops.audit import AuditLog
 from erpops.backends.state_sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, dumps
-from erpops.errors import Locked, Unreachable
+from erpops.errors import Interrupted, Locked, Unreachable
 from erpops.secrets import REDACTOR, redact
 from erpops.state import RunRecord
 
@@ -187,7 +188,9 @@ class PostgresStateStore(SqlStateStore):
 
     # --- lock ----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def environment_lock(self, environment: str, run: RunRecord, wait: float | None = None) -> Iterator[None]:
+    def environment_lock(
+        self, environment: str, run: RunRecord, wait: float | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
         """Hold the advisory lock of ``environment`` on a session of its own for the ``with`` block."""
         key = lock_key(environment)
         conn = _connect(self.dsn, self.where)
@@ -205,7 +208,10 @@ class PostgresStateStore(SqlStateStore):
                         describe_holder(environment, self.lock_holder(environment)) + waited,
                         hint="wait for it with --wait DURATION, or see `erpops runs show RUN`",
                     )
-                time.sleep(0.2)
+                if cancel is not None and cancel.wait(0.2):
+                    raise Interrupted(f"interrupted while waiting for the lock of environment {environment!r}")
+                if cancel is None:
+                    time.sleep(0.2)
             self._write_holder(environment, run)
         except BaseException:
             conn.close()

@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from typing import Any
 
 from erpops.audit import AuditLog
 from erpops.backends.state_sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, pid_alive
-from erpops.errors import Locked, Unreachable
+from erpops.errors import Interrupted, Locked, Unreachable
 from erpops.state import RunRecord
 
 SCHEMA = """
@@ -143,7 +144,9 @@ class SqliteStateStore(SqlStateStore):
         return os.open(self.lock_dir / _lock_name(environment), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     @contextlib.contextmanager
-    def environment_lock(self, environment: str, run: RunRecord, wait: float | None = None) -> Iterator[None]:
+    def environment_lock(
+        self, environment: str, run: RunRecord, wait: float | None = None, cancel: threading.Event | None = None
+    ) -> Iterator[None]:
         """Hold the lock of ``environment`` for the ``with`` block; Locked (exit 4) naming the holder
         at once, or after ``wait`` seconds of trying."""
         fd = self._open_lock_file(environment)
@@ -160,7 +163,12 @@ class SqliteStateStore(SqlStateStore):
                             describe_holder(environment, self.lock_holder(environment)) + waited,
                             hint="wait for it with --wait DURATION, or see `erpops runs show RUN`",
                         ) from None
-                    time.sleep(0.1)
+                    if cancel is not None and cancel.wait(0.1):
+                        raise Interrupted(
+                            f"interrupted while waiting for the lock of environment {environment!r}"
+                        ) from None
+                    if cancel is None:
+                        time.sleep(0.1)
             self._write_holder(environment, run)
         except BaseException:
             os.close(fd)

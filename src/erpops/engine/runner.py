@@ -31,6 +31,7 @@ from erpops.errors import (
     ApprovalRefused,
     ErpopsError,
     ExitCode,
+    Interrupted,
     InvalidInput,
     Issue,
     ValidationFailed,
@@ -233,7 +234,9 @@ class Engine:
                 self.state.record_plan(run_id, plan_json)
             try:
                 if runbook.spec.lock == "environment" and env.name not in self._held_locks:
-                    stack.enter_context(self.state.environment_lock(env.name, record, wait=options.lock_wait))
+                    stack.enter_context(
+                        self.state.environment_lock(env.name, record, wait=options.lock_wait, cancel=self.interrupted)
+                    )
                     self._held_locks.add(env.name)
                     stack.callback(self._held_locks.discard, env.name)
                 if resuming:
@@ -245,13 +248,14 @@ class Engine:
                         rs, None, f"{runbook.name} is destructive and {env.name} is production", require_text=env.name
                     )
             except ErpopsError as exc:
+                ended = "interrupted" if isinstance(exc, Interrupted) else "failed"
                 if not resuming:
-                    self.state.finish_run(run_id, "failed", utcnow(), redact(str(exc)))
+                    self.state.finish_run(run_id, ended, utcnow(), redact(str(exc)))
                 self.sink.emit(
                     make_event(
                         "run.finished",
                         run_id=run_id,
-                        state="failed",
+                        state=ended,
                         exit_code=int(exc.exit_code),
                         error=str(exc),
                         duration=round(time.monotonic() - start, 3),
@@ -334,9 +338,7 @@ class Engine:
         except ValidationError as exc:
             err = exc.errors()[0]
             field_path = ".".join(str(p) for p in err["loc"])
-            raise InvalidInput(
-                f"{self._where(rs, phase, index)} with.{field_path}: {err['msg']}"
-            ) from None
+            raise InvalidInput(f"{self._where(rs, phase, index)} with.{field_path}: {err['msg']}") from None
 
     def _where(self, rs: RunState, phase: str, index: int) -> str:
         return f"{rs.runbook.path}:{rs.runbook.step_line(phase, index)}"

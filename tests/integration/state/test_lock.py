@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from tests.integration.state.conftest import Workspace, lines, wait_for
 
@@ -118,3 +119,30 @@ def test_unlock_clears_a_stale_lock_row_after_a_crash(ws: Workspace) -> None:
     again = ws.erpops("runs", "unlock", "--env", "prod")
     assert again.returncode == 0 and "not locked" in again.stdout
     (ws.root / "release").touch()
+
+
+def test_waiting_for_the_lock_stops_on_sigterm(ws: Workspace) -> None:
+    _runbooks(ws)
+    holder = ws.spawn("run", "holder.yaml", "--env", "prod")
+    try:
+        wait_for(lambda: "holder" in lines(ws.root / "log"), what="the holder's step to start")
+        waiter = ws.spawn("run", "second.yaml", "--env", "prod", "--wait", "10m", "--json")
+        wait_for(lambda: len(_runs(ws)) == 2, what="the waiting run to be journaled")
+        time.sleep(0.5)
+        waiter.send_signal(signal.SIGTERM)
+        _out, err = waiter.communicate(timeout=15)
+        assert waiter.returncode == 130, err
+        states = {r.runbook: r.state for r in _runs(ws)}
+        assert states == {"holder": "running", "second": "interrupted"}
+    finally:
+        (ws.root / "release").touch()
+        holder.wait(30)
+    assert "second" not in lines(ws.root / "log")
+
+
+def _runs(ws: Workspace) -> list[Any]:
+    store = ws.store()
+    try:
+        return list(store.list_runs())
+    finally:
+        store.close()
