@@ -176,10 +176,7 @@ class PostgresStateStore(SqlStateStore):
         return dt
 
     def _audit_db(self, entry: dict[str, Any]) -> None:
-        with self._mutex, self._conn.cursor() as cur:
-            cur.execute(
-                "INSERT INTO audit (event, entry) VALUES (%s, %s::jsonb)", (entry.get("event", "?"), dumps(entry))
-            )
+        self._run("INSERT INTO audit (event, entry) VALUES (?, ?j)", (entry.get("event", "?"), dumps(entry)))
 
     def audit_entries(self) -> list[dict[str, Any]]:
         """The ``audit`` table, oldest first."""
