@@ -240,3 +240,18 @@ def test_version(cli):
 
     res = cli("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"erpops {__version__}"
+
+
+def test_closed_stdout_pipe_is_not_a_crash(tmp_path):
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    path = write(tmp_path, "ok.yaml", OK)
+    proc = subprocess.Popen(
+        f"{sys.executable} -m erpops run {path} --json | head -c 1 >/dev/null",
+        shell=True,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "internal error" not in err, err

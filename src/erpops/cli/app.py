@@ -3,7 +3,6 @@
 Nothing heavy is imported here: each command imports what it needs when it runs.
 """
 
-
 import importlib.util
 from typing import Any
 
@@ -248,4 +247,13 @@ _mount("erpops.cli.sandbox", "sandbox", "The embedded default environment (Postg
 
 
 def run() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        # The reader went away (`erpops runs list --json | head -1`): stop quietly, as Unix tools do.
+        import os
+        import sys
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)

@@ -56,7 +56,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, BrokenPipeError):
             raise
         except _Abort as exc:
             _err(f"erpops: error: {exc}")
