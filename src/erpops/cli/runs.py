@@ -1,6 +1,5 @@
 """``erpops runs list|show|resume|unlock``: the journal of runs, read back and continued."""
 
-from __future__ import annotations
 
 import json as _json
 from datetime import UTC, datetime, timedelta
