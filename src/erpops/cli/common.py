@@ -103,6 +103,10 @@ def run_runbook(
         interactive = sys.stdin.isatty() and sink.console.is_terminal
     if state is None and not common.dry_run:
         state = open_state_store(config)
+    if state is not None:  # a failover recorded which server is the primary now
+        from erpops.actions.failover import apply_topology
+
+        env = apply_topology(env, state)
     engine = Engine(state=state, sink=sink, approver=approver)
     opts = RunOptions(
         dry_run=common.dry_run,

@@ -1,0 +1,536 @@
+"""Failover actions: replication status, fence, promote, wait until writable, repoint, write probe.
+
+Servers are named by their role in the environment — ``server: primary`` or ``server: standby`` —
+as the environment's *current topology* says: ``database`` and ``standby`` from erpops.yaml, swapped
+when a failover recorded that the standby was promoted (a state-store record of kind ``topology``,
+see :func:`apply_topology`). Every action also takes an explicit ``dsn`` instead.
+
+The write probe (``failover.probe_start`` / ``failover.probe_stop``) runs in a background thread
+of the erpops process between its two steps (a registry keyed by run id); ``failover.repoint``
+points it at the new primary together with the application.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from erpops import secrets
+from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError, Unreachable
+from erpops.runbook.durations import Duration
+
+if TYPE_CHECKING:
+    from erpops.backends.failover_probe import WriteProbe
+    from erpops.environments import Database, Environment
+
+TOPOLOGY = "topology"
+CURRENT = "current"
+Role = Literal["primary", "standby"]
+
+_PROBES: dict[str, WriteProbe] = {}
+_PROBES_LOCK = threading.Lock()
+
+
+# --- topology ---------------------------------------------------------------------------------
+
+
+def apply_topology(env: Environment, state: Any) -> Environment:
+    """The environment with the database endpoints its last failover recorded.
+
+    The record (kind ``topology``, key ``current``) names which of the two configured servers is
+    the primary now. It is applied only while erpops.yaml still names the same two servers
+    (``database.dsn`` and ``standby.dsn``, in either order): once the file is edited, the file
+    wins. The application database name and every other setting stay as configured; the server
+    endpoints (``dsn`` and ``fence_command``) swap. The CLI applies it when it loads an environment
+    for a run, so every runbook after a failover works against the new primary.
+    """
+    if state is None or env.database is None or env.standby is None:
+        return env
+    rec = state.get_record(TOPOLOGY, env.name, CURRENT)
+    if rec is None:
+        return env
+    want_primary, want_standby = rec.data.get("primary_dsn"), rec.data.get("standby_dsn")
+    configured = {env.database.dsn, env.standby.dsn}
+    if want_primary == want_standby or {want_primary, want_standby} != configured:
+        return env
+    if env.database.dsn == want_primary:
+        return env
+    old, new = env.database, env.standby
+    return env.model_copy(
+        update={
+            "database": old.model_copy(update={"dsn": new.dsn, "fence_command": new.fence_command}),
+            "standby": new.model_copy(update={"dsn": old.dsn, "fence_command": old.fence_command, "name": old.name}),
+        }
+    )
+
+
+def forget_topology(state: Any, environment: str) -> None:
+    """Drop the recorded topology (e.g. after the servers were re-created from scratch)."""
+    state.delete_record(TOPOLOGY, environment, CURRENT)
+
+
+def _env(ctx: ActionContext) -> Environment:
+    return apply_topology(ctx.env, ctx.state)
+
+
+def _server(env: Environment, role: Role) -> Database:
+    db = env.database if role == "primary" else env.standby
+    if db is None:
+        key = "database" if role == "primary" else "standby"
+        raise Unreachable(f"environment {env.name!r} has no {key} in its configuration; add {key}: {{dsn: ...}}")
+    return db
+
+
+def _target(ctx: ActionContext, role: Role, dsn: str | None) -> tuple[str, str]:
+    """(resolved DSN, description without secrets) of a role or an explicit DSN."""
+    from erpops.backends import pg
+
+    ref = dsn or _server(_env(ctx), role).dsn
+    resolved = ctx.resolve_secret(ref)
+    return resolved, pg.describe(resolved)
+
+
+def _describe_ref(ctx: ActionContext, role: Role, dsn: str | None) -> str:
+    """For plans: where a role points, without resolving secrets."""
+    try:
+        ref = dsn or _server(_env(ctx), role).dsn
+    except Unreachable as exc:
+        return f"({exc})"
+    if secrets.is_reference(ref):
+        return ref  # a secret reference (env:VAR): not resolved while planning
+    from erpops.backends import pg
+
+    try:
+        return pg.describe(ref)
+    except InvalidInput:
+        return "(malformed DSN)"
+
+
+class _ServerParams(ActionParams):
+    server: Role = Field("primary", description="which server of the environment's current topology")
+    dsn: str | None = Field(None, description="connect here instead (DSN or secret reference)")
+
+
+# --- postgres.replication_status --------------------------------------------------------------
+
+
+class ReplicationStatus(Action):
+    """Replication state of a server. On a primary: its standbys, their state and lag in bytes. On
+    a standby: in recovery, received and replayed WAL positions, replay lag in seconds (0 when
+    everything received is replayed), and bytes behind the primary when the primary answers.
+
+    With ``expect`` and ``max_lag`` it is a preflight that refuses, with the numbers: a server that
+    is not what was expected (``force`` does not override that), or a standby lagging more than
+    ``max_lag`` (unless ``force``).
+
+    ```yaml
+    - id: preflight
+      action: postgres.replication_status
+      with: {server: standby, expect: standby, max_lag: 5s, force: "{{ params.force }}"}
+    ```
+    """
+
+    name = "postgres.replication_status"
+    read_only = True
+
+    class Params(_ServerParams):
+        server: Role = "standby"
+        expect: Role | None = Field(None, description="refuse unless the server has this role")
+        max_lag: Duration | None = Field(None, description="refuse when the standby's replay lag is larger")
+        force: bool = Field(False, description="proceed past the lag limit (logged)")
+        timeout: Duration = Field(3.0, description="connect timeout")
+
+    outputs = {
+        "server": "where the server is (no password)",
+        "role": "primary or standby",
+        "in_recovery": "true on a standby",
+        "timeline": "the server's timeline",
+        "receive_lsn": "standby: last WAL position received",
+        "replay_lsn": "standby: last WAL position replayed",
+        "replay_lag_seconds": "standby: seconds of replay lag (0 when caught up)",
+        "lag_bytes": "standby: bytes behind the primary's current position (when the primary answers)",
+        "replay_paused": "standby: WAL replay pause state",
+        "receiver_status": "standby: WAL receiver status (streaming...)",
+        "standbys": "primary: pg_stat_replication rows with lag_bytes",
+        "primary_reachable": "standby: whether the primary answered",
+        "forced": "true when a refusal was overridden by force",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        what = f"replication status of {params.server} {_describe_ref(ctx, params.server, params.dsn)}"
+        if params.max_lag is not None:
+            what += f" (refuse over {params.max_lag:g}s replay lag)"
+        return PlanResult(Change.NONE, what)
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        dsn, where = _target(ctx, params.server, params.dsn)
+        st = failover_pg.server_status(dsn, timeout=params.timeout)
+        out: dict[str, Any] = {"server": where, **st.as_dict(), "primary_reachable": None, "forced": False}
+        out.pop("system_identifier", None)
+        if params.expect is not None and st.role != params.expect:
+            raise PermanentError(self._wrong_role(ctx, params, where, st.role))
+        if st.in_recovery and params.dsn is None and params.server == "standby":
+            self._compare_with_primary(ctx, st, out, where)
+        if st.in_recovery and params.max_lag is not None:
+            problem = self._lag_problem(st, params.max_lag)
+            if problem:
+                numbers = (
+                    f"received {st.receive_lsn}, replayed {st.replay_lsn}, "
+                    f"{out['lag_bytes'] if out['lag_bytes'] is not None else 'unknown'} bytes behind the primary, "
+                    f"WAL receiver {st.receiver_status}, replay {st.replay_paused}"
+                )
+                if not params.force:
+                    raise PermanentError(
+                        f"standby {where}: {problem} ({numbers}); promoting it now would lose those transactions",
+                        hint="wait until it catches up, raise --max-lag, or pass --force to accept the loss",
+                    )
+                ctx.log(f"--force: promoting past the lag limit: {problem} ({numbers})", level="warning")
+                out["forced"] = True
+        return out
+
+    @staticmethod
+    def _lag_problem(st: Any, max_lag: float) -> str | None:
+        if st.replay_lag_seconds is None:
+            return "replay lag is unknown (nothing replayed yet and WAL still to replay)"
+        if st.replay_lag_seconds > max_lag:
+            return f"replay lag {st.replay_lag_seconds:.3f}s is over the limit of {max_lag:g}s"
+        return None
+
+    @staticmethod
+    def _compare_with_primary(ctx: ActionContext, st: Any, out: dict[str, Any], where: str) -> None:
+        from erpops.backends import failover_pg
+
+        try:
+            pdsn, pwhere = _target(ctx, "primary", None)
+            prim = failover_pg.server_status(pdsn, timeout=2.0)
+        except (Unreachable, InvalidInput) as exc:
+            out["primary_reachable"] = False
+            ctx.log(f"primary does not answer ({exc}); lag measured on the standby alone")
+            return
+        out["primary_reachable"] = True
+        if prim.system_identifier != st.system_identifier:
+            raise Unreachable(
+                f"standby {where} is not a copy of primary {pwhere} (system identifiers differ); "
+                "check database.dsn and standby.dsn in erpops.yaml"
+            )
+        if not prim.in_recovery and prim.current_lsn and st.replay_lsn:
+            out["lag_bytes"] = max(failover_pg.lsn_diff(pdsn, prim.current_lsn, st.replay_lsn), 0)
+
+    @staticmethod
+    def _wrong_role(ctx: ActionContext, params: Any, where: str, role: str) -> str:
+        if params.expect == "primary":
+            return f"{where} is in recovery (a standby), not a primary"
+        rec = ctx.state.get_record(TOPOLOGY, ctx.env.name, CURRENT) if ctx.state is not None else None
+        msg = f"{where} is not a standby: it is not in recovery, so there is nothing to promote"
+        if rec is not None and params.dsn is None:
+            d = rec.data
+            msg += (
+                f". It is the former primary that failover run {d.get('run_id')} fenced on "
+                f"{str(d.get('repointed_at', ''))[:19]} (the primary is now {d.get('primary')}). Re-create it as a "
+                "standby of the new primary before failing over again (`erpops sandbox reseed-standby` on the "
+                "sandbox; pg_basebackup or pg_rewind elsewhere)"
+            )
+        return msg
+
+
+# --- fence / unfence --------------------------------------------------------------------------
+
+
+class Fence(Action):
+    """Make the old primary refuse writes, and confirm it — before anything is promoted.
+
+    When the server answers: ``ALTER SYSTEM SET default_transaction_read_only = on``,
+    ``pg_reload_conf()`` and termination of its client sessions; fenced once a NEW session, as the
+    application's user in the application's database, is read-only and cannot create a table. When
+    it does not answer (or SQL fencing cannot be confirmed): the environment's
+    ``database.fence_command`` (argv, e.g. a script that stops the VM or cuts its network), fenced
+    when it exits 0. It gets ``ERPOPS_ENVIRONMENT``, ``ERPOPS_RUN_ID``, ``ERPOPS_FENCE_TARGET`` and
+    the server's ``PGHOST``/``PGPORT``/``PGUSER``/``PGDATABASE`` in its environment.
+
+    Fails closed: if fencing cannot be confirmed the step fails (a half-done SQL fence is reverted),
+    unless ``force`` — then it logs a warning and the run goes on. ``lsn`` (the WAL position after
+    fencing) lets ``postgres.promote`` wait until the standby has every commit.
+
+    SQL fencing stops well-behaved clients (Odoo); a client that sets its own
+    ``default_transaction_read_only = off`` can still write — use a ``fence_command`` for hard fencing.
+
+    ```yaml
+    - id: fence
+      action: postgres.fence
+      with: {server: primary, force: "{{ params.force }}"}
+      undo: {action: postgres.unfence, with: {method: "{{ steps.fence.outputs.method }}"}}
+    ```
+    """
+
+    name = "postgres.fence"
+
+    class Params(_ServerParams):
+        database: str | None = Field(None, description="database the confirming session opens (default: the app's)")
+        fence_command: list[str] | None = Field(None, description="default: the server's fence_command")
+        terminate: bool = Field(True, description="terminate the server's client sessions")
+        connect_timeout: Duration = 3.0
+        command_timeout: Duration = 120.0
+        force: bool = Field(False, description="go on when fencing cannot be confirmed (split-brain risk)")
+
+    outputs = {
+        "server": "the fenced server",
+        "fenced": "true when confirmed",
+        "method": "sql, command, already-standby, or none (forced)",
+        "confirmed": "how fencing was confirmed",
+        "terminated_sessions": "client sessions terminated",
+        "lsn": "WAL position after fencing (sql method)",
+        "command_exit_code": "exit code of the fence command when it ran",
+        "forced": "true when the run went on without confirmed fencing",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        where = _describe_ref(ctx, params.server, params.dsn)
+        return PlanResult(Change.WILL, f"fence {where}: read-only + terminate sessions, or its fence_command")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        env = _env(ctx)
+        dsn, where = _target(ctx, params.server, params.dsn)
+        command = params.fence_command
+        if command is None and params.dsn is None:
+            command = _server(env, params.server).fence_command
+        dbname = params.database or (env.database.name if env.database else None)
+        out: dict[str, Any] = {
+            "server": where,
+            "fenced": False,
+            "method": "none",
+            "confirmed": None,
+            "terminated_sessions": 0,
+            "lsn": None,
+            "command_exit_code": None,
+            "forced": False,
+        }
+        reasons: list[str] = []
+        sql_applied = False
+        try:
+            res = failover_pg.fence(dsn, terminate=params.terminate, timeout=params.connect_timeout)
+            if res.already_standby:
+                return {**out, "fenced": True, "method": "already-standby", "confirmed": "server is in recovery"}
+            sql_applied = True
+            out.update(terminated_sessions=res.terminated, lsn=res.lsn)
+            ok, detail = failover_pg.confirm_read_only(dsn, dbname, timeout=params.connect_timeout)
+            if ok:
+                ctx.log(f"fenced {where}: read-only, {res.terminated} session(s) terminated")
+                return {**out, "fenced": True, "method": "sql", "confirmed": f"new session read-only ({detail})"}
+            reasons.append(f"SQL fencing not confirmed: {detail}")
+        except TargetUnreachable as exc:
+            reasons.append(f"it does not answer ({exc.message})")
+        except PermanentError as exc:
+            reasons.append(str(exc))
+        if command:
+            code, detail = self._run_command(ctx, command, dsn, where, params.command_timeout)
+            out["command_exit_code"] = code
+            if code == 0:
+                ctx.log(f"fenced {where} with its fence_command")
+                return {**out, "fenced": True, "method": "command", "confirmed": "fence_command exited 0"}
+            reasons.append(f"fence_command {command[0]} {detail}")
+        else:
+            reasons.append("no fence_command is configured for it")
+        why = "; ".join(reasons)
+        if params.force:
+            ctx.log(f"--force: going on although {where} is not confirmed fenced: {why}", level="warning")
+            return {**out, "forced": True, "confirmed": None}
+        if sql_applied:
+            with contextlib.suppress(Unreachable, PermanentError, TemporaryError):
+                failover_pg.unfence(dsn)
+        raise PermanentError(
+            f"cannot confirm that the old primary {where} refuses writes: {why}; stopped before promoting "
+            "(nothing was promoted)",
+            hint="fix the cause, set database.fence_command in erpops.yaml, or pass --force if you are sure it "
+            "cannot accept writes",
+        )
+
+    @staticmethod
+    def _run_command(ctx: ActionContext, argv: list[str], dsn: str, where: str, timeout: float) -> tuple[int, str]:
+        import os
+
+        from erpops.backends import pg
+
+        env = {k: v for k, v in os.environ.items()}
+        with contextlib.suppress(InvalidInput):
+            env.update({k: v for k, v in pg.libpq_env(dsn).items() if k != "PGPASSWORD"})
+        env.update(ERPOPS_ENVIRONMENT=ctx.env.name, ERPOPS_RUN_ID=ctx.run.id, ERPOPS_FENCE_TARGET=where)
+        try:
+            res = ctx.run_process(argv, env=env, timeout=timeout)
+        except (OSError, PermanentError, TemporaryError) as exc:
+            return -1, f"could not run: {exc}"
+        last = (res.stderr_tail or res.stdout_tail).strip().splitlines()[-1:] or [""]
+        return res.returncode, f"exited with code {res.returncode}" + (f": {last[0]}" if last[0] else "")
+
+
+class Unfence(Action):
+    """Undo ``postgres.fence`` (its ``undo``): reset the read-only default of the old primary — only
+    while the standby is still in recovery and the application was not repointed, so that two
+    primaries never accept writes. A fence by command cannot be undone here.
+
+    ```yaml
+    undo: {action: postgres.unfence, with: {method: "{{ steps.fence.outputs.method }}"}}
+    ```
+    """
+
+    name = "postgres.unfence"
+
+    class Params(_ServerParams):
+        method: str = Field("sql", description="the fence step's method output")
+
+    outputs = {"unfenced": "true when the read-only default was reset", "server": "the server"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.MAY, f"reset read-only on {_describe_ref(ctx, params.server, params.dsn)}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        dsn, where = _target(ctx, params.server, params.dsn)
+        if params.method in ("none", "already-standby"):
+            return {"unfenced": False, "server": where}
+        if params.method == "command":
+            raise PermanentError(
+                f"{where} was fenced by its fence_command; erpops cannot undo that: restore it by hand"
+            )
+        rec = ctx.state.get_record(TOPOLOGY, ctx.env.name, CURRENT) if ctx.state is not None else None
+        if rec is not None and rec.data.get("run_id") == ctx.run.id:
+            raise PermanentError(f"not unfencing {where}: this run already repointed the application")
+        sdsn, swhere = _target(ctx, "standby", None)
+        try:
+            still_standby = failover_pg.server_status(sdsn, timeout=2.0).in_recovery
+        except Unreachable:
+            still_standby = False
+        if not still_standby:
+            raise PermanentError(
+                f"not unfencing {where}: the standby {swhere} is not (or no longer known to be) in recovery; "
+                "two primaries must never accept writes — decide by hand which one is the primary"
+            )
+        failover_pg.unfence(dsn)
+        ctx.log(f"unfenced {where}: it accepts writes again")
+        return {"unfenced": True, "server": where}
+
+
+# --- promote / wait_writable ------------------------------------------------------------------
+
+
+class Promote(Action):
+    """Promote the standby with ``pg_promote(wait => true)``. With ``wait_for_lsn`` (the fence's
+    ``lsn``) it first waits until the standby has replayed that position — every commit of the
+    fenced primary — and refuses when it does not within ``catchup_timeout`` (unless ``force``).
+
+    ```yaml
+    - id: promote
+      action: postgres.promote
+      with: {server: standby, wait_for_lsn: "{{ steps.fence.outputs.lsn }}", force: "{{ params.force }}"}
+    ```
+    """
+
+    name = "postgres.promote"
+
+    class Params(_ServerParams):
+        server: Role = "standby"
+        wait_for_lsn: str | None = Field(None, description="replay at least up to here first")
+        catchup_timeout: Duration = 30.0
+        wait_seconds: int = Field(60, ge=1, le=3600, description="pg_promote's wait_seconds")
+        force: bool = Field(False, description="promote even if the standby did not catch up")
+
+    outputs = {
+        "server": "the promoted server",
+        "timeline": "its new timeline",
+        "lsn": "WAL position right after promotion",
+        "promote_seconds": "time pg_promote took",
+        "caught_up": "whether it had replayed wait_for_lsn (null when not asked)",
+        "catchup_seconds": "time spent waiting for replay",
+        "behind_bytes": "bytes still to replay when promoted",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, f"promote {_describe_ref(ctx, params.server, params.dsn)} (pg_promote)")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        dsn, where = _target(ctx, params.server, params.dsn)
+        if not failover_pg.server_status(dsn).in_recovery:
+            raise PermanentError(f"{where} is not in recovery: it is already a primary; nothing promoted")
+        out: dict[str, Any] = {"server": where, "caught_up": None, "catchup_seconds": 0.0, "behind_bytes": None}
+        if params.wait_for_lsn:
+            cu = failover_pg.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, _cancel_event(ctx))
+            out.update(caught_up=cu.caught_up, catchup_seconds=round(cu.seconds, 4), behind_bytes=cu.behind_bytes)
+            if cu.resumed_replay:
+                ctx.log("WAL replay was paused on the standby; resumed it before promoting", level="warning")
+            if not cu.caught_up:
+                msg = (
+                    f"standby {where} replayed up to {cu.replay_lsn} but the fenced primary is at "
+                    f"{params.wait_for_lsn} ({cu.behind_bytes} bytes behind) after {cu.seconds:.1f}s"
+                )
+                if not params.force:
+                    raise PermanentError(
+                        msg + "; promoting now would lose those commits", hint="pass --force to accept"
+                    )
+                ctx.log(f"--force: {msg}; promoting anyway", level="warning")
+        p = failover_pg.promote(dsn, params.wait_seconds)
+        ctx.log(f"promoted {where} in {p.seconds:.3f}s (timeline {p.timeline})")
+        return {**out, "timeline": p.timeline, "lsn": p.lsn, "promote_seconds": round(p.seconds, 4)}
+
+
+def _cancel_event(ctx: ActionContext) -> threading.Event | None:
+    event = getattr(ctx, "cancel_event", None)
+    return event if isinstance(event, threading.Event) else None
+
+
+class WaitWritable(Action):
+    """Wait until a server takes writes: a new session in the database creates and rolls back a
+    temporary table (fails on a standby and on a read-only server).
+
+    ```yaml
+    - id: writable
+      action: postgres.wait_writable
+      with: {server: primary, timeout: 30s}
+    ```
+    """
+
+    name = "postgres.wait_writable"
+    read_only = True
+
+    class Params(_ServerParams):
+        database: str | None = Field(None, description="default: the application's database")
+        timeout: Duration = 30.0
+        interval: Duration = 0.1
+
+    outputs = {"server": "the server", "waited": "seconds waited", "checks": "checks made"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.NONE, f"wait until {_describe_ref(ctx, params.server, params.dsn)} takes writes")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        env = _env(ctx)
+        dsn, where = _target(ctx, params.server, params.dsn)
+        dbname = params.database or (env.database.name if env.database else None)
+        start = time.monotonic()
+        checks = 0
+        while True:
+            ctx.check_cancelled()
+            checks += 1
+            why = failover_pg.write_check(dsn, dbname, timeout=min(params.timeout, 2.0) or 1.0)
+            if why is None:
+                return {"server": where, "waited": round(time.monotonic() - start, 4), "checks": checks}
+            if time.monotonic() - start + params.interval > params.timeout:
+                raise TemporaryError(f"{where} still does not take writes after {params.timeout:g}s: {why}")
+            time.sleep(params.interval)
+
+
+# The application side of the family (repoint, topology record, write probe, report) lives in
+# failover_app; importing it here registers its actions with this module's.
+import erpops.actions.failover_app  # noqa: E402, F401

@@ -1,0 +1,457 @@
+"""Failover actions on the application side: repoint, record the topology, the write probe, the report.
+
+Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.actions.failover import _PROBES, _PROBES_LOCK, CURRENT, TOPOLOGY, _describe_ref, _env, _server, _target
+from erpops.errors import InvalidInput, PermanentError, Unreachable
+from erpops.runbook.durations import Duration
+from erpops.state import utcnow
+
+REPORT = "failover"  # record kind of failover reports, keyed by run id
+DsnPart = Literal["host", "port", "user", "dbname", "dsn", "password"]
+
+
+# --- failover.repoint -------------------------------------------------------------------------
+
+
+class Repoint(Action):
+    """Point the application at the promoted standby.
+
+    1. checks that the standby is promoted (not in recovery) — never points the application at a
+       standby;
+    2. records the new topology in the state store (kind ``topology``: the standby is the primary, the
+       old primary is the standby to re-create), so every later run of erpops uses the new primary;
+    3. with a runtime (``runtime.kind`` docker or kubernetes): sets the connection variables of the
+       application's services to the new primary (``runtime_env``: variable -> part of its DSN), which
+       replaces their instances (a rolling restart); with an empty ``runtime_env`` it only restarts
+       them, for an endpoint that does not change (a proxy, a DNS name);
+    4. points the run's write probe at the new primary.
+
+    ```yaml
+    - id: repoint
+      action: failover.repoint
+      with: {runtime_env: {HOST: host, PORT: port}, services: [web, worker, cron]}
+    ```
+    """
+
+    name = "failover.repoint"
+
+    class Params(ActionParams):
+        runtime_env: dict[str, DsnPart] = Field(
+            default_factory=lambda: {"PGHOST": "host", "PGPORT": "port"},
+            description="service environment variable -> host, port, user, dbname, dsn or password of the new primary",
+        )
+        services: list[str] | None = Field(None, description="default: every declared service that runs")
+        timeout: Duration = 300.0
+
+    outputs = {
+        "primary": "the new primary",
+        "previous_primary": "the old primary (now recorded as the standby to re-create)",
+        "services": "runtime services updated",
+        "timeline": "the new primary's timeline",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        to = _describe_ref(ctx, "standby", None)
+        rt = "" if ctx.env.runtime.kind == "none" else f" and restart the {ctx.env.runtime.kind} services"
+        return PlanResult(Change.WILL, f"record {to} as primary{rt}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends import failover_pg
+
+        env = _env(ctx)
+        old, new = _server(env, "primary"), _server(env, "standby")
+        new_dsn, new_where = _target(ctx, "standby", None)
+        _, old_where = _target(ctx, "primary", None)
+        st = failover_pg.server_status(new_dsn)
+        if st.in_recovery:
+            raise PermanentError(f"refusing to point the application at {new_where}: it is still a standby")
+        if ctx.state is None:
+            raise PermanentError("no state store: the new topology cannot be recorded")
+        ctx.state.put_record(
+            TOPOLOGY,
+            env.name,
+            CURRENT,
+            {
+                "primary_dsn": new.dsn,  # as configured: a secret reference stays a reference
+                "standby_dsn": old.dsn,
+                "primary": new_where,
+                "standby": old_where,
+                "standby_state": "former primary, fenced: re-create it as a standby of the primary",
+                "run_id": ctx.run.id,
+                "repointed_at": utcnow().isoformat(),
+                "timeline": st.timeline,
+                "verified": False,
+            },
+        )
+        ctx.log(f"recorded {new_where} as the primary of {env.name}")
+        services = self._runtime(ctx, env, params, new_dsn) if env.runtime.kind != "none" else []
+        with _PROBES_LOCK:
+            probe = _PROBES.get(ctx.run.id)
+        if probe is not None:
+            probe.set_endpoint(new_dsn)
+        return {"primary": new_where, "previous_primary": old_where, "services": services, "timeline": st.timeline}
+
+    @staticmethod
+    def _runtime(ctx: ActionContext, env: Any, params: Any, dsn: str) -> list[str]:
+        from erpops.backends import pg
+        from erpops.backends.runtime import open_runtime
+
+        parts = pg.parse_dsn(dsn)
+        parts.setdefault("port", "5432")
+        values: dict[str, str | None] = {}
+        for var, part in params.runtime_env.items():
+            value = dsn if part == "dsn" else parts.get(part)
+            if value is None:
+                raise InvalidInput(f"runtime_env {var}: the new primary's DSN has no {part}")
+            if part in ("dsn", "password"):
+                ctx.register_secret(value)
+            values[var] = value
+        done: list[str] = []
+        with open_runtime(env) as rt:
+            now = rt.current()
+            for service in params.services if params.services is not None else list(env.runtime.services):
+                rt.spec(service)
+                if params.services is None and (service not in now.services or not now.services[service].replicas):
+                    continue
+                if values:
+                    ctx.log(f"setting {', '.join(sorted(values))} on {service}")
+                    rt.set_env(service, values, timeout=params.timeout)
+                else:
+                    ctx.log(f"restarting {service}")
+                    rt.restart(service, timeout=params.timeout)
+                done.append(service)
+        return done
+
+
+class Record(Action):
+    """Mark the topology recorded by ``failover.repoint`` as verified (after the health gate), with
+    the promoted server's timeline.
+
+    ```yaml
+    - id: record-topology
+      action: failover.record_topology
+      with: {timeline: "{{ steps.promote.outputs.timeline }}"}
+    ```
+    """
+
+    name = "failover.record_topology"
+
+    class Params(ActionParams):
+        timeline: int | None = None
+
+    outputs = {"primary": "the primary", "standby": "the standby to re-create", "timeline": "timeline"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.WILL, "record the verified topology")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        rec = ctx.state.get_record(TOPOLOGY, ctx.env.name, CURRENT) if ctx.state is not None else None
+        if rec is None or rec.data.get("run_id") != ctx.run.id:
+            raise PermanentError("this run recorded no topology change (failover.repoint did not run)")
+        data = dict(rec.data)
+        data.update(verified=True, verified_at=utcnow().isoformat())
+        if params.timeline is not None:
+            data["timeline"] = params.timeline
+        ctx.state.put_record(TOPOLOGY, ctx.env.name, CURRENT, data)
+        return {"primary": data["primary"], "standby": data["standby"], "timeline": data.get("timeline")}
+
+
+# --- the write probe --------------------------------------------------------------------------
+
+
+class ProbeStart(Action):
+    """Start the write probe: a row inserted every ``interval`` into ``erpops_failover_probe`` in the
+    application's database through the application's endpoint (the primary), from a background
+    thread, until ``failover.probe_stop``. Waits for the first write (the baseline); when the
+    primary is already down it starts anyway and the outage counts from the start.
+
+    ```yaml
+    - id: probe-start
+      action: failover.probe_start
+      with: {interval: 200ms}
+      on_failure: continue
+    ```
+    """
+
+    name = "failover.probe_start"
+
+    class Params(ActionParams):
+        interval: Duration = Field(0.2, gt=0.0)
+        database: str | None = Field(None, description="default: the application's database")
+
+    outputs = {"endpoint": "where it writes", "first_write_ok": "the baseline write succeeded", "interval": "s"}
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        where = _describe_ref(ctx, "primary", None)
+        return PlanResult(Change.WILL, f"write a probe row every {params.interval:g}s to {where}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops.backends.failover_probe import WriteProbe
+
+        env = _env(ctx)
+        dsn, where = _target(ctx, "primary", None)
+        dbname = params.database or _server(env, "primary").name
+        probe = WriteProbe(dsn, dbname, ctx.run.id, params.interval)
+        prepared = True
+        try:
+            probe.prepare()
+        except Unreachable as exc:
+            prepared = False
+            ctx.log(f"the primary does not answer ({exc}); the probe starts anyway", level="warning")
+        with _PROBES_LOCK:
+            earlier = _PROBES.pop(ctx.run.id, None)
+            _PROBES[ctx.run.id] = probe
+        if earlier is not None:
+            earlier.stop(settle=0)
+        probe.start()
+        ok = probe.wait_first_success(2.0) if prepared else False
+        return {"endpoint": where, "first_write_ok": ok, "interval": params.interval}
+
+
+class ProbeStop(Action):
+    """Stop the write probe (put it in ``finally``) and report what it measured: write-unavailable
+    seconds (last successful write before the outage -> first after), acknowledged rows missing on
+    the new primary, writes made and failed. Waits up to ``settle`` for an outage in progress to end.
+
+    ```yaml
+    finally:
+      - id: probe-stop
+        action: failover.probe_stop
+    ```
+    """
+
+    name = "failover.probe_stop"
+
+    class Params(ActionParams):
+        settle: Duration = 3.0
+        keep_rows: bool = Field(False, description="keep this run's probe rows (deleted by default)")
+
+    outputs = {
+        "probe": "false when no probe ran in this run",
+        "write_unavailable_seconds": "longest outage: last write before -> first write after",
+        "lost_rows": "acknowledged probe rows missing on the final primary",
+        "old_primary_only_rows": "probe rows on the old primary missing on the new one",
+        "*": "attempts, ok, failed, outages, outage_windows...",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        return PlanResult(Change.NONE, "stop the write probe and report")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        with _PROBES_LOCK:
+            probe = _PROBES.pop(ctx.run.id, None)
+        if probe is None:
+            return {"probe": False, "write_unavailable_seconds": None, "lost_rows": None}
+        try:
+            report = probe.stop(settle=params.settle)
+        finally:
+            if not params.keep_rows:
+                probe.cleanup()
+        if report.lost_rows:
+            ctx.log(f"{report.lost_rows} acknowledged probe write(s) did not reach the new primary", level="warning")
+        return {"probe": True, **report.as_dict()}
+
+
+# --- failover.report --------------------------------------------------------------------------
+
+
+class Report(Action):
+    """The failover report, from the run's journal: outcome, write-unavailable seconds and lost rows
+    (from the probe step), each step's duration, the fence method, the new timeline. Written as JSON
+    (``report_file``), as Prometheus text (``metrics_file``, for node_exporter's textfile collector),
+    into the state store (kind ``failover``, keyed by run id) so rehearsals and real failovers can be
+    compared, and returned as this step's outputs (``--json`` prints them).
+
+    ```yaml
+    finally:
+      - id: report
+        action: failover.report
+        with: {metrics_file: "{{ params.metrics_file }}", mode: failover}
+    ```
+    """
+
+    name = "failover.report"
+
+    class Params(ActionParams):
+        mode: Literal["failover", "rehearsal"] = "failover"
+        report_file: str | None = None
+        metrics_file: str | None = None
+        probe_step: str = "probe-stop"
+        preflight_step: str = "preflight"
+        fence_step: str = "fence"
+        promote_step: str = "promote"
+        repoint_step: str = "repoint"
+        first_step: str = Field("fence", description="the write-affecting span starts with this step")
+        last_step: str = Field("writable", description="... and ends with this one")
+
+    outputs = {
+        "succeeded": "every main step succeeded",
+        "promoted": "the standby was promoted",
+        "write_unavailable_seconds": "from the probe (null without a probe)",
+        "lost_rows": "from the probe",
+        "failover_seconds": "first_step start -> last_step end",
+        "report": "the whole report",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        files = [f for f in (params.report_file, params.metrics_file) if f]
+        return PlanResult(
+            Change.MAY if files else Change.NONE, "failover report" + (f" to {', '.join(files)}" if files else "")
+        )
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        report = build_report(ctx, params)
+        if params.report_file:
+            _write_atomic(Path(params.report_file), json.dumps(report, indent=2, default=str) + "\n")
+        if params.metrics_file:
+            _write_atomic(Path(params.metrics_file), prometheus_text(report))
+        if ctx.state is not None:
+            ctx.state.put_record(REPORT, ctx.env.name, ctx.run.id, report)
+        ctx.log(summary_line(report))
+        return {
+            "succeeded": report["succeeded"],
+            "promoted": report["promoted"],
+            "write_unavailable_seconds": report["write_unavailable_seconds"],
+            "lost_rows": report["lost_rows"],
+            "failover_seconds": report["failover_seconds"],
+            "report": report,
+        }
+
+
+def _last_attempts(ctx: ActionContext) -> list[Any]:
+    if ctx.state is None:
+        return []
+    last: dict[tuple[str, str], Any] = {}
+    for rec in ctx.state.list_steps(ctx.run.id):
+        if rec.step_id == ctx.step_id and rec.phase == "finally":
+            continue
+        last[(rec.phase, rec.step_id)] = rec  # later attempts replace earlier ones
+    return list(last.values())
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 4) if start and end else None
+
+
+def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
+    recs = _last_attempts(ctx)
+    steps = [
+        {"id": r.step_id, "phase": r.phase, "status": r.outcome, "attempt": r.attempt,
+         "seconds": _seconds(r.started_at, r.ended_at), "error": r.error}
+        for r in recs
+    ]  # fmt: skip
+    by_id = {r.step_id: r for r in recs if r.phase == "main"}
+    outs = {sid: (r.outputs or {}) for sid, r in by_id.items() if r.outcome == "succeeded"}
+    finals = {r.step_id: (r.outputs or {}) for r in recs if r.phase == "finally" and r.outcome == "succeeded"}
+    probe = finals.get(params.probe_step) or outs.get(params.probe_step) or {}
+    failed = [s for s in steps if s["phase"] == "main" and s["status"] not in ("succeeded", "skipped")]
+    first, last = by_id.get(params.first_step), by_id.get(params.last_step)
+    span = _seconds(first.started_at, last.ended_at) if first and last and last.outcome == "succeeded" else None
+    env = ctx.env
+    return {
+        "environment": env.name,
+        "tier": env.tier,
+        "mode": params.mode,
+        "run_id": ctx.run.id,
+        "started_at": ctx.run.started_at.isoformat(),
+        "reported_at": utcnow().isoformat(),
+        "succeeded": not failed,
+        "failed_step": failed[0]["id"] if failed else None,
+        "error": failed[0]["error"] if failed else None,
+        "promoted": params.promote_step in outs,
+        "repointed": params.repoint_step in outs,
+        "old_primary": outs.get(params.fence_step, {}).get("server"),
+        "new_primary": outs.get(params.promote_step, {}).get("server"),
+        "timeline": outs.get(params.promote_step, {}).get("timeline"),
+        "fence_method": outs.get(params.fence_step, {}).get("method"),
+        "forced": any(bool(o.get("forced")) for o in outs.values()),
+        "lag_at_start": {
+            k: outs.get(params.preflight_step, {}).get(k)
+            for k in ("replay_lag_seconds", "lag_bytes", "receive_lsn", "replay_lsn")
+        },
+        "probe": bool(probe.get("probe")),
+        "write_unavailable_seconds": probe.get("write_unavailable_seconds"),
+        "lost_rows": probe.get("lost_rows"),
+        "old_primary_only_rows": probe.get("old_primary_only_rows"),
+        "probe_writes_ok": probe.get("ok"),
+        "probe_writes_failed": probe.get("failed"),
+        "probe_interval_seconds": probe.get("interval"),
+        "outage_windows": probe.get("outage_windows") or [],
+        "failover_seconds": span,
+        "promote_seconds": outs.get(params.promote_step, {}).get("promote_seconds"),
+        "steps": steps,
+    }
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    state = "succeeded" if report["succeeded"] else f"failed at {report['failed_step']}"
+    parts = [f"{report['mode']} of {report['environment']} {state}"]
+    if report["write_unavailable_seconds"] is not None:
+        parts.append(f"writes unavailable {report['write_unavailable_seconds']:.3f}s")
+        parts.append(f"{report['lost_rows']} acknowledged row(s) lost")
+    timed = [
+        f"{s['id']} {s['seconds']:.3f}s" for s in report["steps"] if s["seconds"] is not None and s["phase"] == "main"
+    ]
+    return "; ".join(parts) + (" (" + ", ".join(timed) + ")" if timed else "")
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(report: dict[str, Any]) -> str:
+    """The report as Prometheus text exposition format (gauges; null values are left out)."""
+    base = f'environment="{_label(report["environment"])}",mode="{_label(report["mode"])}"'
+    metrics: list[tuple[str, str, list[tuple[str, Any]]]] = [
+        ("succeeded", "1 when the failover ran to the end", [("", int(report["succeeded"]))]),
+        ("promoted", "1 when the standby was promoted", [("", int(report["promoted"]))]),
+        ("write_unavailable_seconds", "Last successful probe write before the outage to the first after",
+         [("", report["write_unavailable_seconds"])]),
+        ("lost_rows", "Acknowledged probe writes missing on the new primary", [("", report["lost_rows"])]),
+        ("probe_writes", "Probe writes by result",
+         [(',result="ok"', report["probe_writes_ok"]), (',result="failed"', report["probe_writes_failed"])]),
+        ("failover_seconds", "From the fence step's start to the new primary taking writes",
+         [("", report["failover_seconds"])]),
+        ("timeline", "Timeline of the new primary", [("", report["timeline"])]),
+        ("step_duration_seconds", "Duration of each step",
+         [(f',step="{_label(s["id"])}",phase="{s["phase"]}"', s["seconds"]) for s in report["steps"]]),
+        ("last_run_timestamp_seconds", "When this report was written (Unix time)",
+         [("", datetime.fromisoformat(report["reported_at"]).timestamp())]),
+    ]  # fmt: skip
+    lines: list[str] = []
+    for name, help_text, samples in metrics:
+        present = [(extra, v) for extra, v in samples if v is not None]
+        if not present:
+            continue
+        lines += [f"# HELP erpops_failover_{name} {help_text}", f"# TYPE erpops_failover_{name} gauge"]
+        lines += [f"erpops_failover_{name}{{{base}{extra}}} {_number(v)}" for extra, v in present]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

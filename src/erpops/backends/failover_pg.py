@@ -1,0 +1,322 @@
+"""PostgreSQL side of a failover: replication status, fencing, promotion, writability.
+
+Every function takes a DSN (secrets already resolved) and opens its own short connection through
+:func:`erpops.backends.pg.connect`, so an unreachable server is :class:`TargetUnreachable` (exit 3).
+The write probe that measures write availability during a failover is in
+:mod:`erpops.backends.failover_probe`.
+
+Fencing a primary that answers is three statements and a check::
+
+    ALTER SYSTEM SET default_transaction_read_only = on;   -- new sessions and transactions read-only
+    SELECT pg_reload_conf();                               -- existing sessions pick it up too
+    SELECT pg_terminate_backend(pid, 5000) ...             -- in-flight transactions end (rolled back)
+
+and it counts only once a *new* session, as the application's user in the application's database,
+is read-only and cannot write (a role or database setting can override the server's default).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from threading import Event
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import make_conninfo
+
+from erpops.backends import pg
+from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
+
+#: Longest single statement a failover check may take on a server.
+STATEMENT_TIMEOUT_MS = 5000
+
+
+def connect(dsn: str, dbname: str | None = None, timeout: float = 3.0) -> psycopg.Connection[Any]:
+    """A short-lived autocommit connection with a statement timeout (TargetUnreachable when down)."""
+    conn = pg.connect(dsn, dbname=dbname, connect_timeout=timeout, application_name="erpops-failover")
+    try:
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    except psycopg.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def with_options(dsn: str, **params: Any) -> str:
+    """``dsn`` with extra libpq parameters (e.g. ``options="-c statement_timeout=1000"``)."""
+    try:
+        return make_conninfo(dsn, **params)
+    except psycopg.ProgrammingError:
+        raise InvalidInput("malformed PostgreSQL DSN") from None
+
+
+# --- replication status -----------------------------------------------------------------------
+
+
+@dataclass
+class StandbyInfo:
+    """One row of ``pg_stat_replication`` on a primary."""
+
+    application_name: str
+    client: str | None
+    state: str
+    sync_state: str
+    sent_lsn: str | None
+    replay_lsn: str | None
+    lag_bytes: int | None
+    replay_lag_seconds: float | None
+
+
+@dataclass
+class ServerStatus:
+    """What ``postgres.replication_status`` reports about one server."""
+
+    role: str  # primary | standby
+    in_recovery: bool
+    server_version: str
+    system_identifier: str
+    timeline: int | None
+    read_only: bool  # default_transaction_read_only (a fenced primary says true)
+    # primary
+    current_lsn: str | None = None
+    standbys: list[StandbyInfo] = field(default_factory=list)
+    # standby
+    receive_lsn: str | None = None
+    replay_lsn: str | None = None
+    receiver_status: str | None = None
+    replay_paused: str | None = None  # not paused | pause requested | paused
+    last_replay_at: str | None = None
+    replay_lag_seconds: float | None = None
+    lag_bytes: int | None = None  # standby: behind the primary's current WAL position (when known)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _timeline_of(conn: psycopg.Connection[Any], in_recovery: bool) -> int | None:
+    if in_recovery:
+        row = conn.execute("SELECT received_tli FROM pg_stat_wal_receiver").fetchone()
+        if row and row[0]:
+            return int(row[0])
+        row = conn.execute("SELECT timeline_id FROM pg_control_checkpoint()").fetchone()
+        return int(row[0]) if row else None
+    row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    return int(str(row[0])[:8], 16) if row else None
+
+
+def server_status(dsn: str, timeout: float = 3.0) -> ServerStatus:
+    """Role, WAL positions and lag of one server (see :class:`ServerStatus`)."""
+    with connect(dsn, timeout=timeout) as conn:
+        row = conn.execute(
+            "SELECT pg_is_in_recovery(), current_setting('server_version'), "
+            "(SELECT system_identifier::text FROM pg_control_system()), "
+            "current_setting('default_transaction_read_only') = 'on'"
+        ).fetchone()
+        assert row is not None
+        in_recovery, version, sysid, read_only = bool(row[0]), str(row[1]).split()[0], str(row[2]), bool(row[3])
+        status = ServerStatus(
+            role="standby" if in_recovery else "primary",
+            in_recovery=in_recovery,
+            server_version=version,
+            system_identifier=sysid,
+            timeline=_timeline_of(conn, in_recovery),
+            read_only=read_only,
+        )
+        if not in_recovery:
+            status.current_lsn = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+            rows = conn.execute(
+                "SELECT application_name, coalesce(client_addr::text, 'local'), state, sync_state, "
+                "sent_lsn::text, replay_lsn::text, "
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint, "
+                "extract(epoch FROM replay_lag)::float8 "
+                "FROM pg_stat_replication ORDER BY application_name"
+            ).fetchall()
+            # replay_lag is NULL once the standby has replayed everything and the primary is idle
+            status.standbys = [StandbyInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], _lag(r[7], r[6])) for r in rows]
+            return status
+        row = conn.execute(
+            "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, "
+            "pg_get_wal_replay_pause_state(), pg_last_xact_replay_timestamp(), "
+            "extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8, "
+            "coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()), 0) <= 0, "
+            "(SELECT status FROM pg_stat_wal_receiver)"
+        ).fetchone()
+        assert row is not None
+        status.receive_lsn, status.replay_lsn, status.replay_paused = row[0], row[1], row[2]
+        status.last_replay_at = row[3].isoformat() if row[3] is not None else None
+        status.receiver_status = row[6] or "not running"
+        # Everything received is replayed: no replay lag, however old the last transaction is (an
+        # idle primary sends no transactions). Otherwise the age of the last replayed transaction.
+        caught_up = bool(row[5]) and row[2] == "not paused"
+        status.replay_lag_seconds = 0.0 if caught_up else (round(max(row[4], 0.0), 3) if row[4] is not None else None)
+    return status
+
+
+def _lag(seconds: float | None, lag_bytes: int | None) -> float | None:
+    if seconds is not None:
+        return round(seconds, 3)
+    return 0.0 if lag_bytes is not None and lag_bytes <= 0 else None
+
+
+def lsn_diff(dsn: str, newer: str, older: str) -> int:
+    """Bytes between two LSNs (computed by the server)."""
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT pg_wal_lsn_diff(%s::pg_lsn, %s::pg_lsn)::bigint", (newer, older)).fetchone()
+        return int(row[0]) if row else 0
+
+
+# --- fencing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FenceResult:
+    already_standby: bool
+    terminated: int
+    lsn: str | None  # WAL position after fencing: a standby that replayed it has every commit
+
+
+def fence(dsn: str, *, terminate: bool = True, timeout: float = 3.0) -> FenceResult:
+    """Make a primary refuse writes: read-only default for every session, reloaded, client sessions
+    terminated. A server in recovery is already read-only (nothing done). Raises PermanentError when
+    the server refuses (e.g. the user may not run ALTER SYSTEM)."""
+    with connect(dsn, timeout=timeout) as conn:
+        if pg.in_recovery(conn):
+            return FenceResult(True, 0, None)
+        try:
+            conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
+            conn.execute("SELECT pg_reload_conf()")
+        except psycopg.Error as exc:
+            raise PermanentError(f"cannot make {pg.describe(dsn)} read-only: {_first_line(exc)}") from None
+        terminated = 0
+        if terminate:
+            try:
+                rows = conn.execute(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+                    "AND application_name IS DISTINCT FROM 'erpops'"  # a state store's lock session
+                ).fetchall()
+            except psycopg.Error as exc:
+                raise PermanentError(
+                    f"made {pg.describe(dsn)} read-only but cannot terminate its sessions: {_first_line(exc)}"
+                ) from None
+            terminated = sum(1 for r in rows if r[0])
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        return FenceResult(False, terminated, str(row[0]) if row else None)
+
+
+def confirm_read_only(dsn: str, dbname: str | None, timeout: float = 3.0) -> tuple[bool, str]:
+    """Open a NEW session (as the DSN's user, in ``dbname``) and check it can write nothing:
+    ``transaction_read_only`` is on and creating a table fails. Returns (read-only, detail)."""
+    with connect(dsn, dbname=dbname, timeout=timeout) as conn:
+        row = conn.execute("SHOW transaction_read_only").fetchone()
+        if not row or row[0] != "on":
+            return False, "a new session is read-write (a role or database setting may override the default)"
+        try:
+            with conn.transaction():
+                conn.execute("CREATE TEMP TABLE erpops_fence_check (x int) ON COMMIT DROP")
+                raise _Rollback()
+        except (pgerrors.ReadOnlySqlTransaction, pgerrors.FeatureNotSupported) as exc:
+            return True, _first_line(exc)
+        except _Rollback:
+            return False, "a new session could create a table"
+        except psycopg.Error as exc:
+            return False, f"write check failed unexpectedly: {_first_line(exc)}"
+
+
+def unfence(dsn: str, timeout: float = 3.0) -> None:
+    """Undo :func:`fence`: the server's read-only default is reset and reloaded."""
+    with connect(dsn, timeout=timeout) as conn:
+        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+class _Rollback(Exception):
+    pass
+
+
+# --- promotion --------------------------------------------------------------------------------
+
+
+@dataclass
+class CatchUp:
+    caught_up: bool
+    replay_lsn: str | None
+    behind_bytes: int | None
+    seconds: float
+    resumed_replay: bool
+
+
+def wait_replayed(dsn: str, target_lsn: str, timeout: float, cancel: Event | None = None) -> CatchUp:
+    """Wait until the standby has replayed ``target_lsn`` (resuming a paused replay first)."""
+    start = time.monotonic()
+    resumed = False
+    with connect(dsn) as conn:
+        row = conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()
+        if row and row[0] != "not paused":
+            conn.execute("SELECT pg_wal_replay_resume()")
+            resumed = True
+        while True:
+            row = conn.execute(
+                "SELECT pg_last_wal_replay_lsn()::text, pg_wal_lsn_diff(%s::pg_lsn, pg_last_wal_replay_lsn())::bigint",
+                (target_lsn,),
+            ).fetchone()
+            assert row is not None
+            behind = int(row[1]) if row[1] is not None else None
+            if behind is not None and behind <= 0:
+                return CatchUp(True, row[0], 0, time.monotonic() - start, resumed)
+            if time.monotonic() - start >= timeout or (cancel is not None and cancel.is_set()):
+                return CatchUp(False, row[0], behind, time.monotonic() - start, resumed)
+            time.sleep(0.02)
+
+
+@dataclass
+class Promotion:
+    timeline: int | None
+    lsn: str | None
+    seconds: float
+
+
+def promote(dsn: str, wait_seconds: int = 60) -> Promotion:
+    """``pg_promote(wait => true)``; PermanentError if the standby did not finish in time (it may
+    still finish: look at the server before doing anything else)."""
+    with connect(dsn) as conn:
+        conn.execute(f"SET statement_timeout = {(wait_seconds + 5) * 1000}")
+        start = time.monotonic()
+        try:
+            row = conn.execute("SELECT pg_promote(true, %s)", (wait_seconds,)).fetchone()
+        except psycopg.Error as exc:
+            raise PermanentError(f"pg_promote failed on {pg.describe(dsn)}: {_first_line(exc)}") from None
+        seconds = time.monotonic() - start
+        if not row or not row[0]:
+            raise PermanentError(
+                f"{pg.describe(dsn)} did not finish promoting within {wait_seconds}s; it may still finish: "
+                "check pg_is_in_recovery() there before anything else"
+            )
+        lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
+        return Promotion(_timeline_of(conn, False), lsn, seconds)
+
+
+# --- writability ------------------------------------------------------------------------------
+
+
+def write_check(dsn: str, dbname: str | None, timeout: float = 2.0) -> str | None:
+    """None when a new session in ``dbname`` can write (creates and rolls back a temporary table),
+    else why not. An unreachable server is a reason, not an exception."""
+    try:
+        with connect(dsn, dbname=dbname, timeout=timeout) as conn, conn.transaction():
+            conn.execute("CREATE TEMP TABLE erpops_write_check (x int) ON COMMIT DROP")
+            conn.execute("INSERT INTO erpops_write_check VALUES (1)")
+            raise _Rollback()
+    except _Rollback:
+        return None
+    except TargetUnreachable as exc:
+        return str(exc)
+    except psycopg.Error as exc:
+        return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
