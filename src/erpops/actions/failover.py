@@ -516,8 +516,11 @@ class WaitWritable(Action):
         from erpops.backends import failover_pg
 
         env = _env(ctx)
-        dsn, where = _target(ctx, params.server, params.dsn)
+        from erpops.backends import pg
+
+        dsn, _ = _target(ctx, params.server, params.dsn)
         dbname = params.database or (env.database.name if env.database else None)
+        where = pg.describe(dsn, dbname)
         start = time.monotonic()
         checks = 0
         while True:

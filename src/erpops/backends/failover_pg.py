@@ -305,10 +305,13 @@ def write_check(dsn: str, dbname: str | None, timeout: float = 2.0) -> str | Non
     """None when a new session in ``dbname`` can write (creates and rolls back a temporary table),
     else why not. An unreachable server is a reason, not an exception."""
     try:
-        with connect(dsn, dbname=dbname, timeout=timeout) as conn, conn.transaction():
-            conn.execute("CREATE TEMP TABLE erpops_write_check (x int) ON COMMIT DROP")
-            conn.execute("INSERT INTO erpops_write_check VALUES (1)")
-            raise _Rollback()
+        with connect(dsn, dbname=dbname, timeout=timeout) as conn:
+            if pg.in_recovery(conn):
+                return "it is in recovery (a standby)"
+            with conn.transaction():
+                conn.execute("CREATE TEMP TABLE erpops_write_check (x int) ON COMMIT DROP")
+                conn.execute("INSERT INTO erpops_write_check VALUES (1)")
+                raise _Rollback()
     except _Rollback:
         return None
     except TargetUnreachable as exc:
