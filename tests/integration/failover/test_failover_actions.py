@@ -49,7 +49,7 @@ def test_replication_status_on_primary_and_standby(healthy: tuple[Pair, Path, Pa
 
 
 def test_fence_by_command_when_the_primary_does_not_answer(healthy: tuple[Pair, Path, Path]) -> None:
-    pair, primary, standby = healthy
+    pair, _primary, standby = healthy
     marker = pair.work / "fenced"
     marker.unlink(missing_ok=True)
     cfg = pair.env_config(pair.root / "lost-primary", standby)
