@@ -19,6 +19,7 @@ import contextlib
 import os
 import shutil
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,12 +186,24 @@ def fetch(
         raise PermanentError(f"backup {manifest.backup_id} has no database artifact in its manifest")
     results: list[ArtifactResult] = []
     dump = scratch / "db.dump"
-    results.append(_fetch_dump(store, db, dump, cancelled, progress))
     archive = None
     fs = manifest.artifacts.get("filestore")
-    if fs is not None:
+    box: dict[str, Any] = {}
+    thread = None
+    if fs is not None:  # the filestore archive downloads beside the dump
         archive = scratch / "filestore.tar.zst"
-        info = store.get_file(fs.key, archive, progress=(lambda n: progress("filestore", n)) if progress else None)
+        report = (lambda n: progress("filestore", n)) if progress else None
+        thread = threading.Thread(target=_get, args=(store, fs.key, archive, report, box), daemon=True)
+        thread.start()
+    try:
+        results.append(_fetch_dump(store, db, dump, cancelled, progress))
+    finally:
+        if thread is not None:
+            thread.join()
+    if fs is not None:
+        if "error" in box:
+            raise box["error"]
+        info = box["info"]
         results.append(ArtifactResult("filestore", fs.key, fs.sha256, info.sha256 or "", fs.size, info.size))
     bad = [r for r in results if not r.ok]
     if bad:
@@ -204,6 +217,13 @@ def fetch(
         )
         raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}")
     return Fetched(manifest, scratch, dump, archive, results, round(time.monotonic() - t0, 3))
+
+
+def _get(store: ObjectStore, key: str, dest: Path, progress: Callable[[int], None] | None, box: dict[str, Any]) -> None:
+    try:
+        box["info"] = store.get_file(key, dest, progress=progress)
+    except BaseException as exc:  # raised by the caller
+        box["error"] = exc
 
 
 def _fetch_dump(
@@ -243,7 +263,8 @@ def restore(
     cancelled: Cancelled = _never,
 ) -> dict[str, float]:
     """``pg_restore`` the fetched dump into the existing, empty ``database`` while the filestore is
-    unpacked into ``filestore``. Returns seconds per part (database, filestore, total)."""
+    unpacked into ``filestore`` (in a thread). Returns seconds: database (pg_restore), filestore
+    (unpacking, side by side) and total."""
     t0 = time.monotonic()
     with pg.connect(dsn, database) as conn:
         pg_restore = pg.client_for(conn, "pg_restore")
@@ -258,15 +279,42 @@ def restore(
         str(fetched.dump),
     ]
     seconds: dict[str, float] = {}
+    stop = threading.Event()  # pg_restore failed: stop unpacking the filestore
+
+    def halted() -> bool:
+        return stop.is_set() or cancelled()
+
+    box: dict[str, Any] = {}
+    thread = None
     with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore", watch=cancelled) as child:
         if fetched.filestore_archive is not None and filestore is not None:
-            t1 = time.monotonic()
-            extract_filestore(fetched.filestore_archive, filestore, cancelled=cancelled)
-            seconds["filestore"] = round(time.monotonic() - t1, 3)
-        child.finish(cancelled=cancelled, what=f"restoring into {database}")
-    seconds["database"] = round(time.monotonic() - t0, 3)
-    seconds["total"] = seconds["database"]
+            args = (fetched.filestore_archive, filestore, halted, box)
+            thread = threading.Thread(target=_extract, args=args, daemon=True, name="erpops-filestore")
+            thread.start()
+        try:
+            child.finish(cancelled=cancelled, what=f"restoring into {database}")
+            seconds["database"] = round(time.monotonic() - t0, 3)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            if thread is not None:
+                thread.join()
+    if "error" in box:
+        raise box["error"]
+    if "seconds" in box:
+        seconds["filestore"] = box["seconds"]
+    seconds["total"] = round(time.monotonic() - t0, 3)
     return seconds
+
+
+def _extract(archive: Path, dest: Path, cancelled: Cancelled, box: dict[str, Any]) -> None:
+    t0 = time.monotonic()
+    try:
+        extract_filestore(archive, dest, cancelled=cancelled)
+        box["seconds"] = round(time.monotonic() - t0, 3)
+    except BaseException as exc:  # raised by the caller
+        box["error"] = exc
 
 
 def extract_filestore(archive: Path, dest: Path, *, cancelled: Cancelled = _never) -> None:

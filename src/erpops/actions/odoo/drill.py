@@ -110,8 +110,10 @@ class Restore(Action):
         "filestore": "the restored filestore directory",
         "scratch": "the scratch directory",
         "artifacts": "per artifact: name, key, ok, sha256 expected and found",
-        "fetch_seconds": "fetch and checksum time",
-        "restore_seconds": "pg_restore (and filestore unpack) time",
+        "fetch_seconds": "fetch and checksum time (both artifacts, side by side)",
+        "restore_seconds": "pg_restore and filestore unpack (side by side) time",
+        "database_seconds": "pg_restore time",
+        "filestore_seconds": "filestore unpack time",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -147,6 +149,8 @@ class Restore(Action):
             "artifacts": [a.as_dict() for a in fetched.artifacts],
             "fetch_seconds": fetched.seconds,
             "restore_seconds": seconds["total"],
+            "database_seconds": seconds.get("database"),
+            "filestore_seconds": seconds.get("filestore"),
         }
 
 
