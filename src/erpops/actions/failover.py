@@ -139,7 +139,7 @@ class ReplicationStatus(Action):
     read_only = True
 
     class Params(_ServerParams):
-        server: Role = "standby"
+        server: Role = Field("standby", description="which server of the environment's current topology")
         expect: Role | None = Field(None, description="refuse unless the server has this role")
         max_lag: Duration | None = Field(None, description="refuse when the standby's replay lag is larger")
         force: bool = Field(False, description="proceed past the lag limit (logged)")
@@ -179,7 +179,7 @@ class ReplicationStatus(Action):
         if st.in_recovery and params.dsn is None and params.server == "standby":
             self._compare_with_primary(ctx, st, out, where)
         if st.in_recovery and params.max_lag is not None:
-            problem = self._lag_problem(st, params.max_lag)
+            problem = self._lag_problem(st, params.max_lag, out["lag_bytes"])
             if problem:
                 numbers = (
                     f"received {st.receive_lsn}, replayed {st.replay_lsn}, "
@@ -196,7 +196,10 @@ class ReplicationStatus(Action):
         return out
 
     @staticmethod
-    def _lag_problem(st: Any, max_lag: float) -> str | None:
+    def _lag_problem(st: Any, max_lag: float, lag_bytes: int | None) -> str | None:
+        if lag_bytes and st.receiver_status != "streaming":
+            # replayed all it received, but it receives nothing from a primary that is ahead of it
+            return f"it does not receive WAL (receiver: {st.receiver_status}) from a primary {lag_bytes} bytes ahead"
         if st.replay_lag_seconds is None:
             return "replay lag is unknown (nothing replayed yet and WAL still to replay)"
         if st.replay_lag_seconds > max_lag:
@@ -275,8 +278,8 @@ class Fence(Action):
         database: str | None = Field(None, description="database the confirming session opens (default: the app's)")
         fence_command: list[str] | None = Field(None, description="default: the server's fence_command")
         terminate: bool = Field(True, description="terminate the server's client sessions")
-        connect_timeout: Duration = 3.0
-        command_timeout: Duration = 120.0
+        connect_timeout: Duration = Field(3.0, description="give up connecting after this long")
+        command_timeout: Duration = Field(120.0, description="kill the fence command after this long")
         force: bool = Field(False, description="go on when fencing cannot be confirmed (split-brain risk)")
 
     outputs = {
@@ -437,9 +440,9 @@ class Promote(Action):
     name = "postgres.promote"
 
     class Params(_ServerParams):
-        server: Role = "standby"
+        server: Role = Field("standby", description="which server of the environment's current topology")
         wait_for_lsn: str | None = Field(None, description="replay at least up to here first")
-        catchup_timeout: Duration = 30.0
+        catchup_timeout: Duration = Field(30.0, description="longest wait for the replay of wait_for_lsn")
         wait_seconds: int = Field(60, ge=1, le=3600, description="pg_promote's wait_seconds")
         force: bool = Field(False, description="promote even if the standby did not catch up")
 
@@ -504,8 +507,8 @@ class WaitWritable(Action):
 
     class Params(_ServerParams):
         database: str | None = Field(None, description="default: the application's database")
-        timeout: Duration = 30.0
-        interval: Duration = 0.1
+        timeout: Duration = Field(30.0, description="fail when it does not take writes within this")
+        interval: Duration = Field(0.1, description="time between two checks")
 
     outputs = {"server": "the server", "waited": "seconds waited", "checks": "checks made"}
 

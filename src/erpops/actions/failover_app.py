@@ -54,7 +54,7 @@ class Repoint(Action):
             description="service environment variable -> host, port, user, dbname, dsn or password of the new primary",
         )
         services: list[str] | None = Field(None, description="default: every declared service that runs")
-        timeout: Duration = 300.0
+        timeout: Duration = Field(300.0, description="longest wait for each service's new instances")
 
     outputs = {
         "primary": "the new primary",
@@ -150,7 +150,7 @@ class Record(Action):
     name = "failover.record_topology"
 
     class Params(ActionParams):
-        timeline: int | None = None
+        timeline: int | None = Field(None, description="the promoted server's timeline (postgres.promote output)")
 
     outputs = {"primary": "the primary", "standby": "the standby to re-create", "timeline": "timeline"}
 
@@ -189,7 +189,7 @@ class ProbeStart(Action):
     name = "failover.probe_start"
 
     class Params(ActionParams):
-        interval: Duration = Field(0.2, gt=0.0)
+        interval: Duration = Field(0.2, gt=0.0, description="time between two probe writes")
         database: str | None = Field(None, description="default: the application's database")
 
     outputs = {"endpoint": "where it writes", "first_write_ok": "the baseline write succeeded", "interval": "s"}
@@ -236,7 +236,7 @@ class ProbeStop(Action):
     name = "failover.probe_stop"
 
     class Params(ActionParams):
-        settle: Duration = 3.0
+        settle: Duration = Field(3.0, description="after a repoint, longest wait for a write to the new primary")
         keep_rows: bool = Field(False, description="keep this run's probe rows (deleted by default)")
 
     outputs = {
@@ -286,14 +286,14 @@ class Report(Action):
     name = "failover.report"
 
     class Params(ActionParams):
-        mode: Literal["failover", "rehearsal"] = "failover"
-        report_file: str | None = None
-        metrics_file: str | None = None
-        probe_step: str = "probe-stop"
-        preflight_step: str = "preflight"
-        fence_step: str = "fence"
-        promote_step: str = "promote"
-        repoint_step: str = "repoint"
+        mode: Literal["failover", "rehearsal"] = Field("failover", description="label of the report and metrics")
+        report_file: str | None = Field(None, description="write the JSON report here")
+        metrics_file: str | None = Field(None, description="write Prometheus text metrics here")
+        probe_step: str = Field("probe-stop", description="id of the failover.probe_stop step")
+        preflight_step: str = Field("preflight", description="id of the preflight replication_status step")
+        fence_step: str = Field("fence", description="id of the postgres.fence step")
+        promote_step: str = Field("promote", description="id of the postgres.promote step")
+        repoint_step: str = Field("repoint", description="id of the failover.repoint step")
         first_step: str = Field("fence", description="the write-affecting span starts with this step")
         last_step: str = Field("writable", description="... and ends with this one")
 

@@ -98,6 +98,11 @@ class Pair:
         return primary_dir, standby_dir
 
     # -- configuration and CLI -----------------------------------------------------------------
+    def reset_state(self) -> None:
+        """A new, empty state store for the next commands (the SQLite file and its WAL)."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            (self.work / f"state.db{suffix}").unlink(missing_ok=True)
+
     def write_config(self, environments: dict[str, Any], name: str = "erpops.yaml") -> Path:
         path = self.work / name
         path.write_text(yaml.safe_dump({"environments": environments}))

@@ -21,7 +21,7 @@ metadata: {name: t, version: 1.0.0}
 def _run(pair: Pair, body: str, *args: str):
     path = pair.work / "t.yaml"
     path.write_text(HEAD + textwrap.dedent(body))
-    (pair.work / "state.db").unlink(missing_ok=True)
+    pair.reset_state()
     return pair.cli("run", str(path), "--env", "drill", "--json", "--yes", *args)
 
 

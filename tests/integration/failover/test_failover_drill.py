@@ -47,7 +47,7 @@ def _topology(pair: Pair) -> dict:
 def test_failover_drill_end_to_end(healthy: tuple[Pair, Path, Path]) -> None:
     pair, old_primary, old_standby = healthy
     pair.write_config({"drill": pair.env_config(old_primary, old_standby)})
-    (pair.work / "state.db").unlink(missing_ok=True)
+    pair.reset_state()
 
     # 1. the failover, measured by the probe
     res = _failover(pair)
@@ -98,10 +98,14 @@ def test_failover_drill_end_to_end(healthy: tuple[Pair, Path, Path]) -> None:
     # 5. re-create the standby from the new primary, and the drill repeats (back to the first server)
     sandbox.reseed_standby(root=pair.root)
     assert pair.in_recovery(old_primary)
-    res2 = _failover(pair)
+    res2 = _failover(pair, "--rehearse")  # a rehearsal runs the same steps and reports the same figures
     assert res2.code == 0, res2.stdout[-3000:] + res2.stderr[-3000:]
     report2 = res2.step("report", "finally")["outputs"]
     assert report2["lost_rows"] == 0 and 0 < report2["write_unavailable_seconds"] < 5
+    assert report2["report"]["mode"] == "rehearsal"
+    assert (
+        'erpops_failover_succeeded{environment="drill",mode="rehearsal"} 1' in (pair.work / "failover.prom").read_text()
+    )
     assert writable_error(pair.dsn(old_primary, DB)) is None
     assert "read-only" in (writable_error(pair.dsn(old_standby, DB)) or "")
     assert str(old_primary) in _topology(pair)["primary"]

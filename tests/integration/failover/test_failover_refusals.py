@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from erpops.backends import pg
 
@@ -31,7 +32,7 @@ def _no_topology(pair: Pair) -> bool:
 @pytest.fixture
 def fresh_state(healthy: tuple[Pair, Path, Path]) -> tuple[Pair, Path, Path]:
     pair = healthy[0]
-    (pair.work / "state.db").unlink(missing_ok=True)
+    pair.reset_state()
     return healthy
 
 
@@ -125,4 +126,32 @@ def test_dry_run_plans_without_changing_anything(fresh_state: tuple[Pair, Path, 
     assert plan["promote"]["change"] == "may change"  # waits for the fence's WAL position: known at run time
     assert plan["repoint"]["change"] == "will change" and str(standby) in plan["repoint"]["summary"]
     assert plan["preflight"]["change"] == "no change"
+    _unchanged(pair, primary, standby)
+
+
+def test_standby_that_receives_nothing_from_a_reachable_primary_is_refused(
+    fresh_state: tuple[Pair, Path, Path],
+) -> None:
+    """Everything it received is replayed (no replay lag), but it lags the primary it lost."""
+    pair, primary, standby = fresh_state
+    pair.write_config({"drill": pair.env_config(primary, standby)})
+    with pg.connect(pair.dsn(standby)) as sconn:
+        conninfo = sconn.execute("SHOW primary_conninfo").fetchone()[0]
+        sconn.execute("ALTER SYSTEM SET primary_conninfo = ''")
+        sconn.execute("SELECT pg_reload_conf()")
+        try:
+            deadline = time.monotonic() + 10
+            while sconn.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone()[0]:
+                assert time.monotonic() < deadline, "the WAL receiver did not stop"
+                time.sleep(0.05)
+            with pg.connect(pair.dsn(primary, DB)) as pconn:
+                pconn.execute("INSERT INTO res_partner (name) VALUES ('never received')")
+            res = pair.cli("failover", "--env", "drill", "--yes", "--json")
+        finally:
+            sconn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
+            sconn.execute("SELECT pg_reload_conf()")
+    assert res.code == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    error = res.finished()["error"]
+    assert "does not receive WAL" in error and "bytes ahead" in error, error
+    assert not res.ran("fence")
     _unchanged(pair, primary, standby)
