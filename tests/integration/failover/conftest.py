@@ -160,7 +160,7 @@ def writable_error(dsn: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+def fo_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     base = tmp_path_factory.mktemp("fo")
     root, work = base / "sb", base / "work"
     work.mkdir()
@@ -184,6 +184,6 @@ def pg_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 
 
 @pytest.fixture
-def healthy(pg_pair: Pair) -> tuple[Pair, Path, Path]:
-    primary, standby = pg_pair.ensure_healthy()
-    return pg_pair, primary, standby
+def healthy(fo_pair: Pair) -> tuple[Pair, Path, Path]:
+    primary, standby = fo_pair.ensure_healthy()
+    return fo_pair, primary, standby

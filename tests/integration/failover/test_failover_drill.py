@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from erpops import sandbox
-
 from .conftest import DB, Pair, writable_error
 
 pytestmark = pytest.mark.postgres
@@ -96,7 +94,8 @@ def test_failover_drill_end_to_end(healthy: tuple[Pair, Path, Path]) -> None:
     assert _topology(pair)["run_id"] == topo["run_id"]
 
     # 5. re-create the standby from the new primary, and the drill repeats (back to the first server)
-    sandbox.reseed_standby(root=pair.root)
+    reseeded = pair.cli("sandbox", "reseed-standby", "--json")
+    assert reseeded.code == 0, reseeded.stdout[-2000:] + reseeded.stderr[-2000:]
     assert pair.in_recovery(old_primary)
     res2 = _failover(pair, "--rehearse")  # a rehearsal runs the same steps and reports the same figures
     assert res2.code == 0, res2.stdout[-3000:] + res2.stderr[-3000:]
@@ -104,7 +103,7 @@ def test_failover_drill_end_to_end(healthy: tuple[Pair, Path, Path]) -> None:
     assert report2["lost_rows"] == 0 and 0 < report2["write_unavailable_seconds"] < 5
     assert report2["report"]["mode"] == "rehearsal"
     assert (
-        'erpops_failover_succeeded{environment="drill",mode="rehearsal"} 1' in (pair.work / "failover.prom").read_text()
+        'erpops_failover_success{environment="drill",mode="rehearsal"} 1' in (pair.work / "failover.prom").read_text()
     )
     assert writable_error(pair.dsn(old_primary, DB)) is None
     assert "read-only" in (writable_error(pair.dsn(old_standby, DB)) or "")

@@ -1,0 +1,207 @@
+"""The failover report: JSON, Prometheus text, state-store record — from the run's journal.
+
+Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.state import utcnow
+
+REPORT = "failover"  # record kind of failover reports, keyed by run id
+
+# --- failover.report --------------------------------------------------------------------------
+
+
+class Report(Action):
+    """The failover report, from the run's journal: outcome, write-unavailable seconds and lost rows
+    (from the probe step), each step's duration, the fence method, the new timeline. Written as JSON
+    (``report_file``), as Prometheus text (``metrics_file``, for node_exporter's textfile collector),
+    into the state store (kind ``failover``, keyed by run id) so rehearsals and real failovers can be
+    compared, and returned as this step's outputs (``--json`` prints them).
+
+    ```yaml
+    finally:
+      - id: report
+        action: failover.report
+        with: {metrics_file: "{{ params.metrics_file }}", mode: failover}
+    ```
+    """
+
+    name = "failover.report"
+
+    class Params(ActionParams):
+        mode: Literal["failover", "rehearsal"] = Field("failover", description="label of the report and metrics")
+        report_file: str | None = Field(None, description="write the JSON report here")
+        metrics_file: str | None = Field(None, description="write Prometheus text metrics here")
+        probe_step: str = Field("probe-stop", description="id of the failover.probe_stop step")
+        preflight_step: str = Field("preflight", description="id of the preflight replication_status step")
+        fence_step: str = Field("fence", description="id of the postgres.fence step")
+        promote_step: str = Field("promote", description="id of the postgres.promote step")
+        repoint_step: str = Field("repoint", description="id of the failover.repoint step")
+        first_step: str = Field("fence", description="the write-affecting span starts with this step")
+        last_step: str = Field("writable", description="... and ends with this one")
+
+    outputs = {
+        "succeeded": "every main step succeeded",
+        "promoted": "the standby was promoted",
+        "write_unavailable_seconds": "from the probe (null without a probe)",
+        "lost_rows": "from the probe",
+        "failover_seconds": "first_step start -> last_step end",
+        "report": "the whole report",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        files = [f for f in (params.report_file, params.metrics_file) if f]
+        return PlanResult(
+            Change.MAY if files else Change.NONE, "failover report" + (f" to {', '.join(files)}" if files else "")
+        )
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        report = build_report(ctx, params)
+        if params.report_file:
+            _write_atomic(Path(params.report_file), json.dumps(report, indent=2, default=str) + "\n")
+        if params.metrics_file:
+            _write_atomic(Path(params.metrics_file), prometheus_text(report))
+        if ctx.state is not None:
+            ctx.state.put_record(REPORT, ctx.env.name, ctx.run.id, report)
+        ctx.log(summary_line(report))
+        return {
+            "succeeded": report["succeeded"],
+            "promoted": report["promoted"],
+            "write_unavailable_seconds": report["write_unavailable_seconds"],
+            "lost_rows": report["lost_rows"],
+            "failover_seconds": report["failover_seconds"],
+            "report": report,
+        }
+
+
+def _last_attempts(ctx: ActionContext) -> list[Any]:
+    if ctx.state is None:
+        return []
+    last: dict[tuple[str, str], Any] = {}
+    for rec in ctx.state.list_steps(ctx.run.id):
+        if rec.step_id == ctx.step_id and rec.phase == "finally":
+            continue
+        last[(rec.phase, rec.step_id)] = rec  # later attempts replace earlier ones
+    return list(last.values())
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 4) if start and end else None
+
+
+def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
+    recs = _last_attempts(ctx)
+    steps = [
+        {"id": r.step_id, "phase": r.phase, "status": r.outcome, "attempt": r.attempt,
+         "seconds": _seconds(r.started_at, r.ended_at), "error": r.error}
+        for r in recs
+    ]  # fmt: skip
+    by_id = {r.step_id: r for r in recs if r.phase == "main"}
+    outs = {sid: (r.outputs or {}) for sid, r in by_id.items() if r.outcome == "succeeded"}
+    finals = {r.step_id: (r.outputs or {}) for r in recs if r.phase == "finally" and r.outcome == "succeeded"}
+    probe = finals.get(params.probe_step) or outs.get(params.probe_step) or {}
+    failed = [s for s in steps if s["phase"] == "main" and s["status"] not in ("succeeded", "skipped")]
+    first, last = by_id.get(params.first_step), by_id.get(params.last_step)
+    span = _seconds(first.started_at, last.ended_at) if first and last and last.outcome == "succeeded" else None
+    env = ctx.env
+    return {
+        "environment": env.name,
+        "tier": env.tier,
+        "mode": params.mode,
+        "run_id": ctx.run.id,
+        "started_at": ctx.run.started_at.isoformat(),
+        "reported_at": utcnow().isoformat(),
+        "succeeded": not failed,
+        "failed_step": failed[0]["id"] if failed else None,
+        "error": failed[0]["error"] if failed else None,
+        "promoted": params.promote_step in outs,
+        "repointed": params.repoint_step in outs,
+        "old_primary": outs.get(params.fence_step, {}).get("server"),
+        "new_primary": outs.get(params.promote_step, {}).get("server"),
+        "timeline": outs.get(params.promote_step, {}).get("timeline"),
+        "fence_method": outs.get(params.fence_step, {}).get("method"),
+        "forced": any(bool(o.get("forced")) for o in outs.values()),
+        "lag_at_start": {
+            k: outs.get(params.preflight_step, {}).get(k)
+            for k in ("replay_lag_seconds", "lag_bytes", "receive_lsn", "replay_lsn")
+        },
+        "probe": bool(probe.get("probe")),
+        "write_unavailable_seconds": probe.get("write_unavailable_seconds"),
+        "lost_rows": probe.get("lost_rows"),
+        "old_primary_only_rows": probe.get("old_primary_only_rows"),
+        "probe_writes_ok": probe.get("ok"),
+        "probe_writes_failed": probe.get("failed"),
+        "probe_interval_seconds": probe.get("interval"),
+        "outage_windows": probe.get("outage_windows") or [],
+        "failover_seconds": span,
+        "promote_seconds": outs.get(params.promote_step, {}).get("promote_seconds"),
+        "steps": steps,
+    }
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    state = "succeeded" if report["succeeded"] else f"failed at {report['failed_step']}"
+    parts = [f"{report['mode']} of {report['environment']} {state}"]
+    if report["write_unavailable_seconds"] is not None:
+        parts.append(f"writes unavailable {report['write_unavailable_seconds']:.3f}s")
+        parts.append(f"{report['lost_rows']} acknowledged row(s) lost")
+    timed = [
+        f"{s['id']} {s['seconds']:.3f}s" for s in report["steps"] if s["seconds"] is not None and s["phase"] == "main"
+    ]
+    return "; ".join(parts) + (" (" + ", ".join(timed) + ")" if timed else "")
+
+
+def _label(value: Any) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(report: dict[str, Any]) -> str:
+    """The report as Prometheus text exposition format (gauges; null values are left out)."""
+    base = f'environment="{_label(report["environment"])}",mode="{_label(report["mode"])}"'
+    metrics: list[tuple[str, str, list[tuple[str, Any]]]] = [
+        ("success", "1 when the last failover ran to the end, else 0", [("", int(report["succeeded"]))]),
+        ("info", "The run and the new primary of the last failover",
+         [(f',run_id="{_label(report["run_id"])}",new_primary="{_label(report["new_primary"] or "")}"', 1)]),
+        ("promoted", "1 when the standby was promoted", [("", int(report["promoted"]))]),
+        ("write_unavailable_seconds", "Last successful probe write before the outage to the first after",
+         [("", report["write_unavailable_seconds"])]),
+        ("lost_rows", "Acknowledged probe writes missing on the new primary", [("", report["lost_rows"])]),
+        ("probe_writes", "Probe writes by result",
+         [(',result="ok"', report["probe_writes_ok"]), (',result="failed"', report["probe_writes_failed"])]),
+        ("fence_to_writable_seconds", "From the fence step's start to the new primary taking writes",
+         [("", report["failover_seconds"])]),
+        ("timeline", "Timeline of the new primary", [("", report["timeline"])]),
+        ("step_duration_seconds", "Duration of each step",
+         [(f',step="{_label(s["id"])}",phase="{s["phase"]}"', s["seconds"]) for s in report["steps"]]),
+        ("timestamp_seconds", "When the last failover's report was written (Unix time)",
+         [("", datetime.fromisoformat(report["reported_at"]).timestamp())]),
+    ]  # fmt: skip
+    lines: list[str] = []
+    for name, help_text, samples in metrics:
+        present = [(extra, v) for extra, v in samples if v is not None]
+        if not present:
+            continue
+        lines += [f"# HELP erpops_failover_{name} {help_text}", f"# TYPE erpops_failover_{name} gauge"]
+        lines += [f"erpops_failover_{name}{{{base}{extra}}} {_number(v)}" for extra, v in present]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    return repr(float(value)) if isinstance(value, float) else str(int(value))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    from erpops.backends.reports import write_atomic
+
+    write_atomic(path, text.encode())
