@@ -103,6 +103,17 @@ def down(purge: bool = typer.Option(False, "--purge", help="Also delete the sand
 
     console = _console()
     done = sandbox.down(purge)
+    if purge:
+        # the servers are gone: a topology recorded by an earlier failover drill no longer holds
+        from erpops.actions.failover import forget_topology
+        from erpops.engine.store import open_state_store
+        from erpops.environments import SANDBOX, load_config
+
+        state = open_state_store(load_config(None))
+        try:
+            forget_topology(state, SANDBOX)
+        finally:
+            state.close()
     for line in done or ["nothing was running"]:
         console.print(line)
 
