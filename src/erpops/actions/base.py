@@ -32,7 +32,6 @@ live in ``erpops.backends`` and are imported inside ``apply``. Errors: raise
 :class:`erpops.errors.ActionError` for what will not.
 """
 
-from __future__ import annotations
 
 import importlib
 import importlib.util
@@ -174,7 +173,7 @@ class Action:
     #: True when apply() changes nothing outside erpops (safe in --dry-run plans, never undone).
     read_only: ClassVar[bool] = False
 
-    _registry: ClassVar[dict[str, type[Action]]] = {}
+    _registry: ClassVar[dict[str, type["Action"]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -6,7 +6,6 @@ still come from the environment. Backups live under ``<env>/<backup-id>/`` (see
 ``erpops.manifest``).
 """
 
-from __future__ import annotations
 
 import time
 from collections.abc import Callable
