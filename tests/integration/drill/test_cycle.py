@@ -156,3 +156,22 @@ def test_cycle_over_s3(drill: Drill, seeded_db, s3_server, s3_bucket) -> None:
     assert res.code == 0, res.stdout[-3000:] + res.stderr
     assert [(b["backup_id"], b["state"]) for b in drill.backups("cloud")] == [(backup_id, "restore-tested")]
     assert drill_databases(seeded_db) == []
+
+
+def test_backup_under_object_lock_is_listed_locked(drill: Drill, seeded_db, s3_server, s3_locked_bucket) -> None:
+    storage = s3_server.storage(s3_locked_bucket, "erp", object_lock="governance", retention_days=1)
+    drill.add(
+        "locked",
+        database={"dsn": seeded_db.server_dsn, "name": seeded_db.dbname},
+        storage=storage.model_dump(exclude_none=True),
+        odoo={"filestore": str(seeded_db.filestore)},
+    )
+    res = drill.run("backup", "--env", "locked", "--param", "daily=1", "--param", "weekly=0", "--param", "monthly=0")
+    assert res.code == 0, res.stdout[-3000:] + res.stderr
+    backup_id = res.finished()["outputs"]["backup_id"]
+    [entry] = drill.backups("locked")
+    assert entry["backup_id"] == backup_id and entry["locked"] is True and entry["lock_mode"] == "governance"
+    table = drill.run("backups", "list", "--env", "locked")
+    assert "governance until" in table.stdout
+    head = s3_server.client().head_object(Bucket=s3_locked_bucket, Key=f"erp/locked/{backup_id}/db.dump.zst")
+    assert head["ObjectLockMode"] == "GOVERNANCE"
