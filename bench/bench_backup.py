@@ -87,7 +87,16 @@ def pipeline(cmds: list[list[str]], *, env: dict[str, str] | None = None, out: P
     return time.monotonic() - t0
 
 
+def settle(seconds: float) -> None:
+    """Let the disk catch up (this kind of VM disk discards deleted blocks online; a restore
+    right after deleting 40,000 filestore files is slowed for seconds), the same for every run."""
+    os.sync()
+    time.sleep(seconds)
+
+
 class Bench:
+    settle_seconds = 0.0
+
     def __init__(self, work: Path) -> None:
         from erpops.backends import pg, pgserver
 
@@ -138,6 +147,7 @@ class Bench:
 
     # --- erpops -------------------------------------------------------------------------------
     def erpops(self, *args: str) -> tuple[float, float, list[dict[str, Any]]]:
+        settle(self.settle_seconds)
         env = {
             **os.environ,
             "ERPOPS_CONFIG": str(self.work / "erpops.yaml"),
@@ -174,6 +184,7 @@ class Bench:
 
     # --- references ---------------------------------------------------------------------------
     def shell_backup(self, db: str, filestore: Path) -> float:
+        settle(self.settle_seconds)
         out = self.work / "ref"
         t = pipeline(
             [
@@ -191,6 +202,7 @@ class Bench:
         return t
 
     def default_dump(self, db: str) -> float:
+        settle(self.settle_seconds)
         return pipeline(
             [[self.bin["pg_dump"], "-Fc", "-d", db]], env=self.pgenv, out=self.work / "ref" / "default.dump"
         )
@@ -213,6 +225,7 @@ class Bench:
         tmp = self.work / "ref" / "hand.dump"
         target = f"{db}_hand"
         self._fresh_db(target)
+        settle(self.settle_seconds)
         t0 = time.monotonic()
         pipeline([["zstd", "-d", "-q", "-f", str(src / "db.dump.zst"), "-o", str(tmp)]])
         t_dec = time.monotonic() - t0
@@ -236,6 +249,7 @@ class Bench:
         src = self.work / "store" / db / backup_id / "db.dump.zst"
         target = f"{db}_pipe"
         self._fresh_db(target)
+        settle(self.settle_seconds)
         t = pipeline(
             [["zstd", "-dc", "-q", str(src)], [self.bin["pg_restore"], "--no-owner", "--no-acl", "-d", target]],
             env=self.pgenv,
@@ -251,12 +265,14 @@ def main() -> None:
     ap.add_argument("--dir", default="/var/tmp/erpops-bench", help="work directory (reused between runs)")
     ap.add_argument("--rounds", type=int, default=2, help="backup rounds (the best is kept)")
     ap.add_argument("--skip-default", action="store_true", help="skip the slow pg_dump -Fc (gzip) reference")
+    ap.add_argument("--settle", type=float, default=10.0, help="seconds of quiet (after a sync) before each run")
     args = ap.parse_args()
     for tool in ("zstd", "tar"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed (Debian: apt-get install {tool})")
 
     bench = Bench(Path(args.dir))
+    bench.settle_seconds = args.settle
     shutil.rmtree(bench.work / "store", ignore_errors=True)
     small = bench.seed("bench_small", args.small_scale)
     big = bench.seed("bench_big", args.scale)

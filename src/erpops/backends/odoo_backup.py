@@ -276,6 +276,9 @@ def _archive_filestore(
     assert opts.filestore is not None
     files = _count_files(opts.filestore)
     report = (lambda n: progress("filestore", n)) if progress else None
+    # Beside the dump, one worker is enough (attachments are mostly compressed already) and it
+    # keeps memory down: each zstd worker buffers a few MiB jobs.
+    threads = min(opts.threads, 1) if opts.parallel else opts.threads
     tar = shutil.which("tar")
     with store.writer(key, opts.retention) as writer:
         if tar:
@@ -284,7 +287,7 @@ def _archive_filestore(
             argv = [tar, "--create", "--file=-", f"--directory={opts.filestore}", "--numeric-owner", "."]
             with Child(argv, stdout=True, name="tar", ok_codes=(0, 1), watch=cancelled) as child:
                 read = compress(
-                    child.stdout, writer, level=opts.level, threads=opts.threads, cancelled=cancelled, progress=report
+                    child.stdout, writer, level=opts.level, threads=threads, cancelled=cancelled, progress=report
                 )
                 child.finish(cancelled=cancelled, what=f"archiving {opts.filestore}")
         else:
