@@ -50,7 +50,15 @@ class SelectBackup(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.NONE, f"choose backup {params.backup or '(newest complete)'}")
+        from erpops.errors import ErpopsError
+
+        try:  # reading the catalog changes nothing: say which backup it would be
+            from erpops.backends.catalog import Catalog
+
+            entry = Catalog(open_store(ctx), env_name(ctx, params.environment)).choose(params.backup or None)
+        except ErpopsError as exc:
+            return PlanResult(Change.NONE, f"choose backup {params.backup or '(newest complete)'}: {exc}")
+        return PlanResult(Change.NONE, f"choose backup {entry.backup_id} ({entry.state}, {entry.time:%Y-%m-%d %H:%M}Z)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.catalog import Catalog
