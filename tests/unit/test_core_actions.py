@@ -15,7 +15,7 @@ from tests.unit.conftest import HEADER
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path == "/web/health":
             body, code = b'{"status": "pass"}', 200
         elif self.path == "/slow":
