@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from erpops.backends import pg
+from erpops.backends import odoo_db, pg
 from erpops.errors import InvalidInput, PermanentError
 
 #: Row counts at scale 1 (each scaled linearly, at least 1).
@@ -45,31 +45,9 @@ BASE_COUNTS = {
     "db_attachments": 6,
     "url_attachments": 4,
 }
-#: Tables whose row counts a backup manifest records and a restore drill compares.
-KEY_TABLES = (
-    "res_company",
-    "res_partner",
-    "res_users",
-    "product_template",
-    "product_product",
-    "stock_location",
-    "stock_quant",
-    "stock_move",
-    "stock_picking",
-    "sale_order",
-    "sale_order_line",
-    "purchase_order",
-    "purchase_order_line",
-    "account_account",
-    "account_journal",
-    "account_move",
-    "account_move_line",
-    "ir_attachment",
-    "ir_cron",
-    "ir_mail_server",
-    "ir_module_module",
-    "ir_config_parameter",
-)
+#: Tables whose row counts the seed reports: the drill's key tables (odoo_db.KEY_TABLES) plus the
+#: tables neutralization changes, which a drill does not compare.
+KEY_TABLES = (*odoo_db.KEY_TABLES, "ir_cron", "ir_mail_server")
 #: Comment put on seeded databases (``replace=True`` only drops databases carrying it).
 SEED_MARK = "erpops:seed"
 MAX_SCALE = 5000
