@@ -10,6 +10,8 @@ stopped for a while are not all pruned away. Whatever the policy says, these are
 
 - the newest usable backup, the newest verified one and the newest restore-tested one;
 - anything under Object Lock retention or legal hold (it could not be deleted anyway);
+- backups the caller pins, with its reason (``storage.prune`` pins the pre-deploy backups of the
+  newest releases: ``rollback --restore-backup`` restores them);
 - an incomplete backup (no manifest) younger than the grace period: it may still be running.
 
 Incomplete backups older than the grace period, and backups whose verification failed, are
@@ -24,7 +26,7 @@ for d in decisions:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -119,10 +121,16 @@ _PERIOD_KEYS: dict[str, Callable[[datetime], str]] = {
 }
 
 
-def decide(candidates: Iterable[Candidate], policy: Policy, now: datetime) -> list[Decision]:
-    """Keep/delete with reasons for every candidate, newest first."""
+def decide(
+    candidates: Iterable[Candidate], policy: Policy, now: datetime, pinned: Mapping[str, str] | None = None
+) -> list[Decision]:
+    """Keep/delete with reasons for every candidate, newest first. ``pinned``: backup id -> why it
+    must be kept (a usable pinned backup is never deleted; a corrupt or incomplete one still is)."""
     ordered = sorted(candidates, key=lambda c: (c.time, c.backup_id), reverse=True)
     keep: dict[str, list[str]] = {c.backup_id: [] for c in ordered}
+    for c in ordered:
+        if c.state in USABLE and pinned and c.backup_id in pinned:
+            keep[c.backup_id].append(pinned[c.backup_id])
     usable = [c for c in ordered if c.state in USABLE]
 
     for label, count in policy._periods():

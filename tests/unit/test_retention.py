@@ -198,3 +198,15 @@ def test_unknown_state_is_refused() -> None:
 
 def test_policy_describe() -> None:
     assert Policy(daily=7, weekly=4, monthly=12).describe() == "7 daily, 4 weekly, 12 monthly"
+
+
+def test_pinned_backups_are_kept_with_the_callers_reason_unless_unusable() -> None:
+    # three backups the same day: daily keeps only the newest; the two older are pre-deploy backups
+    candidates = _cands([(0.1, "complete"), (0.2, "complete"), (0.3, "complete"), (0.4, "corrupt")])
+    pins = {_id(a): f"pre-deploy backup of release r{a}" for a in (0.2, 0.4)}
+    by_id = {d.backup_id: d for d in decide(candidates, Policy(daily=1, weekly=0, monthly=0), NOW, pinned=pins)}
+    assert by_id[_id(0.2)].keep and "pre-deploy backup of release r0.2" in by_id[_id(0.2)].reasons
+    assert not by_id[_id(0.3)].keep  # not pinned: the policy decides
+    assert not by_id[_id(0.4)].keep  # pinned but corrupt: useless for a restore
+    unpinned = {d.backup_id: d for d in decide(candidates, Policy(daily=1, weekly=0, monthly=0), NOW)}
+    assert not unpinned[_id(0.2)].keep

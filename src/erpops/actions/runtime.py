@@ -162,6 +162,10 @@ class Deploy(Action):
         release: str | None = Field(None, description="release label; default: the run id")
         timeout: Duration = Field(300.0, description="per service, for new instances to become healthy")
         force: bool = Field(False, description="replace instances already running the image")
+        replicas: dict[str, int] | None = Field(
+            None,
+            description="instances per service (default: as many as run now, or were stopped, or declared)",
+        )
 
         @model_validator(mode="after")
         def _one(self) -> Deploy.Params:
@@ -216,7 +220,8 @@ class Deploy(Action):
                 ctx.check_cancelled()
                 ctx.log(f"rolling {service} to {image}")
                 try:
-                    result = rt.deploy(service, image, release=release, timeout=params.timeout)
+                    n = (params.replicas or {}).get(service) or None
+                    result = rt.deploy(service, image, release=release, timeout=params.timeout, replicas=n)
                 except Exception as exc:
                     back = self._restore(rt, ctx, done, previous, now.release or "previous")
                     if isinstance(exc, DeployFailed) and back:
@@ -241,17 +246,22 @@ class Deploy(Action):
 
     @staticmethod
     def _restore(rt: Runtime, ctx: ActionContext, done: list[str], previous: dict[str, Any], release: str) -> str:
-        restored, failed = [], []
+        restored, emptied, failed = [], [], []
         for service in reversed(done):
-            if previous.get(service):
-                ctx.log(f"restoring {service} to {previous[service]}", level="warning")
-                try:
+            try:
+                if previous.get(service):
+                    ctx.log(f"restoring {service} to {previous[service]}", level="warning")
                     rt.deploy(service, previous[service], release=release)
                     restored.append(service)
-                except Exception as exc:  # keep restoring the others; report it with the first error
-                    ctx.log(f"could not restore {service} to {previous[service]}: {exc}", level="error")
-                    failed.append(service)
+                else:  # nothing ran before this step: nothing runs after it
+                    ctx.log(f"stopping {service} again: it ran nothing before this step", level="warning")
+                    rt.scale(service, 0)
+                    emptied.append(service)
+            except Exception as exc:  # keep restoring the others; report it with the first error
+                ctx.log(f"could not restore {service} to {previous.get(service) or 'nothing'}: {exc}", level="error")
+                failed.append(service)
         parts = [f"restored {', '.join(restored)} to the previous image"] if restored else []
+        parts += [f"stopped {', '.join(emptied)} again"] if emptied else []
         parts += [f"COULD NOT restore {', '.join(failed)}"] if failed else []
         return "; ".join(parts)
 
@@ -484,14 +494,76 @@ class SetEnv(Action):
         return {"services": done, "keys": sorted(values)}
 
 
+class Stop(Action):
+    """Stop services: nothing serves until a ``runtime.deploy`` (or a start by hand) brings them
+    back. Used where the application must let go of its database (a database restore). Docker
+    keeps the stopped containers, so a later deploy knows their count and environment; Kubernetes
+    scales the Deployments to 0. The outputs hold what ran, for the undo.
+
+    ```yaml
+    - id: stop
+      action: runtime.stop
+      undo:
+        action: runtime.deploy
+        with:
+          images: "{{ steps.stop.outputs.images }}"
+          replicas: "{{ steps.stop.outputs.replicas }}"
+          release: "{{ steps.stop.outputs.release }}"
+    ```
+    """
+
+    name = "runtime.stop"
+
+    class Params(ActionParams):
+        services: list[str] | None = Field(None, description="default: every declared service")
+        timeout: Duration = 300.0
+
+    outputs = {
+        "images": "image per service before (null when nothing ran)",
+        "replicas": "running instances per service before",
+        "release": "the release every instance shared, or null",
+        "stopped": "services whose instances were stopped",
+    }
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        services = _declared(ctx, params.services)
+        return PlanResult(Change.WILL, f"stop {', '.join(services)}: nothing serves until they are deployed again")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        services = _declared(ctx, params.services)
+        with _runtime(ctx) as rt:
+            for s in services:
+                rt.spec(s)
+            now = rt.current()
+            stopped = []
+            for service in services:
+                state = now.services.get(service)
+                if state is None or not state.replicas:
+                    continue
+                ctx.check_cancelled()
+                ctx.log(f"stopping {service} ({state.replicas} instance(s) of {state.image})")
+                rt.stop(service, timeout=params.timeout)
+                stopped.append(service)
+        return {
+            "images": {s: now.services[s].image if s in now.services else None for s in services},
+            "replicas": {s: now.services[s].replicas if s in now.services else 0 for s in services},
+            "release": now.release,
+            "stopped": stopped,
+        }
+
+
 # --- release history -----------------------------------------------------------------------------
+
+
+def _when(release: dict[str, Any]) -> str:
+    return str(release.get("time") or release["recorded_at"])
 
 
 def list_releases(state: Any, environment: str) -> list[dict[str, Any]]:
     """The release history of ``environment``, newest first (also used by ``erpops releases list``)."""
     records = state.list_records(RELEASE, environment)
     out = [{**r.data, "id": r.key, "recorded_at": r.created_at.isoformat()} for r in records]
-    return sorted(out, key=lambda d: d.get("time") or d["recorded_at"], reverse=True)
+    return sorted(out, key=_when, reverse=True)
 
 
 class RecordRelease(Action):
@@ -519,6 +591,7 @@ class RecordRelease(Action):
         backup_id: str | None = Field(None, description="the pre-deploy backup")
         rollback_to: str | None = Field(None, description="the release this one returned to")
         rolled_back_from: str | None = Field(None, description="the release this one replaced by a rollback")
+        restored_backup: str | None = Field(None, description="the backup a rollback restored the database from")
         error: str | None = None
 
     outputs = {"release": "the release id", "status": "its status"}
@@ -532,7 +605,7 @@ class RecordRelease(Action):
         key = params.release or ctx.run.id
         old = ctx.state.get_record(RELEASE, ctx.env.name, key)
         data = dict(old.data) if old else {"time": utcnow().isoformat(), "run_id": ctx.run.id, "backup_id": None}
-        for name in ("images", "previous", "backup_id", "rollback_to", "rolled_back_from", "error"):
+        for name in ("images", "previous", "backup_id", "rollback_to", "rolled_back_from", "restored_backup", "error"):
             value = getattr(params, name)
             if value is not None:
                 data[name] = value
@@ -600,6 +673,11 @@ class ResolveRelease(Action):
         "backup_id": "its pre-deploy backup (null when none)",
         "current": "the release running now",
         "current_backup_id": "pre-deploy backup of the release running now (restoring it undoes its migration)",
+        "restore_backup_id": (
+            "the backup that holds the database as the target release left it: the pre-deploy backup of the "
+            "first release after it that took one (null when none did)"
+        ),
+        "restore_backup_release": "the release that took restore_backup_id",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -632,7 +710,10 @@ class ResolveRelease(Action):
                 )
             target = good[0]
         cur = next((r for r in rels if r["id"] == current), None)
+        after = [r for r in reversed(rels) if _when(r) > _when(target) and r.get("backup_id")]
         return {
+            "restore_backup_id": after[0]["backup_id"] if after else None,
+            "restore_backup_release": after[0]["id"] if after else None,
             "release": target["id"],
             "images": target.get("images") or {},
             "backup_id": target.get("backup_id"),

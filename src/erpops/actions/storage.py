@@ -6,7 +6,6 @@ still come from the environment. Backups live under ``<env>/<backup-id>/`` (see
 ``erpops.manifest``).
 """
 
-
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -455,6 +454,11 @@ class Prune(Action):
         yearly: int = Field(0, ge=0)
         grace: Duration = Field(86400.0, description="age before an incomplete backup is deleted (e.g. 1d, 6h)")
         environment: str | None = None
+        release_backups: int = Field(
+            5,
+            ge=0,
+            description="also keep the pre-deploy backups of the newest N releases (rollback --restore-backup)",
+        )
 
     outputs = {
         "kept": "backups kept: backup_id, state, reasons",
@@ -473,7 +477,21 @@ class Prune(Action):
         policy = Policy(params.daily, params.weekly, params.monthly, params.yearly, timedelta(seconds=params.grace))
         catalog = Catalog(_open(ctx, params), _env_name(ctx, params.environment))
         entries = catalog.list()
-        return policy, catalog, decide([e.candidate() for e in entries], policy, datetime.now(UTC))
+        pins = self._release_pins(ctx, catalog.environment, params.release_backups)
+        return policy, catalog, decide([e.candidate() for e in entries], policy, datetime.now(UTC), pinned=pins)
+
+    @staticmethod
+    def _release_pins(ctx: ActionContext, environment: str, newest: int) -> dict[str, str]:
+        """Backup id -> reason for the pre-deploy backups of the ``newest`` releases."""
+        if not newest or ctx.state is None:
+            return {}
+        from erpops.actions.runtime import list_releases
+
+        pins: dict[str, str] = {}
+        for release in list_releases(ctx.state, environment)[:newest]:
+            if release.get("backup_id"):
+                pins.setdefault(release["backup_id"], f"pre-deploy backup of release {release['id']}")
+        return pins
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
         try:

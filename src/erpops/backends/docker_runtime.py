@@ -28,6 +28,7 @@ erpops keeps no local state about containers: it finds them again by their label
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -443,7 +444,13 @@ class DockerRuntime(Runtime):
 
     # --- operations --------------------------------------------------------------------------------
     def _replace(
-        self, service: str, image: str, release: str, env: Mapping[str, str | None], timeout: float
+        self,
+        service: str,
+        image: str,
+        release: str,
+        env: Mapping[str, str | None],
+        timeout: float,
+        replicas: int | None = None,
     ) -> DeployResult:
         spec = self.spec(service)
         self.ensure_image(image)
@@ -452,13 +459,15 @@ class DockerRuntime(Runtime):
         running = [c for c in old if c.status == "running"]
         images = {c.labels.get(LABEL_IMAGE) for c in running}
         previous = images.pop() if len(images) == 1 else None
-        values = self._env_of(running[-1]) if running else dict(spec.env)
+        template = running[-1] if running else (old[-1] if old else None)  # stopped ones count too
+        values = self._env_of(template) if template else dict(spec.env)
         for key, value in env.items():
             if value is None:
                 values.pop(key, None)
             else:
                 values[key] = value
-        replicas = len(running) if running else spec.replicas
+        if replicas is None:
+            replicas = len(running) or len(old) or spec.replicas
         new: list[Container] = []
         try:
             self._start_many(new, replicas, service, spec, image, release, values)
@@ -491,8 +500,26 @@ class DockerRuntime(Runtime):
         release: str,
         timeout: float = 300.0,
         env: Mapping[str, str | None] | None = None,
+        replicas: int | None = None,
     ) -> DeployResult:
-        return self._replace(service, image, release, env or {}, timeout)
+        if replicas is not None and replicas < 1:
+            raise RuntimeMisconfigured(f"cannot deploy {service!r} with {replicas} replicas (stop it instead)")
+        return self._replace(service, image, release, env or {}, timeout, replicas)
+
+    @_engine_errors
+    def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
+        spec = self.spec(service)
+        running = self._running(service)
+        if spec.front:
+            self._front_set(service, spec, [])  # out of rotation first: the front answers 502, not resets
+
+        def one(c: Container) -> None:
+            with contextlib.suppress(docker.errors.NotFound):
+                c.stop(timeout=spec.stop_timeout)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(running)))) as pool:
+            list(pool.map(one, running))
+        return self.service_state(service)
 
     def _current_image(self, service: str) -> tuple[str, str]:
         running = self._running(service)

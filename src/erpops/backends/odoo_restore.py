@@ -135,15 +135,25 @@ def check_new_database(dsn: str, name: str) -> None:
             raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
 
 
-def create_database(dsn: str, name: str, *, run_id: str, note: str = "") -> str:
+def owner_of(dsn: str, database: str) -> str | None:
+    """The role owning ``database`` (None when it does not exist)."""
+    with _admin(dsn, database) as conn:
+        row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (database,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def create_database(dsn: str, name: str, *, run_id: str, note: str = "", owner: str | None = None) -> str:
     """Create ``name`` with the mark ``postgres.create_database`` puts on its databases
     (``erpops:created run=<run id> at=<time>``), so only erpops's own databases are ever dropped.
-    Returns the mark."""
+    ``owner``: the role that owns it (default: the connecting role). Returns the mark."""
     pg.quote_ident(name)  # refuses names PostgreSQL cannot take
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     mark = f"{MARK} run={run_id} at={at}" + (f" {note}" if note else "")
+    create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
+    if owner:
+        create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
     with _admin(dsn, name) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+        conn.execute(create)
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(mark)))
     return mark
 
@@ -261,10 +271,12 @@ def restore(
     *,
     jobs: int = 2,
     cancelled: Cancelled = _never,
+    role: str | None = None,
 ) -> dict[str, float]:
     """``pg_restore`` the fetched dump into the existing, empty ``database`` while the filestore is
-    unpacked into ``filestore`` (in a thread). Returns seconds: database (pg_restore), filestore
-    (unpacking, side by side) and total."""
+    unpacked into ``filestore`` (in a thread). ``role``: objects are created as this role (``SET
+    ROLE``), so they belong to it — the live database's owner when the copy is to replace it.
+    Returns seconds: database (pg_restore), filestore (unpacking, side by side) and total."""
     t0 = time.monotonic()
     with pg.connect(dsn, database) as conn:
         pg_restore = pg.client_for(conn, "pg_restore")
@@ -276,6 +288,7 @@ def restore(
         "--no-password",
         f"--jobs={max(1, jobs)}",
         f"--dbname={database}",
+        *([f"--role={role}"] if role else []),
         str(fetched.dump),
     ]
     seconds: dict[str, float] = {}

@@ -26,6 +26,7 @@ operation         Docker                                      Kubernetes
                                                               (maxUnavailable 0)
 ``health``        container health + GET ``health_path``      readiness + GET ``health_path``
 ``scale``         start/stop containers                       patch ``spec.replicas``
+``stop``          stop every container (kept, not removed)    scale to 0, replicas kept in an annotation
 ``run_once``      one-off container, removed afterwards       a Job, deleted afterwards
 ``restart``       replace every container (rolling)           rollout restart (annotation)
 ``set_env``       replace containers with the new env         patch the env, wait for the rollout
@@ -347,10 +348,13 @@ class Runtime(ABC):
         release: str,
         timeout: float = 300.0,
         env: Mapping[str, str | None] | None = None,
+        replicas: int | None = None,
     ) -> DeployResult:
         """Replace the service's instances with ``image`` (all-or-nothing, never zero healthy).
 
-        ``env`` adds (or, with None, removes) environment variables of the instances.
+        ``env`` adds (or, with None, removes) environment variables of the instances. ``replicas``:
+        how many instances to run; default as many as run now, else as many as were stopped
+        (:meth:`stop`), else the declared ``replicas``.
         """
 
     @abstractmethod
@@ -360,6 +364,11 @@ class Runtime(ABC):
     @abstractmethod
     def scale(self, service: str, replicas: int, *, timeout: float = 300.0) -> ServiceState:
         """Run exactly ``replicas`` instances (new ones healthy before they count)."""
+
+    @abstractmethod
+    def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
+        """Stop every instance of the service (nothing serves); they are kept, so a later
+        :meth:`deploy` knows their count and environment."""
 
     @abstractmethod
     def run_once(

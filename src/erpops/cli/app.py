@@ -107,8 +107,12 @@ def deploy(
 def rollback(
     to: str = typer.Option(None, "--to", help="Release to return to (default: last known good)."),
     restore_backup: bool = typer.Option(
-        False, "--restore-backup", help="Also restore the release's pre-deploy backup."
+        False,
+        "--restore-backup",
+        help="Also put the database and filestore back as the target release left them (its successor's "
+        "pre-deploy backup, restored into a new database that then replaces the live one).",
     ),
+    backup: str = typer.Option(None, "--backup", help="With --restore-backup: restore this backup instead."),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
     yes: bool = YesOpt,
@@ -122,7 +126,7 @@ def rollback(
     execute(
         "rollback",
         _common(env, dry_run, yes, json, runbook, param, config, wait),
-        {"to": to, "restore_backup": restore_backup},
+        {"to": to, "restore_backup": restore_backup, "backup": backup},
     )
 
 

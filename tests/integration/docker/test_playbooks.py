@@ -129,6 +129,10 @@ def test_rollback_to_a_named_release_and_to_the_last_good_one(
     unknown = e.erpops("rollback", "--to", "no-such-release")
     assert unknown.returncode == 2 and "no-such-release" in unknown.stdout + unknown.stderr
     assert e.images("web") == {docker_images.healthy_v2}
+    no_backup = e.erpops("rollback", "--restore-backup")  # every deploy here skipped its backup
+    assert no_backup.returncode == 1, _out(no_backup)
+    assert "recorded a pre-deploy backup" in no_backup.stdout + no_backup.stderr
+    assert e.images("web") == {docker_images.healthy_v2}
 
 
 def test_bad_input_exits_3_and_changes_nothing(

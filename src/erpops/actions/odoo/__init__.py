@@ -7,10 +7,11 @@ The family is split by purpose; importing this package registers every action:
   ``odoo.cleanup``
 - :mod:`.report`: ``odoo.drill_report``
 - :mod:`.dbzip`: ``odoo.export_zip``, ``odoo.import_zip`` (Odoo's database-manager zip)
+- :mod:`.swap`: ``odoo.swap_database`` (a restored copy in the live database's place)
 
 Backends (PostgreSQL, object storage, zstd) are imported inside ``apply`` only.
 """
 
-from erpops.actions.odoo import backup, dbzip, drill, report
+from erpops.actions.odoo import backup, dbzip, drill, report, swap
 
-__all__ = ["backup", "dbzip", "drill", "report"]
+__all__ = ["backup", "dbzip", "drill", "report", "swap"]

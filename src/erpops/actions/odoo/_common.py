@@ -83,9 +83,9 @@ def filestore_of(ctx: ActionContext, given: str | None) -> Path | None:
 _UNSAFE = re.compile(r"[^a-z0-9_]")
 
 
-def drill_name(database: str, run_id: str) -> str:
-    """``<db>_drill_<run id>`` lower-cased, only ``[a-z0-9_]``, at most 63 bytes."""
-    name = _UNSAFE.sub("_", f"{database}_drill_{run_id}".lower())
+def drill_name(database: str, run_id: str, word: str = "drill") -> str:
+    """``<db>_<word>_<run id>`` lower-cased, only ``[a-z0-9_]``, at most 63 bytes."""
+    name = _UNSAFE.sub("_", f"{database}_{word}_{run_id}".lower())
     return name[:63]
 
 

@@ -14,6 +14,7 @@ from erpops.actions.odoo._common import (
     cancelled,
     dsn_of,
     env_name,
+    filestore_of,
     open_store,
     progress,
     refuse_live,
@@ -83,6 +84,22 @@ class _Target(DbParams):
     scratch_dir: str | None = Field(
         None, description="parent of the scratch directory (default $ERPOPS_SCRATCH_DIR or /var/tmp)"
     )
+    beside_filestore: bool = Field(
+        False,
+        description=(
+            "put the scratch directory beside the environment's filestore (same file system, so "
+            "odoo.swap_database can rename the restored filestore into place)"
+        ),
+    )
+
+
+def _scratch(ctx: ActionContext, params: _Target) -> Path:
+    from erpops.backends import odoo_restore as R
+
+    live = filestore_of(ctx, None)
+    if params.beside_filestore and live is not None:
+        return R.scratch_dir(live.parent, params.database)
+    return R.scratch_dir(params.scratch_dir, params.database)
 
 
 class Restore(Action):
@@ -111,6 +128,13 @@ class Restore(Action):
             None, description="restore the filestore here (default: in the scratch directory)"
         )
         jobs: int = Field(2, ge=1, le=64, description="pg_restore parallel jobs")
+        owner_like: str | None = Field(
+            None,
+            description=(
+                "give the new database and every restored object the owner of this database (the live "
+                "one, when the copy is to replace it); default: the connecting role"
+            ),
+        )
 
     outputs = {
         "backup_id": "the restored backup",
@@ -136,13 +160,20 @@ class Restore(Action):
         R.check_new_database(dsn, params.database)
         store = open_store(ctx)
         manifest, _ = Catalog(store, env_name(ctx, params.environment)).read_manifest(params.backup)
-        scratch = R.make_scratch(R.scratch_dir(params.scratch_dir, params.database))
+        owner = None
+        if params.owner_like:
+            owner = R.owner_of(dsn, params.owner_like)
+            if owner is None:
+                raise InvalidInput(f"odoo.restore: owner_like database {params.owner_like!r} does not exist")
+        scratch = R.make_scratch(_scratch(ctx, params))
         filestore = Path(params.filestore) if params.filestore else scratch / "filestore" / params.database
         fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
         for art in fetched.artifacts:
             ctx.log(f"{art.name}: {art.size} bytes, sha256 matches the manifest")
-        R.create_database(dsn, params.database, run_id=ctx.run.id, note=f"restore of {params.backup}")
-        seconds = R.restore(fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx))
+        R.create_database(dsn, params.database, run_id=ctx.run.id, note=f"restore of {params.backup}", owner=owner)
+        seconds = R.restore(
+            fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner
+        )
         fetched.dump.unlink(missing_ok=True)
         if fetched.filestore_archive is not None:
             fetched.filestore_archive.unlink(missing_ok=True)
@@ -323,7 +354,7 @@ class Cleanup(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends import odoo_restore as R
 
-        scratch = R.scratch_dir(params.scratch_dir, params.database)
+        scratch = _scratch(ctx, params)
         if params.keep:
             ctx.log(f"kept database {params.database} and {scratch}")
             return {"dropped": False, "removed": False}
