@@ -48,12 +48,14 @@ def list_(
     for rel in releases:
         images = ", ".join(f"{svc}={img}" for svc, img in (rel.get("images") or {}).items())
         status = rel.get("status", "")
+        note = f" (rollback to {rel['rollback_to']})" if rel.get("rollback_to") else ""
+        backup = rel.get("backup_id") or (f"restored {rel['restored_backup']}" if rel.get("restored_backup") else "")
         table.add_row(
             rel["id"],
             str(rel.get("time", ""))[:19],
-            f"[{style.get(status, '')}]{status}[/]",
+            f"[{style.get(status, '')}]{status}[/]{note}",
             images,
-            rel.get("backup_id") or "",
+            backup,
             rel.get("run_id") or "",
         )
     Console().print(table)
