@@ -233,3 +233,18 @@ class Poller:
 @pytest.fixture
 def poller() -> Callable[[str], Poller]:
     return lambda url: Poller(url)
+
+
+def outcome(r: Any) -> str:
+    """A finished ``erpops`` child process, for assertion messages."""
+    return f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+
+
+def release_records(e: DockerEnv) -> list[dict[str, Any]]:
+    """The environment's release history from its state store, oldest first."""
+    state = e.state()
+    try:
+        rels = [{**r.data, "id": r.key} for r in state.list_records("release", e.name)]
+    finally:
+        state.close()
+    return sorted(rels, key=lambda r: r.get("time") or "")

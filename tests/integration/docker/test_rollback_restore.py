@@ -19,24 +19,11 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.fixtures.docker import ImageSet
-from tests.integration.docker.conftest import Database
+from tests.integration.docker.conftest import Database, outcome, release_records
 
 pytestmark = pytest.mark.docker
 
 MIGRATE = ["--param", "migrate_command=/bin/migrate"]
-
-
-def _out(r: Any) -> str:
-    return f"exit {r.returncode}\n{r.stdout}\n{r.stderr}"
-
-
-def _releases(e: Any) -> list[dict[str, Any]]:
-    state = e.state()
-    try:
-        rels = [{**r.data, "id": r.key} for r in state.list_records("release", e.name)]
-    finally:
-        state.close()
-    return sorted(rels, key=lambda r: r["time"])
 
 
 def _one(dsn: str, query: str, *args: Any) -> Any:
@@ -90,11 +77,11 @@ def test_rollback_restore_backup_puts_the_pre_deploy_database_back(
         "odoo": {**e.raw["odoo"], "filestore": str(filestore)},
     }
     e.write_config(db, **config)
-    assert (r := e.erpops("deploy", "--image", docker_images.healthy, *MIGRATE)).returncode == 0, _out(r)
+    assert (r := e.erpops("deploy", "--image", docker_images.healthy, *MIGRATE)).returncode == 0, outcome(r)
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO res_partner (name, active) VALUES ('written under v1', true)")
-    assert (r := e.erpops("deploy", "--image", docker_images.healthy_v2, *MIGRATE)).returncode == 0, _out(r)
-    r1, r2 = _releases(e)
+    assert (r := e.erpops("deploy", "--image", docker_images.healthy_v2, *MIGRATE)).returncode == 0, outcome(r)
+    r1, r2 = release_records(e)
     # v2 "migrates": a column, a partner, an attachment file the v1 database never had
     with psycopg.connect(db.dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE res_partner ADD COLUMN x_v2_tier integer")
@@ -104,28 +91,28 @@ def test_rollback_restore_backup_puts_the_pre_deploy_database_back(
     partners = _one(db.dsn, "SELECT count(*) FROM res_partner")
 
     # 1. a rollback that fails after the swap (the target image is unhealthy) puts everything back
-    assert (r := e.erpops("deploy", "--image", docker_images.unhealthy, *MIGRATE)).returncode == 6, _out(r)
-    r3 = _releases(e)[2]
+    assert (r := e.erpops("deploy", "--image", docker_images.unhealthy, *MIGRATE)).returncode == 6, outcome(r)
+    r3 = release_records(e)[2]
     failed = e.erpops("rollback", "--to", r3["id"], "--restore-backup", "--backup", r2["backup_id"])
-    assert failed.returncode == 6, _out(failed)
+    assert failed.returncode == 6, outcome(failed)
     assert e.images("web") == e.images("worker") == {docker_images.healthy_v2}
     assert len(e.ids("web")) == 2 and len(e.ids("worker")) == 1
     assert "x_v2_tier" in _columns(db.dsn) and _one(db.dsn, "SELECT count(*) FROM res_partner") == partners
     assert (filestore / "zz" / "v2-attachment").exists()
     assert _databases(server, db.name) == {db.name}  # the restored copy was dropped, nothing kept
     assert not list(filestore.parent.glob("erpops-scratch-*"))
-    assert _releases(e)[-1]["status"] == "failed"
+    assert release_records(e)[-1]["status"] == "failed"
 
     # 2. production: no approval, no change
     e.write_config(db, tier="production", **config)
     refused = e.erpops("rollback", "--restore-backup")
-    assert refused.returncode == 5, _out(refused)
+    assert refused.returncode == 5, outcome(refused)
     assert _databases(server, db.name) == {db.name} and "x_v2_tier" in _columns(db.dsn)
 
     # 3. approved: the database and filestore as v1 left them (backup taken before r2), v1 serving
     straggler = psycopg.connect(db.dsn, autocommit=True, application_name="odoo-cron-left-over")
     back = e.erpops("rollback", "--restore-backup", "--yes", "--json")
-    assert back.returncode == 0, _out(back)
+    assert back.returncode == 0, outcome(back)
     assert e.images("web") == e.images("worker") == {docker_images.healthy}
     assert len(e.ids("web")) == 2 and len(e.ids("worker")) == 1
     assert "x_v2_tier" not in _columns(db.dsn)
@@ -145,7 +132,7 @@ def test_rollback_restore_backup_puts_the_pre_deploy_database_back(
     assert "x_v2_tier" in _columns(make_conninfo(db.dsn, dbname=kept))
     assert (filestore.parent / kept / "zz" / "v2-attachment").exists()
     assert not list(filestore.parent.glob("erpops-scratch-*"))
-    rb = _releases(e)[-1]
+    rb = release_records(e)[-1]
     assert (rb["status"], rb["rollback_to"], rb["restored_backup"]) == ("good", r1["id"], r2["backup_id"])
     events = [json.loads(line) for line in back.stdout.splitlines() if line.startswith("{")]
     outputs = next(ev for ev in events if ev.get("event") == "run.finished")["outputs"]
