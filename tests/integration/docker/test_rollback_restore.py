@@ -93,6 +93,9 @@ def test_rollback_restore_backup_puts_the_pre_deploy_database_back(
     # 1. a rollback that fails after the swap (the target image is unhealthy) puts everything back
     assert (r := e.erpops("deploy", "--image", docker_images.unhealthy, *MIGRATE)).returncode == 6, outcome(r)
     r3 = release_records(e)[2]
+    # the failed deploy's migration ran: the run ends naming the rollback that puts the database back
+    hint = f"erpops rollback --env {e.name} --to {r2['id']} --restore-backup"
+    assert hint in " ".join(r.stdout.split()), outcome(r)
     failed = e.erpops("rollback", "--to", r3["id"], "--restore-backup", "--backup", r2["backup_id"])
     assert failed.returncode == 6, outcome(failed)
     assert e.images("web") == e.images("worker") == {docker_images.healthy_v2}
