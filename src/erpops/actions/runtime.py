@@ -10,6 +10,7 @@ pre-deploy backup id and status (``pending``, ``good``, ``failed``).
 from __future__ import annotations
 
 import shlex
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -25,10 +26,11 @@ if TYPE_CHECKING:
 RELEASE = "release"
 
 
-def _runtime(ctx: ActionContext) -> Runtime:
-    from erpops.backends.runtime import open_runtime
+def _runtime(ctx: ActionContext) -> AbstractContextManager[Runtime]:
+    """The environment's runtime, shared by the steps of the run (one engine client per process)."""
+    from erpops.backends.runtime import shared_runtime
 
-    return open_runtime(ctx.env)
+    return shared_runtime(ctx.env)
 
 
 def _declared(ctx: ActionContext, services: list[str] | None) -> list[str]:

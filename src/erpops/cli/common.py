@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,10 @@ def run_runbook(
         resume_run_id=resume_run_id,
         completed=dict(completed or {}),
     )
+    # Everything loaded so far (code, config, runbook, action registry) lives until the process
+    # exits: keep it out of the cyclic garbage collector's passes, which otherwise walk all of it
+    # again at every full collection during the run and once more at exit.
+    gc.freeze()
     try:
         result = run_guarded(engine, lambda: engine.run(runbook, env, given, opts))
     finally:
