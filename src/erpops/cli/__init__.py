@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def main() -> None:
+    from erpops.cli import common
     from erpops.cli.app import run
 
+    common.FREEZE_GC = True
     run()

@@ -34,6 +34,9 @@ class Common:
     wait: str | None = None
 
 
+#: Set by :func:`erpops.cli.main` (the console script): freeze start-up objects out of the GC.
+FREEZE_GC = False
+
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:
@@ -119,8 +122,10 @@ def run_runbook(
     )
     # Everything loaded so far (code, config, runbook, action registry) lives until the process
     # exits: keep it out of the cyclic garbage collector's passes, which otherwise walk all of it
-    # again at every full collection during the run and once more at exit.
-    gc.freeze()
+    # again at every full collection during the run and once more at exit. Only in the `erpops`
+    # process itself (main() sets it), not when a test or a program calls the CLI in-process.
+    if FREEZE_GC:
+        gc.freeze()
     try:
         result = run_guarded(engine, lambda: engine.run(runbook, env, given, opts))
     finally:
