@@ -212,6 +212,8 @@ class DockerRuntime(Runtime):
         healthcheck = self._healthcheck(spec)
         if healthcheck:
             kwargs["healthcheck"] = healthcheck
+        if spec.volumes:
+            kwargs["volumes"] = spec.mounts()
         return self.client.containers.run(
             image,
             command=spec.command,
@@ -625,10 +627,12 @@ class DockerRuntime(Runtime):
         service: str | None = None,
     ) -> RunResult:
         values: dict[str, str] = {}
+        mounts: dict[str, dict[str, str]] = {}
         if service is not None:
             spec = self.spec(service)
             running = self._running(service)
             values = self._env_of(running[-1]) if running else dict(spec.env)
+            mounts = spec.mounts()
         values.update(env or {})
         self.ensure_image(image)
         started = time.monotonic()
@@ -641,6 +645,7 @@ class DockerRuntime(Runtime):
             detach=True,
             init=True,
             network=self._network(),
+            volumes=mounts or None,
         )
         try:
             try:

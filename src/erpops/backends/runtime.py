@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from erpops.environments import Environment
 from erpops.errors import ActionError, ErpopsError, TargetUnreachable, Unreachable
@@ -120,6 +120,11 @@ class ServiceSpec(BaseModel):
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    #: Mounts: host directory or named volume -> path in the instance, ``:ro`` for read-only —
+    #: Odoo's data_dir (the filestore outlives every container), odoo.conf. Mounted into the
+    #: one-off runs of the service too (``odoo -u`` writes asset attachments to the filestore).
+    #: Kubernetes: the Deployment's own volumes.
+    volumes: dict[str, str] = Field(default_factory=dict)
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
     front: FrontSpec | None = None
     #: Where each instance's port is published (on an ephemeral host port): erpops's own checks.
@@ -130,6 +135,24 @@ class ServiceSpec(BaseModel):
     #: Odoo processes per instance and connections per process (scale-for-peak headroom).
     workers: int | None = None
     db_maxconn: int | None = None
+
+
+    @field_validator("volumes")
+    @classmethod
+    def _mount_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        for source, target in value.items():
+            path, _, mode = target.partition(":")
+            if not path.startswith("/") or mode not in ("", "ro", "rw"):
+                raise ValueError(f"volume {source!r}: give an absolute path in the instance, optionally :ro or :rw")
+        return value
+
+    def mounts(self) -> dict[str, dict[str, str]]:
+        """``volumes`` in the docker SDK's form."""
+        out = {}
+        for source, target in self.volumes.items():
+            path, _, mode = target.partition(":")
+            out[source] = {"bind": path, "mode": mode or "rw"}
+        return out
 
 
 def service_specs(env: Environment) -> dict[str, ServiceSpec]:

@@ -144,3 +144,38 @@ def test_unknown_image_unknown_service_and_dead_engine_change_nothing(
     assert err3.value.exit_code == ExitCode.UNREACHABLE
     monkeypatch.delitem(os.environ, "DOCKER_HOST")
     assert e.ids() == before
+
+
+def test_volumes_outlive_instances_and_reach_one_off_runs(
+    docker_env: Any, docker_images: ImageSet, tmp_path: Path
+) -> None:
+    from erpops.backends.runtime import RuntimeMisconfigured
+    from tests.fixtures.docker import docker_environment
+
+    data = tmp_path / "odoo-data"
+    (data / "filestore").mkdir(parents=True)
+    (data / "filestore" / "checksum").write_text("attachment bytes")
+    (tmp_path / "odoo.conf").write_text("[options]\n")
+    e = docker_env(front=False)
+    web = e.raw["runtime"]["services"]["web"]
+    web["volumes"] = {str(data): "/var/lib/odoo", str(tmp_path / "odoo.conf"): "/etc/odoo/odoo.conf:ro"}
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30)
+        first = e.containers("web")[0]
+        assert first.exec_run(["cat", "/var/lib/odoo/filestore/checksum"]).output == b"attachment bytes"
+        assert first.exec_run(["sh", "-c", "echo x > /etc/odoo/odoo.conf"]).exit_code != 0  # read-only
+        # a file written by one instance (an attachment) is there for the instances that replace it
+        assert first.exec_run(["sh", "-c", "echo new > /var/lib/odoo/filestore/written"]).exit_code == 0
+        rt.deploy("web", docker_images.healthy_v2, release="r2", timeout=30)
+        assert first.id not in e.ids("web")
+        later = e.containers("web")[0]
+        assert later.exec_run(["cat", "/var/lib/odoo/filestore/written"]).output.strip() == b"new"
+        # the migration container sees the same data directory
+        run = rt.run_once(docker_images.healthy, ["/bin/sh", "-c", "ls /var/lib/odoo/filestore"], service="web")
+        assert run.log_tail.split() == ["checksum", "written"]
+    bad = docker_environment(e.name, docker_images)
+    bad["runtime"]["services"]["web"]["volumes"] = {str(data): "relative/path"}
+    from erpops.environments import Environment
+
+    with pytest.raises(RuntimeMisconfigured, match="absolute path"):
+        open_runtime(Environment.model_validate({**bad, "name": e.name})).spec("web")
