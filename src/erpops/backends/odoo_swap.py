@@ -18,6 +18,10 @@ application stopped, :func:`swap` then exchanges names:
 The replaced database and filestore are kept, never dropped by erpops. :func:`swap_back` is the
 exact reverse (the undo): the copy gets its name and mark back, the replaced database its name
 and comment.
+
+Both survive a crash and a resumed run: a swap that finds itself done (the live database's comment
+names this run, the kept one exists) only completes what may be missing (the filestore renames,
+``ALLOW_CONNECTIONS``); both always leave every database involved accepting connections.
 """
 
 from __future__ import annotations
@@ -152,12 +156,22 @@ def swap(
     if len({live, replacement, keep_as}) != 3:
         raise InvalidInput(f"swap needs three different names (live {live}, copy {replacement}, keep as {keep_as})")
     kept_filestore = filestore.parent / keep_as if filestore is not None else None
-    if filestore is not None and replacement_filestore is not None:
-        assert kept_filestore is not None
-        _check_filestores(filestore, replacement_filestore, kept_filestore)
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    restored_note = f"erpops: restored by {note} at "
     with _admin(dsn, (live, replacement, keep_as)) as conn:
         comments = _comments(conn, [live, replacement, keep_as])
+        if keep_as in comments and replacement not in comments and (comments.get(live) or "").startswith(restored_note):
+            # this swap happened already (a resumed run): finish what may be missing, change nothing else
+            _allow_all(conn, [live, keep_as])
+            result = SwapResult(live, replacement, keep_as, replacement_comment=f"{MARK} {note} (put back by undo)")
+            if filestore is not None and replacement_filestore is not None and replacement_filestore.exists():
+                assert kept_filestore is not None
+                if not kept_filestore.exists():
+                    _swap_dirs(filestore, replacement_filestore, kept_filestore)
+            if kept_filestore is not None and kept_filestore.exists():
+                result.filestore, result.kept_filestore = str(filestore), str(kept_filestore)
+            result.seconds = round(time.monotonic() - t0, 3)
+            return result
         if keep_as in comments:
             raise InvalidInput(f"database {keep_as!r} exists already; the live database cannot be kept under that name")
         if live not in comments:
@@ -169,6 +183,9 @@ def swap(
                 f"refusing to put {replacement!r} in the place of {live!r}: "
                 f"erpops did not restore it (no '{MARK}' mark)"
             )
+        if filestore is not None and replacement_filestore is not None:
+            assert kept_filestore is not None
+            _check_filestores(filestore, replacement_filestore, kept_filestore)
         result = SwapResult(
             live, replacement, keep_as, live_comment=comments[live], replacement_comment=comments[replacement]
         )
@@ -178,13 +195,13 @@ def swap(
                 conn,
                 [(live, keep_as), (replacement, live)],
                 {
-                    live: f"erpops: restored by {note} at {at}; the database it replaced is kept as {keep_as}",
+                    live: f"{restored_note}{at}; the database it replaced is kept as {keep_as}",
                     keep_as: f"erpops: replaced by {note} at {at}; kept for inspection (erpops never drops it)",
                 },
                 result.sessions_ended,
             )
         finally:
-            _allow(conn, keep_as if _exists(conn, keep_as) else live, True)
+            _allow_all(conn, [live, keep_as])
         if filestore is not None and replacement_filestore is not None:
             assert kept_filestore is not None
             try:
@@ -220,8 +237,9 @@ def swap_back(
     result = SwapResult(live, replacement, keep_as)
     with _admin(dsn, (live, replacement, keep_as)) as conn:
         names = _comments(conn, [live, replacement, keep_as])
-        if keep_as not in names:
-            return result  # never swapped (or swapped back already)
+        if keep_as not in names:  # never swapped (or swapped back already); a crash may have left
+            _allow_all(conn, [live, replacement])  # the live database refusing connections
+            return result
         if replacement in names:
             raise PermanentError(f"cannot swap back: {replacement!r} and {keep_as!r} both exist; sort it out by hand")
         _allow(conn, live, False)
@@ -233,7 +251,7 @@ def swap_back(
                 result.sessions_ended,
             )
         finally:
-            _allow(conn, replacement if _exists(conn, replacement) else live, True)
+            _allow_all(conn, [live, replacement, keep_as])
     if filestore is not None and replacement_filestore is not None:
         kept = filestore.parent / keep_as
         if kept.exists() and not replacement_filestore.exists():
@@ -244,8 +262,13 @@ def swap_back(
     return result
 
 
-def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
-    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+def _allow_all(conn: psycopg.Connection[Any], names: list[str]) -> None:
+    """Connections allowed again on each of ``names`` that exists (whatever happened before)."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname = ANY(%s) AND NOT datallowconn", (names,)
+    ).fetchall()
+    for (name,) in rows:
+        _allow(conn, name, True)
 
 
 def _swap_dirs(live: Path, replacement: Path, kept: Path) -> None:

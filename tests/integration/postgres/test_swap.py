@@ -127,11 +127,56 @@ def test_swap_refuses_a_taken_name_and_a_missing_filestore(pair, pg_primary: PgS
     ctx, live, copy, filestore, restored = pair()
     with pytest.raises(InvalidInput, match="three different names"):
         run_action("odoo.swap_database", ctx, replacement=copy, keep_as=copy)
+    with pytest.raises(InvalidInput, match="does not exist"):
+        run_action("odoo.swap_database", ctx, replacement=copy, replacement_filestore=str(restored) + "-nope")
     with pg.connect(pg_primary.dsn()) as conn:
         conn.execute(f'CREATE DATABASE "{live}_replaced_run_swap_1"')
     with pytest.raises(InvalidInput, match="exists already"):
         run_action("odoo.swap_database", ctx, replacement=copy)
-    with pytest.raises(InvalidInput, match="does not exist"):
-        run_action("odoo.swap_database", ctx, replacement=copy, replacement_filestore=str(restored) + "-nope")
     assert _rows(pg_primary.dsn(), live) == [live] and _rows(pg_primary.dsn(), copy) == [copy]
     assert os.listdir(filestore / "ab") == ["new"]
+
+
+def _allows(dsn: str, name: str) -> bool:
+    with pg.connect(dsn) as conn:
+        return bool(conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()[0])
+
+
+def test_a_resumed_swap_completes_instead_of_failing_and_undo_still_works(pair, pg_primary: PgServer) -> None:
+    ctx, live, copy, filestore, restored = pair()
+    server = pg_primary.dsn()
+    kept = f"{live}_replaced_run_swap_1"
+    first = run_action("odoo.swap_database", ctx, replacement=copy, replacement_filestore=str(restored))
+    # a crash after the databases were renamed, before the filestore and before the step was recorded
+    filestore.rename(restored)
+    (filestore.parent / kept).rename(filestore)
+    with pg.connect(server) as conn:
+        conn.execute(f'ALTER DATABASE "{kept}" WITH ALLOW_CONNECTIONS false')
+    again = run_action("odoo.swap_database", ctx, replacement=copy, replacement_filestore=str(restored))
+    assert again["kept_as"] == first["kept_as"] == kept
+    assert _rows(server, live) == [copy] and _rows(server, kept) == [live] and _allows(server, kept)
+    assert (filestore / "ab" / "old").exists() and (filestore.parent / kept / "ab" / "new").exists()
+    # the undo with what the resumed step reported: the copy is erpops's (droppable) again
+    run_action(
+        "odoo.swap_database",
+        ctx,
+        back=True,
+        replacement=copy,
+        replacement_filestore=str(restored),
+        live_comment=again["live_comment"],
+        replacement_comment=again["replacement_comment"],
+    )
+    assert _rows(server, live) == [live] and (filestore / "ab" / "new").exists()
+    assert odoo_restore.drop_database(server, copy)
+
+
+def test_undo_after_a_crash_before_the_rename_lets_the_live_database_accept_connections(
+    pair, pg_primary: PgServer
+) -> None:
+    ctx, live, copy, _, restored = pair()
+    server = pg_primary.dsn()
+    with pg.connect(server) as conn:  # the crash: connections refused, nothing renamed yet
+        conn.execute(f'ALTER DATABASE "{live}" WITH ALLOW_CONNECTIONS false')
+    out = run_action("odoo.swap_database", ctx, back=True, replacement=copy, replacement_filestore=str(restored))
+    assert out["sessions_ended"] == [] and _allows(server, live)
+    assert _rows(server, live) == [live]
