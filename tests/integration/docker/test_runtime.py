@@ -179,3 +179,27 @@ def test_volumes_outlive_instances_and_reach_one_off_runs(
 
     with pytest.raises(RuntimeMisconfigured, match="absolute path"):
         open_runtime(Environment.model_validate({**bad, "name": e.name})).spec("web")
+
+
+def test_stop_takes_a_service_out_and_deploy_brings_back_as_many(docker_env: Any, docker_images: ImageSet) -> None:
+    e = docker_env()  # with the nginx front
+    with open_runtime(e.env) as rt:
+        rt.deploy("web", docker_images.healthy, release="r1", timeout=30, replicas=3)
+        rt.set_env("web", {"MARKER": "kept"}, timeout=30)
+        assert http_check(e.front + "/web/health")[0] == 200
+        state = rt.stop("web")
+        assert state.replicas == 0 and len(state.instances) == 3  # stopped, not removed
+        assert {c.status for c in e.containers("web")} == {"exited"}
+        assert http_check(e.front + "/web/health")[0] == 502  # the front says so; no reset connections
+        rt.stop("web")  # stopping a stopped service changes nothing
+        result = rt.deploy("web", docker_images.healthy_v2, release="r2", timeout=30)
+        assert result.replicas == 3  # as many as were stopped, with their environment
+        import urllib.request
+
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(e.front + "/web/health", timeout=5) as resp:
+            body = resp.read().decode()
+        assert '"version": "v2"' in body and '"marker": "kept"' in body
+        assert len(e.containers("web")) == 3  # the stopped ones were removed after the switch
+        with pytest.raises(Exception, match="stop it instead"):
+            rt.deploy("web", docker_images.healthy, release="r3", replicas=0)
