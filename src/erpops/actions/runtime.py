@@ -1,32 +1,28 @@
 """Runtime actions: what runs (``runtime.current``), roll it to an image, gate on health, scale,
-run a one-off command, restart, change its environment, and the release history.
+stop, run a one-off command, restart, change its environment. The release history actions
+(``runtime.record_release``, ``runtime.releases``, ``runtime.resolve_release``) are in
+:mod:`erpops.actions.releases`.
 
 Every action dispatches to the environment's runtime (``runtime.kind``: docker or kubernetes,
-see :mod:`erpops.backends.runtime`). The release history lives in the state store as records of
-kind ``release`` keyed by release id (the deploying run's id): images per service, time, run id,
-pre-deploy backup id and status (``pending``, ``good``, ``failed``).
+see :mod:`erpops.backends.runtime`).
 """
 
 from __future__ import annotations
 
 import shlex
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.errors import InvalidInput, PermanentError, Unreachable
+from erpops.errors import PermanentError, Unreachable
 from erpops.runbook.durations import Duration
-from erpops.state import utcnow
 
 if TYPE_CHECKING:
     from erpops.backends.runtime import Runtime
 
-RELEASE = "release"
-
-
-def _runtime(ctx: ActionContext) -> AbstractContextManager[Runtime]:
+def runtime_of(ctx: ActionContext) -> AbstractContextManager[Runtime]:
     """The environment's runtime, shared by the steps of the run (one engine client per process)."""
     from erpops.backends.runtime import shared_runtime
 
@@ -69,7 +65,7 @@ class Check(Action):
         return PlanResult(Change.NONE, f"check the {ctx.env.runtime.kind} runtime and images")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             services = _declared(ctx, params.services)
             for s in services:
                 rt.spec(s)
@@ -127,7 +123,7 @@ class Current(Action):
         return PlanResult(Change.NONE, "read the current release")
 
     def apply(self, params: ActionParams, ctx: ActionContext) -> dict[str, Any]:
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             now = rt.current()
         return {
             "images": now.images,
@@ -191,7 +187,7 @@ class Deploy(Action):
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
         targets = self.targets(params, ctx)
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             now = rt.current()
         moves = [
             f"{s} {now.services[s].image if s in now.services else None} -> {i}"
@@ -207,7 +203,7 @@ class Deploy(Action):
 
         release = params.release or ctx.run.id
         targets = self.targets(params, ctx)
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             for s in targets:
                 rt.spec(s)
             now = rt.current()
@@ -300,7 +296,7 @@ class Health(Action):
         return PlanResult(Change.NONE, f"health gate on {params.service} (up to {params.timeout:g}s)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             report = rt.health(params.service, params.timeout, url=params.url)
         if not report.healthy:
             raise PermanentError(f"health gate failed for {params.service} after {params.timeout:g}s: {report.detail}")
@@ -344,13 +340,13 @@ class Scale(Action):
     outputs = {"previous": "instances per service before", "replicas": "instances per service after"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             now = rt.current().replicas
         moves = [f"{s} {now.get(s, 0)} -> {n}" for s, n in params.replicas.items() if now.get(s, 0) != n]
         return PlanResult(Change.WILL, "scale " + ", ".join(moves)) if moves else PlanResult(Change.NONE, "no change")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             for s in params.replicas:
                 rt.spec(s)
             before = rt.current().replicas
@@ -405,7 +401,7 @@ class RunOnce(Action):
             env[key] = ctx.resolve_secret(value)
             if env[key] != value:
                 ctx.register_secret(env[key])
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             result = rt.run_once(params.image, params.command, env=env, timeout=params.timeout, service=params.service)
         from erpops.secrets import redact
 
@@ -442,7 +438,7 @@ class Restart(Action):
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         done = []
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             now = rt.current()
             for service in _declared(ctx, params.services):
                 rt.spec(service)
@@ -485,7 +481,7 @@ class SetEnv(Action):
             if value is not None and values[key] != value:
                 ctx.register_secret(values[key] or "")
         done = []
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             now = rt.current()
             for service in _declared(ctx, params.services):
                 rt.spec(service)
@@ -533,7 +529,7 @@ class Stop(Action):
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         services = _declared(ctx, params.services)
-        with _runtime(ctx) as rt:
+        with runtime_of(ctx) as rt:
             for s in services:
                 rt.spec(s)
             now = rt.current()
@@ -551,174 +547,4 @@ class Stop(Action):
             "replicas": {s: now.services[s].replicas if s in now.services else 0 for s in services},
             "release": now.release,
             "stopped": stopped,
-        }
-
-
-# --- release history -----------------------------------------------------------------------------
-
-
-def _when(release: dict[str, Any]) -> str:
-    return str(release.get("time") or release["recorded_at"])
-
-
-def list_releases(state: Any, environment: str) -> list[dict[str, Any]]:
-    """The release history of ``environment``, newest first (also used by ``erpops releases list``)."""
-    records = state.list_records(RELEASE, environment)
-    out = [{**r.data, "id": r.key, "recorded_at": r.created_at.isoformat()} for r in records]
-    return sorted(out, key=_when, reverse=True)
-
-
-class RecordRelease(Action):
-    """Write (or update) a release in the environment's history in the state store.
-
-    ```yaml
-    - id: record
-      action: runtime.record_release
-      with:
-        images: "{{ steps.roll.outputs.images }}"
-        status: good
-        backup_id: "{{ steps.backup.outputs.backup_id }}"
-      undo: {action: runtime.record_release, with: {status: failed}}
-    ```
-    """
-
-    name = "runtime.record_release"
-
-    class Params(ActionParams):
-        release: str | None = Field(None, description="release id; default: the run id")
-        status: Literal["pending", "good", "failed"]
-        image: str | None = Field(None, description="one image for every declared service")
-        images: dict[str, str | None] | None = Field(None, description="or an image per service")
-        previous: dict[str, str | None] | None = Field(None, description="image per service before")
-        backup_id: str | None = Field(None, description="the pre-deploy backup")
-        rollback_to: str | None = Field(None, description="the release this one returned to")
-        rolled_back_from: str | None = Field(None, description="the release this one replaced by a rollback")
-        restored_backup: str | None = Field(None, description="the backup a rollback restored the database from")
-        error: str | None = None
-
-    outputs = {"release": "the release id", "status": "its status"}
-
-    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.WILL, f"record release {params.release or ctx.run.id} as {params.status}")
-
-    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        if ctx.state is None:
-            raise PermanentError("no state store: the release history cannot be written")
-        key = params.release or ctx.run.id
-        old = ctx.state.get_record(RELEASE, ctx.env.name, key)
-        data = dict(old.data) if old else {"time": utcnow().isoformat(), "run_id": ctx.run.id, "backup_id": None}
-        for name in ("images", "previous", "backup_id", "rollback_to", "rolled_back_from", "restored_backup", "error"):
-            value = getattr(params, name)
-            if value is not None:
-                data[name] = value
-        if params.image is not None:
-            data["images"] = {s: params.image for s in ctx.env.runtime.services}
-        data["status"] = params.status
-        data.setdefault("runbook", ctx.run.runbook)
-        data[f"{params.status}_at"] = utcnow().isoformat()
-        ctx.state.put_record(RELEASE, ctx.env.name, key, data)
-        return {"release": key, "status": params.status}
-
-
-class Releases(Action):
-    """The release history, newest first, and the last known good release.
-
-    ```yaml
-    - id: history
-      action: runtime.releases
-      with: {limit: 10}
-    ```
-    """
-
-    name = "runtime.releases"
-    read_only = True
-
-    class Params(ActionParams):
-        limit: int = Field(20, ge=1)
-        status: Literal["pending", "good", "failed"] | None = None
-
-    outputs = {"releases": "the releases, newest first", "last_good": "id of the newest good release"}
-
-    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.NONE, "read the release history")
-
-    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        if ctx.state is None:
-            return {"releases": [], "last_good": None}
-        rels = list_releases(ctx.state, ctx.env.name)
-        good = [r for r in rels if r.get("status") == "good"]
-        if params.status:
-            rels = [r for r in rels if r.get("status") == params.status]
-        return {"releases": rels[: params.limit], "last_good": good[0]["id"] if good else None}
-
-
-class ResolveRelease(Action):
-    """Pick the release to roll back to: ``to`` (a release id), or the newest good release that is
-    not the one running now and was not itself rolled back from.
-
-    ```yaml
-    - id: target
-      action: runtime.resolve_release
-      with: {to: "{{ params.to }}"}
-    ```
-    """
-
-    name = "runtime.resolve_release"
-    read_only = True
-
-    class Params(ActionParams):
-        to: str | None = None
-
-    outputs = {
-        "release": "the release id",
-        "images": "its image per service",
-        "backup_id": "its pre-deploy backup (null when none)",
-        "current": "the release running now",
-        "current_backup_id": "pre-deploy backup of the release running now (restoring it undoes its migration)",
-        "restore_backup_id": (
-            "the backup that holds the database as the target release left it: the pre-deploy backup of the "
-            "first release after it that took one (null when none did)"
-        ),
-        "restore_backup_release": "the release that took restore_backup_id",
-    }
-
-    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.NONE, f"find release {params.to or '(last known good)'}")
-
-    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        rels = list_releases(ctx.state, ctx.env.name) if ctx.state is not None else []
-        with _runtime(ctx) as rt:
-            now = rt.current()
-        running = {s: i for s, i in now.images.items() if i}
-        current = now.release
-        if params.to:
-            found = [r for r in rels if r["id"] == params.to]
-            if not found:
-                known = ", ".join(r["id"] for r in rels[:10]) or "none recorded"
-                raise InvalidInput(f"release {params.to!r} is not in the history of {ctx.env.name!r} (newest: {known})")
-            target = found[0]
-        else:
-
-            def is_current(r: dict[str, Any]) -> bool:
-                images = {s: i for s, i in (r.get("images") or {}).items() if i}
-                return r["id"] == current or images == running
-
-            abandoned = {r.get("rolled_back_from") for r in rels if r.get("status") == "good"}
-            good = [r for r in rels if r.get("status") == "good" and not is_current(r) and r["id"] not in abandoned]
-            if not good:
-                raise PermanentError(
-                    f"no known good release of {ctx.env.name!r} to roll back to "
-                    f"(history: {len(rels)} release(s)); give one with --to"
-                )
-            target = good[0]
-        cur = next((r for r in rels if r["id"] == current), None)
-        after = [r for r in reversed(rels) if _when(r) > _when(target) and r.get("backup_id")]
-        return {
-            "restore_backup_id": after[0]["backup_id"] if after else None,
-            "restore_backup_release": after[0]["id"] if after else None,
-            "release": target["id"],
-            "images": target.get("images") or {},
-            "backup_id": target.get("backup_id"),
-            "current": current,
-            "current_backup_id": (cur or {}).get("backup_id"),
         }

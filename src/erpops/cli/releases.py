@@ -19,7 +19,7 @@ def list_(
     limit: int = typer.Option(20, "--limit", help="Newest N releases."),
 ) -> None:
     """Releases of an environment, newest first: images, status, run, pre-deploy backup."""
-    from erpops.actions.runtime import list_releases
+    from erpops.actions.releases import list_releases
     from erpops.engine.store import open_state_store
     from erpops.environments import load_config
 
