@@ -136,7 +136,6 @@ class ServiceSpec(BaseModel):
     workers: int | None = None
     db_maxconn: int | None = None
 
-
     @field_validator("volumes")
     @classmethod
     def _mount_targets(cls, value: dict[str, str]) -> dict[str, str]:
@@ -439,9 +438,14 @@ def open_runtime(env: Environment) -> Runtime:
         module = importlib.import_module("erpops.backends.kubernetes_runtime")
         runtime: Runtime = module.KubernetesRuntime(env)
         return runtime
+    what = (
+        "the built-in sandbox runs databases and storage, no application containers"
+        if env.name == "sandbox"
+        else (f"runtime.kind: {kind}")
+    )
     raise RuntimeMisconfigured(
-        f"environment {env.name!r} has no runtime (runtime.kind: {kind}); "
-        "set runtime.kind to docker or kubernetes in erpops.yaml"
+        f"environment {env.name!r} has no runtime ({what}); declare an environment with runtime.kind docker "
+        "or kubernetes and its services in erpops.yaml (example: docs/configuration.md)"
     )
 
 
