@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
 import secrets
-import tarfile
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -46,6 +43,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
+from erpops.backends.docker_front import FrontProxy
 from erpops.backends.runtime import (
     DeployFailed,
     DeployResult,
@@ -70,14 +68,10 @@ LABEL_RELEASE = "erpops.release"
 LABEL_IMAGE = "erpops.image"
 LABEL_ROLE = "erpops.role"
 LABEL_ENV_KEYS = "erpops.env-keys"
-FRONT_CONF_DIR = "/etc/nginx/conf.d"
-FRONT_CONF = "erpops.conf"
-GENERATION_PATH = "/.erpops/front-generation"
 POLL = 0.1
 FAILING_5XX = 3  # consecutive 5xx answers that fail a new instance
 
 F = TypeVar("F", bound=Callable[..., Any])
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _engine_errors(fn: F) -> F:
@@ -95,7 +89,7 @@ def _engine_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(FrontProxy, Runtime):
     kind = "docker"
 
     def __init__(self, env: Environment, *, client: docker.DockerClient | None = None) -> None:
@@ -120,6 +114,9 @@ class DockerRuntime(Runtime):
 
     def describe(self) -> str:
         return f"Docker engine at {self.base_url} (project {self.project})"
+
+    def _front_labels(self, service: str) -> dict[str, str]:
+        return {LABEL_ENV: self.env.name, LABEL_SERVICE: service, LABEL_ROLE: "front"}
 
     def close(self) -> None:
         self.client.close()
@@ -345,104 +342,6 @@ class DockerRuntime(Runtime):
             return
         with ThreadPoolExecutor(max_workers=min(8, len(containers))) as pool:
             list(pool.map(one, containers))
-
-    # --- the front proxy ---------------------------------------------------------------------------
-    def _front_url(self, spec: ServiceSpec) -> str | None:
-        if spec.front is None:
-            return None
-        host = spec.front.bind if spec.front.bind not in ("0.0.0.0", "", "::") else self.public_host
-        return f"http://{host}:{spec.front.port}"
-
-    def _front_conf(self, service: str, spec: ServiceSpec, members: Sequence[Container], generation: str) -> str:
-        assert spec.front is not None and spec.port is not None
-        servers = []
-        for c in members:
-            c.reload()
-            ip = c.attrs["NetworkSettings"]["Networks"][self.project]["IPAddress"]
-            servers.append(f"    server {ip}:{spec.port} max_fails=0;  # {c.name}")
-        if not servers:
-            servers.append("    server 127.0.0.1:9 down;  # no instance in rotation")
-        upstream = f"erpops_{self.project}_{service}".replace("-", "_")
-        return "\n".join(
-            [
-                f"# Written by erpops for {self.env.name}/{service}; rewritten at every deploy, scale or restart.",
-                f"upstream {upstream} {{",
-                *servers,
-                "}",
-                "server {",
-                f"    listen {spec.front.port};",
-                f"    location = {GENERATION_PATH} {{ return 200 '{generation}'; }}",
-                "    location / {",
-                f"        proxy_pass http://{upstream};",
-                "        proxy_next_upstream error timeout http_502 http_503;",
-                "        proxy_connect_timeout 5s;",
-                "        proxy_read_timeout 720s;",
-                "        proxy_set_header Host $http_host;",
-                "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-                "        proxy_set_header X-Forwarded-Proto $scheme;",
-                "        proxy_set_header X-Forwarded-Host $http_host;",
-                "    }",
-                "}",
-                "",
-            ]
-        )
-
-    def _front_set(self, service: str, spec: ServiceSpec, members: Sequence[Container]) -> None:
-        """Put exactly ``members`` in rotation; return once the proxy's old workers have finished."""
-        assert spec.front is not None
-        front_name = f"{self.project}-{service}-front"
-        generation = str(time.time_ns())
-        data = self._front_conf(service, spec, members, generation).encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(FRONT_CONF)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-        try:
-            front = self.client.containers.get(front_name)
-        except docker.errors.NotFound:
-            self.ensure_image(spec.front.image)
-            front = self.client.containers.create(
-                spec.front.image,
-                name=front_name,
-                labels={LABEL_ENV: self.env.name, LABEL_SERVICE: service, LABEL_ROLE: "front"},
-                ports={f"{spec.front.port}/tcp": (spec.front.bind, spec.front.port)},
-                network=self._network(),
-                init=True,
-                restart_policy={"Name": "unless-stopped"},
-                detach=True,
-            )
-        front.put_archive(FRONT_CONF_DIR, buf.getvalue())
-        old_workers: set[str] = set()
-        if front.status == "running":
-            old_workers = self._front_workers(front)
-            front.kill(signal="SIGHUP")
-        else:
-            front.start()
-        url = f"{self._front_url(spec)}{GENERATION_PATH}"
-
-        def loaded() -> bool:
-            try:
-                with _NO_PROXY.open(url, timeout=1.0) as resp:
-                    return bool(resp.read().decode().strip() == generation)
-            except (OSError, ValueError):
-                return False
-
-        if not wait_until(loaded, 15.0, 0.02):
-            raise ActionError(
-                f"front proxy {front_name} did not load its new configuration within 15s (docker logs {front_name})"
-            )
-        # Old workers keep accepting until the master tells them to quit, then finish their
-        # requests: the old upstreams are in use until every one of them has exited.
-        wait_until(lambda: not (old_workers & self._front_workers(front)), spec.front.drain_timeout, 0.02)
-
-    @staticmethod
-    def _front_workers(front: Container) -> set[str]:
-        """PIDs of the proxy's worker processes (``docker top``; nothing needed in the image)."""
-        top = front.top()
-        titles = top.get("Titles") or []
-        pid_col = titles.index("PID") if "PID" in titles else 1
-        return {str(p[pid_col]) for p in top.get("Processes") or [] if "worker process" in " ".join(map(str, p))}
 
     # --- operations --------------------------------------------------------------------------------
     def _replace(
