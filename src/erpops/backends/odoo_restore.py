@@ -3,11 +3,15 @@
 1. **Fetch** — each artifact is read from the object store once, its SHA-256 and size computed
    while reading and compared with the manifest. The database dump is decompressed on the way
    into a scratch file (``pg_restore -j`` needs a seekable file; from a pipe it can only restore
-   with one job), the filestore archive is kept compressed. A mismatch stops here: nothing has
-   been restored.
+   with one job). The filestore archive stays compressed: downloaded into scratch from S3, or,
+   on a local-directory store, hashed where it lies (no copy; ``<scratch>/filestore.tar.zst`` is
+   then a symbolic link to it) and held open until it is unpacked, so the bytes unpacked are the
+   bytes checked. A mismatch stops here: nothing has been restored.
 2. **Restore** — ``pg_restore --no-owner --no-acl --exit-on-error -j N`` into the (new, empty)
    target database while the filestore is unpacked beside it, into
-   ``<scratch>/filestore/<database>`` (Odoo's ``<data_dir>/filestore/<db>`` layout).
+   ``<scratch>/filestore/<database>`` (Odoo's ``<data_dir>/filestore/<db>`` layout). An archive
+   written into since its check is refused before either starts; the unpacked bytes are hashed
+   again on the way to ``tar`` and compared with the manifest at the end.
 
 The scratch directory carries a marker file; :func:`remove_scratch` deletes only directories
 that have it.
@@ -31,7 +35,8 @@ from psycopg import sql
 
 from erpops.backends import pg
 from erpops.backends.storage.base import ObjectStore
-from erpops.backends.streams import CHUNK, Child, HashingReader, ZstdError, decompress
+from erpops.backends.storage.local import LocalStore
+from erpops.backends.streams import CHUNK, CheckedFile, Child, HashingReader, ZstdError, decompress
 from erpops.errors import InvalidInput, PermanentError
 from erpops.manifest import MANIFEST, Artifact, Manifest, object_key
 
@@ -77,12 +82,21 @@ class ArtifactResult:
 
 @dataclass
 class Fetched:
+    """What :func:`fetch` checked. ``filestore_archive`` is in scratch: the downloaded archive or a
+    symbolic link to the store's object (deleting it never touches the store); ``archive`` holds
+    the checked archive open for :func:`restore`, which closes it."""
+
     manifest: Manifest
     scratch: Path
     dump: Path
     filestore_archive: Path | None
     artifacts: list[ArtifactResult] = field(default_factory=list)
     seconds: float = 0.0
+    archive: CheckedFile | None = None
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
 
 
 def load_manifest(store: ObjectStore, environment: str, backup_id: str) -> Manifest:
@@ -186,7 +200,8 @@ def fetch(
     cancelled: Cancelled = _never,
     progress: Progress | None = None,
 ) -> Fetched:
-    """Download every artifact of ``manifest`` into ``scratch``, checking SHA-256 and size.
+    """Fetch every artifact of ``manifest`` into ``scratch`` (the filestore archive of a
+    local-directory store is only hashed where it lies), checking SHA-256 and size.
 
     Raises :class:`ChecksumMismatch` (after deleting what was fetched) when any artifact differs.
     """
@@ -196,42 +211,66 @@ def fetch(
         raise PermanentError(f"backup {manifest.backup_id} has no database artifact in its manifest")
     results: list[ArtifactResult] = []
     dump = scratch / "db.dump"
-    archive = None
+    archive = scratch / "filestore.tar.zst"
+    archive.unlink(missing_ok=True)  # a link or file left by an interrupted restore
     fs = manifest.artifacts.get("filestore")
     box: dict[str, Any] = {}
     thread = None
-    if fs is not None:  # the filestore archive downloads beside the dump
-        archive = scratch / "filestore.tar.zst"
+    if fs is not None:  # the filestore archive is checked beside the dump
         report = (lambda n: progress("filestore", n)) if progress else None
-        thread = threading.Thread(target=_get, args=(store, fs.key, archive, report, box), daemon=True)
+        args = (store, fs, archive, cancelled, report, box)
+        thread = threading.Thread(target=_fetch_archive, args=args, daemon=True, name="erpops-fetch-filestore")
         thread.start()
     try:
-        results.append(_fetch_dump(store, db, dump, cancelled, progress))
-    finally:
-        if thread is not None:
-            thread.join()
-    if fs is not None:
+        try:
+            results.append(_fetch_dump(store, db, dump, cancelled, progress))
+        finally:
+            if thread is not None:
+                thread.join()
         if "error" in box:
             raise box["error"]
-        info = box["info"]
-        results.append(ArtifactResult("filestore", fs.key, fs.sha256, info.sha256 or "", fs.size, info.size))
-    bad = [r for r in results if not r.ok]
-    if bad:
-        for path in (dump, archive):
-            if path is not None:
-                path.unlink(missing_ok=True)
-        what = "; ".join(
-            f"{r.key}: sha256 {r.sha256[:12]}… size {r.size}, manifest says {r.expected_sha256[:12]}… size "
-            f"{r.expected_size}"
-            for r in bad
-        )
-        raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}")
-    return Fetched(manifest, scratch, dump, archive, results, round(time.monotonic() - t0, 3))
+        if fs is not None:
+            results.append(box["result"])
+        bad = [r for r in results if not r.ok]
+        if bad:
+            what = "; ".join(
+                f"{r.key}: sha256 {r.sha256[:12]}… size {r.size}, manifest says {r.expected_sha256[:12]}… size "
+                f"{r.expected_size}"
+                for r in bad
+            )
+            raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}")
+        checked: CheckedFile | None = box.get("checked")
+        if checked is not None and checked.path != archive:
+            archive.symlink_to(checked.path)
+    except BaseException:
+        if "checked" in box:
+            box["checked"].close()
+        dump.unlink(missing_ok=True)
+        archive.unlink(missing_ok=True)  # the download, or the link (never the store's object)
+        raise
+    return Fetched(manifest, scratch, dump, archive if fs else None, results, round(time.monotonic() - t0, 3), checked)
 
 
-def _get(store: ObjectStore, key: str, dest: Path, progress: Callable[[int], None] | None, box: dict[str, Any]) -> None:
+def _fetch_archive(
+    store: ObjectStore,
+    art: Artifact,
+    dest: Path,
+    cancelled: Cancelled,
+    progress: Callable[[int], None] | None,
+    box: dict[str, Any],
+) -> None:
+    """Hash a local-directory store's object where it lies (held open); download any other."""
     try:
-        box["info"] = store.get_file(key, dest, progress=progress)
+        if isinstance(store, LocalStore):
+            checked = CheckedFile.hash(
+                store.path_of(art.key), file=store.reader(art.key), cancelled=cancelled, progress=progress
+            )
+        else:
+            info = store.get_file(art.key, dest, progress=progress)
+            checked = CheckedFile.open(dest)
+            checked.sha256, checked.size = info.sha256 or "", info.size
+        box["checked"] = checked
+        box["result"] = ArtifactResult("filestore", art.key, art.sha256, checked.sha256, art.size, checked.size)
     except BaseException as exc:  # raised by the caller
         box["error"] = exc
 
@@ -276,8 +315,34 @@ def restore(
     """``pg_restore`` the fetched dump into the existing, empty ``database`` while the filestore is
     unpacked into ``filestore`` (in a thread). ``role``: objects are created as this role (``SET
     ROLE``), so they belong to it — the live database's owner when the copy is to replace it.
-    Returns seconds: database (pg_restore), filestore (unpacking, side by side) and total."""
+    Returns seconds: database (pg_restore), filestore (unpacking, side by side) and total.
+
+    Raises :class:`ChecksumMismatch` before anything starts when the filestore archive was written
+    into since :func:`fetch` checked it."""
+    try:
+        return _restore(fetched, dsn, database, filestore, jobs=jobs, cancelled=cancelled, role=role)
+    finally:
+        fetched.close()
+
+
+def _restore(
+    fetched: Fetched,
+    dsn: str,
+    database: str,
+    filestore: Path | None,
+    *,
+    jobs: int,
+    cancelled: Cancelled,
+    role: str | None,
+) -> dict[str, float]:
     t0 = time.monotonic()
+    art = fetched.manifest.artifacts.get("filestore")
+    source = None
+    if fetched.filestore_archive is not None and filestore is not None and art is not None:
+        source = fetched.archive or CheckedFile.open(fetched.filestore_archive)
+        fetched.archive = source
+        if not source.unchanged():
+            raise ChecksumMismatch(f"{art.key} was written into after its checksum was checked; not restoring it")
     with pg.connect(dsn, database) as conn:
         pg_restore = pg.client_for(conn, "pg_restore")
     argv = [
@@ -300,8 +365,8 @@ def restore(
     box: dict[str, Any] = {}
     thread = None
     with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore", watch=cancelled) as child:
-        if fetched.filestore_archive is not None and filestore is not None:
-            args = (fetched.filestore_archive, filestore, halted, box)
+        if source is not None and art is not None and filestore is not None:
+            args = (source, art, filestore, halted, box)
             thread = threading.Thread(target=_extract, args=args, daemon=True, name="erpops-filestore")
             thread.start()
         try:
@@ -321,38 +386,67 @@ def restore(
     return seconds
 
 
-def _extract(archive: Path, dest: Path, cancelled: Cancelled, box: dict[str, Any]) -> None:
+def _extract(source: CheckedFile, art: Artifact, dest: Path, cancelled: Cancelled, box: dict[str, Any]) -> None:
     t0 = time.monotonic()
     try:
-        extract_filestore(archive, dest, cancelled=cancelled)
+        extract_filestore(source, dest, cancelled=cancelled, expect=art)
         box["seconds"] = round(time.monotonic() - t0, 3)
     except BaseException as exc:  # raised by the caller
         box["error"] = exc
 
 
-def extract_filestore(archive: Path, dest: Path, *, cancelled: Cancelled = _never) -> None:
-    """Unpack a ``filestore.tar.zst`` into ``dest`` (created; must be empty or absent)."""
+def extract_filestore(
+    archive: Path | CheckedFile, dest: Path, *, cancelled: Cancelled = _never, expect: Artifact | None = None
+) -> None:
+    """Unpack a ``filestore.tar.zst`` into ``dest`` (created; must be empty or absent).
+
+    ``expect``: the manifest's artifact; the archive's bytes are hashed while they are unpacked
+    and, should they differ from it after all, what was unpacked is deleted and
+    :class:`ChecksumMismatch` raised. A :class:`CheckedFile` is refused before anything is
+    unpacked when it was written into since its check."""
     if dest.exists() and any(dest.iterdir()):
         raise InvalidInput(f"filestore target {dest} is not empty; restore into a new directory")
-    dest.mkdir(parents=True, exist_ok=True)
-    tar = shutil.which("tar")
-    with open(archive, "rb") as src:
-        if tar:
-            argv = [tar, "--extract", "--file=-", f"--directory={dest}", "--no-same-owner", "--no-same-permissions"]
-            with Child(argv, stdin=True, name="tar", watch=cancelled) as child:
-                try:
-                    decompress(src, child.stdin, cancelled=cancelled)
-                except BrokenPipeError:
-                    pass  # tar stopped reading: its exit status says why
-                finally:
-                    with contextlib.suppress(OSError):
-                        child.stdin.close()
-                child.finish(cancelled=cancelled, what=f"unpacking the filestore into {dest}")
-        else:
-            import zstandard
+    checked = archive if isinstance(archive, CheckedFile) else CheckedFile.open(archive)
+    try:
+        if not checked.unchanged():
+            raise ChecksumMismatch(f"{checked.path} was written into after its checksum was checked; not unpacking it")
+        src = HashingReader(checked.rewind())
+        dest.mkdir(parents=True, exist_ok=True)
+        _unpack(src, dest, cancelled)
+        src.drain()
+    finally:
+        if checked is not archive:
+            checked.close()
+    if expect is not None and (src.hexdigest, src.size) != (expect.sha256, expect.size):
+        for child in dest.iterdir():  # all of it is ours: dest was empty
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise ChecksumMismatch(
+            f"{expect.key} changed while it was unpacked (sha256 {src.hexdigest[:12]}…, manifest says "
+            f"{expect.sha256[:12]}…); the unpacked files were deleted"
+        )
 
-            with (
-                zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True) as zr,
-                tarfile.open(fileobj=zr, mode="r|") as tf,
-            ):
-                tf.extractall(dest, filter="data")
+
+def _unpack(src: HashingReader, dest: Path, cancelled: Cancelled) -> None:
+    tar = shutil.which("tar")
+    if tar:
+        argv = [tar, "--extract", "--file=-", f"--directory={dest}", "--no-same-owner", "--no-same-permissions"]
+        with Child(argv, stdin=True, name="tar", watch=cancelled) as child:
+            try:
+                decompress(src, child.stdin, cancelled=cancelled)
+            except BrokenPipeError:
+                pass  # tar stopped reading: its exit status says why
+            finally:
+                with contextlib.suppress(OSError):
+                    child.stdin.close()
+            child.finish(cancelled=cancelled, what=f"unpacking the filestore into {dest}")
+    else:
+        import zstandard
+
+        with (
+            zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True, closefd=False) as zr,
+            tarfile.open(fileobj=zr, mode="r|") as tf,
+        ):
+            tf.extractall(dest, filter="data")

@@ -1,4 +1,5 @@
-"""Streaming plumbing for backups and restores: child processes with piped output, and zstd.
+"""Streaming plumbing for backups and restores: child processes with piped output, zstd, and
+files held open from their checksum check to their use (:class:`CheckedFile`).
 
 Nothing here holds a whole artifact in memory: data moves in chunks of :data:`CHUNK` bytes from a
 child process (``pg_dump``, ``tar``) through a zstd compressor into an object writer, or back from
@@ -18,10 +19,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
@@ -305,6 +308,82 @@ class _ThreadedWriter:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+class CheckedFile:
+    """A file held open from its SHA-256 check until its bytes are used, so what is used is what
+    was checked: replacing or deleting the path meanwhile does not matter (this open file still
+    reads the checked inode), and a write into the file changes its identity (size, mtime, ctime),
+    which :meth:`unchanged` compares with the one seen when it was hashed.
+
+    ```python
+    checked = CheckedFile.hash(path)            # reads it once: sha256 and size
+    if checked.sha256 != expected: ...
+    if not checked.unchanged(): ...             # right before use
+    decompress(checked.rewind(), out)
+    ```
+    """
+
+    def __init__(self, path: Path, file: IO[bytes]) -> None:
+        self.path = path
+        self.file = file
+        self.identity = self._identity()
+        self.sha256 = ""
+        self.size = 0
+
+    @classmethod
+    def open(cls, path: Path) -> CheckedFile:
+        return cls(path, open(path, "rb", buffering=CHUNK))
+
+    @classmethod
+    def hash(
+        cls,
+        path: Path,
+        *,
+        file: IO[bytes] | None = None,
+        cancelled: Cancelled = _never,
+        progress: Progress | None = None,
+    ) -> CheckedFile:
+        """Open ``path`` (or take ``file``, opened on it) and hash all of it. Raises
+        :class:`PermanentError` when it is not a regular file or changed while being read."""
+        checked = cls(path, file) if file is not None else cls.open(path)
+        try:
+            if not stat.S_ISREG(os.fstat(checked.file.fileno()).st_mode):
+                raise PermanentError(f"{path} is not a regular file")
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(checked.file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            digest, buf = hashlib.sha256(), bytearray(CHUNK)
+            view = memoryview(buf)
+            while n := checked.file.readinto(buf):  # type: ignore[attr-defined]
+                digest.update(view[:n])
+                checked.size += n
+                if progress:
+                    progress(checked.size)
+                if cancelled():
+                    raise StreamCancelled(f"cancelled while checking {path}")
+            checked.sha256 = digest.hexdigest()
+            if not checked.unchanged():
+                raise PermanentError(f"{path} changed while its checksum was computed; try again")
+            checked.rewind()
+            return checked
+        except BaseException:
+            checked.close()
+            raise
+
+    def _identity(self) -> tuple[int, ...]:
+        st = os.fstat(self.file.fileno())
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def unchanged(self) -> bool:
+        """True while nothing was written into the file since it was opened (or hashed)."""
+        return self._identity() == self.identity
+
+    def rewind(self) -> IO[bytes]:
+        self.file.seek(0)
+        return self.file
+
+    def close(self) -> None:
+        self.file.close()
 
 
 ZstdError = zstandard.ZstdError
