@@ -29,7 +29,7 @@ from erpops.errors import InvalidInput, PermanentError
 from erpops.runbook.durations import Duration
 
 #: Prefix of the comment that marks a database as created (and droppable) by erpops.
-MARK = "erpops:created"
+MARK = "erpops:created"  # = erpops.backends.pg.CREATED_MARK (not imported: no SDK at start-up)
 
 
 class _Target(ActionParams):

@@ -31,8 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
 from erpops.backends import pg
 from erpops.backends.storage.base import ObjectStore
 from erpops.backends.storage.local import LocalStore
@@ -42,7 +40,7 @@ from erpops.manifest import MANIFEST, Artifact, Manifest, object_key
 
 SCRATCH_MARKER = ".erpops-scratch"
 #: The comment ``postgres.create_database`` marks erpops's databases with (same prefix, same form).
-MARK = "erpops:created"
+MARK = pg.CREATED_MARK
 Cancelled = Callable[[], bool]
 Progress = Callable[[str, int], None]
 
@@ -163,12 +161,8 @@ def create_database(dsn: str, name: str, *, run_id: str, note: str = "", owner: 
     pg.quote_ident(name)  # refuses names PostgreSQL cannot take
     at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     mark = f"{MARK} run={run_id} at={at}" + (f" {note}" if note else "")
-    create = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name))
-    if owner:
-        create = sql.SQL("{} OWNER {}").format(create, sql.Identifier(owner))
     with _admin(dsn, name) as conn:
-        conn.execute(create)
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(mark)))
+        pg.create_database(conn, name, comment=mark, owner=owner)
     return mark
 
 
@@ -176,16 +170,14 @@ def drop_database(dsn: str, name: str) -> bool:
     """Drop ``name`` (its sessions ended) if it carries erpops's mark; refuse any other database.
     Returns False when it does not exist."""
     with _admin(dsn, name) as conn:
-        row = conn.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
-        ).fetchone()
-        if row is None:
+        exists, comment = pg.database_comment(conn, name)
+        if not exists:
             return False
-        if not (row[0] or "").startswith(MARK):
+        if not (comment or "").startswith(MARK):
             raise PermanentError(
                 f"refusing to drop database {name!r}: erpops did not create it (no '{MARK}' comment on it)"
             )
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        pg.drop_database(conn, name)
     return True
 
 

@@ -37,8 +37,9 @@ import psycopg
 from psycopg import sql
 
 from erpops.backends import pg
-from erpops.backends.odoo_restore import MARK
 from erpops.errors import InvalidInput, PermanentError
+
+MARK = pg.CREATED_MARK
 
 #: Attempts at the rename when a new session slipped in between terminating and renaming.
 RENAME_ATTEMPTS = 20

@@ -391,6 +391,11 @@ def _first_line(exc: BaseException) -> str:
     return secrets.redact(text.splitlines()[0] if text else type(exc).__name__)
 
 
+#: The comment every database erpops creates starts with (``erpops:created run=<id> at=<time>``):
+#: erpops drops only databases that carry it.
+CREATED_MARK = "erpops:created"
+
+
 def database_comment(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, str | None]:
     """(exists, comment) of a database."""
     row = conn.execute(
