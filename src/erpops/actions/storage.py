@@ -113,19 +113,10 @@ class Put(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from pathlib import Path
 
-        from erpops.backends.storage import Retention, default_retention
+        from erpops.backends.storage import upload_retention
 
         storage = _storage(ctx, params)
-        if params.object_lock == "none":
-            retention = None
-        elif params.object_lock or params.retention_days:
-            mode = params.object_lock or storage.object_lock
-            days = params.retention_days or storage.retention_days
-            if not mode or not days:
-                raise InvalidInput("Object Lock needs both a mode (object_lock) and retention_days")
-            retention = Retention(mode, days)
-        else:
-            retention = default_retention(storage)
+        retention = upload_retention(storage, params.object_lock, params.retention_days)
         path = Path(params.path).expanduser()
         if not path.is_file():
             raise InvalidInput(f"storage.put: {path} is not a file")

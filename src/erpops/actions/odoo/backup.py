@@ -147,20 +147,11 @@ class Backup(Action):
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.odoo_backup import BackupOptions, run_backup
-        from erpops.backends.storage import Retention, default_retention
+        from erpops.backends.storage import upload_retention
         from erpops.manifest import RunbookRef
 
         storage = storage_of(ctx)
-        if params.object_lock == "none":
-            retention = None
-        elif params.object_lock or params.retention_days:
-            mode = params.object_lock or storage.object_lock
-            days = params.retention_days or storage.retention_days
-            if not mode or not days:
-                raise InvalidInput("Object Lock needs both a mode (object_lock) and retention_days")
-            retention = Retention(mode, days)
-        else:
-            retention = default_retention(storage)
+        retention = upload_retention(storage, params.object_lock, params.retention_days)
         record = ctx.state.get_run(ctx.run.id) if ctx.state is not None else None
         runbook = RunbookRef(
             name=ctx.run.runbook, version=ctx.run.runbook_version, sha256=getattr(record, "sha256", "") or ""

@@ -47,6 +47,20 @@ def default_retention(storage: Storage | None) -> Retention | None:
     return Retention(storage.object_lock, storage.retention_days)
 
 
+def upload_retention(storage: Storage, object_lock: str | None, retention_days: int | None) -> Retention | None:
+    """The retention of an upload: ``object_lock: none`` for none; a mode and/or days given by the
+    step (the environment's fill in what is missing); else the environment's default."""
+    if object_lock == "none":
+        return None
+    if object_lock or retention_days:
+        mode = object_lock or storage.object_lock
+        days = retention_days or storage.retention_days
+        if not mode or not days:
+            raise InvalidInput("Object Lock needs both a mode (object_lock) and retention_days")
+        return Retention(mode, days)
+    return default_retention(storage)
+
+
 def open_store(storage: Storage, resolve_secret: Callable[[str], str], **tuning: Any) -> ObjectStore:
     """The object store for ``storage``. Secret references in ``access_key``/``secret_key`` are
     resolved through ``resolve_secret`` (``ctx.resolve_secret``, which registers them for
