@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,9 +56,6 @@ class SwapResult:
     live_comment: str | None = None
     replacement_comment: str | None = None
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _admin(dsn: str, names: tuple[str, ...]) -> psycopg.Connection[Any]:

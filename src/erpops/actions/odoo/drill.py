@@ -170,7 +170,11 @@ class Restore(Action):
         fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
         for art in fetched.artifacts:
             ctx.log(f"{art.name}: {art.size} bytes, sha256 matches the manifest")
-        R.create_database(dsn, params.database, run_id=ctx.run.id, note=f"restore of {params.backup}", owner=owner)
+        try:
+            R.create_database(dsn, params.database, run_id=ctx.run.id, note=f"restore of {params.backup}", owner=owner)
+        except BaseException:
+            fetched.close()  # restore() closes the checked archive; nothing else will now
+            raise
         seconds = R.restore(
             fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner
         )
