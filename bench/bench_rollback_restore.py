@@ -62,13 +62,16 @@ def by_hand(server: str, backup_dir: Path, scratch: Path) -> float:
     subprocess.run(
         ["zstd", "-q", "-d", "-f", str(backup_dir / "db.dump.zst"), "-o", str(scratch / "db.dump")], check=True
     )
-    tar = subprocess.Popen(f"zstd -dc {backup_dir / 'filestore.tar.zst'} | tar -x -C {scratch / 'fs'}", shell=True)
+    unzstd = subprocess.Popen(["zstd", "-dc", str(backup_dir / "filestore.tar.zst")], stdout=subprocess.PIPE)
+    tar = subprocess.Popen(["tar", "-x", "-C", str(scratch / "fs")], stdin=unzstd.stdout)
+    assert unzstd.stdout is not None
+    unzstd.stdout.close()  # tar owns the read end
     subprocess.run(
         [pg_restore, "--no-owner", "--no-acl", "--exit-on-error", "-j2", "-d", "by_hand", str(scratch / "db.dump")],
         env={**os.environ, **pg.libpq_env(server, "by_hand")},
         check=True,
     )
-    assert tar.wait() == 0
+    assert tar.wait() == 0 and unzstd.wait() == 0
     return time.perf_counter() - t
 
 
