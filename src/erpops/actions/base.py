@@ -32,7 +32,6 @@ live in ``erpops.backends`` and are imported inside ``apply``. Errors: raise
 :class:`erpops.errors.ActionError` for what will not.
 """
 
-
 import importlib
 import importlib.util
 from collections.abc import Mapping, Sequence

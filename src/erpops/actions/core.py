@@ -1,6 +1,5 @@
 """Core actions usable in any runbook: log, assert, wait, http.check, exec, approve, runbook.call."""
 
-
 import socket
 import time
 import urllib.error

@@ -3,7 +3,6 @@
 Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
 """
 
-
 import contextlib
 from typing import Any
 

@@ -3,7 +3,6 @@
 Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
 """
 
-
 import json
 from datetime import datetime
 from pathlib import Path

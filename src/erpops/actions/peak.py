@@ -6,7 +6,6 @@ scheduled jobs (``ir_cron``) that erpops deactivated — only those, so a revert
 what erpops turned off and never a job that was already inactive.
 """
 
-
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any

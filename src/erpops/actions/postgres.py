@@ -12,7 +12,6 @@ erpops drops only databases it created: ``postgres.create_database`` marks a dat
 refuses any database without that mark, and always refuses the environment's own database.
 """
 
-
 import datetime as dt
 import decimal
 import os

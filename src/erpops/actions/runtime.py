@@ -22,6 +22,7 @@ from erpops.runbook.durations import Duration
 if TYPE_CHECKING:
     from erpops.backends.runtime import Runtime
 
+
 def runtime_of(ctx: ActionContext) -> AbstractContextManager[Runtime]:
     """The environment's runtime, shared by the steps of the run (one engine client per process)."""
     from erpops.backends.runtime import shared_runtime

@@ -37,6 +37,7 @@ class Common:
 #: Set by :func:`erpops.cli.main` (the console script): freeze start-up objects out of the GC.
 FREEZE_GC = False
 
+
 def parse_params(pairs: list[str] | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs or []:

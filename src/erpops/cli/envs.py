@@ -1,6 +1,5 @@
 """``erpops env list|check``: the environments of erpops.yaml, and whether their targets answer."""
 
-
 import json as _json
 from typing import Any
 

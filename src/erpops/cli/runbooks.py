@@ -1,6 +1,5 @@
 """``erpops runbook list|show|validate|plan|reference``."""
 
-
 import json as _json
 from pathlib import Path
 

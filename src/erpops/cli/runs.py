@@ -1,6 +1,5 @@
 """``erpops runs list|show|resume|unlock``: the journal of runs, read back and continued."""
 
-
 import json as _json
 from datetime import UTC, datetime, timedelta
 from typing import Any
