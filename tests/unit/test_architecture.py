@@ -28,3 +28,20 @@ def test_import_linter_layers_contract_is_kept():
     assert exe, "import-linter is a dev dependency; run `uv sync`"
     res = subprocess.run([exe], capture_output=True, text=True, cwd=SRC.parents[1], timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_sdk_contract_covers_every_module_outside_backends():
+    """The import-linter SDK contract lists its sources by name: a new top-level module or package
+    of erpops must be added there, or the contract would silently not look at it."""
+    import tomllib
+
+    config = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["type"] == "forbidden" and "docker" in c["forbidden_modules"]]
+    assert set(SDKS) <= set(contract["forbidden_modules"])
+    top_level = {
+        f"erpops.{p.stem if p.is_file() else p.name}"
+        for p in SRC.iterdir()
+        if (p.suffix == ".py" and p.name != "__init__.py") or (p.is_dir() and (p / "__init__.py").exists())
+    }
+    assert set(contract["source_modules"]) == top_level - {"erpops.backends"}
+    assert not _IMPORT.search((SRC / "__init__.py").read_text())

@@ -22,7 +22,7 @@ def _cands(spec: list[tuple[float, str] | tuple[float, str, dict[str, Any]]]) ->
     out = []
     for item in spec:
         age, state = item[0], item[1]
-        extra: dict[str, Any] = dict(item[2]) if len(item) > 2 else {}  # type: ignore[misc]
+        extra: dict[str, Any] = dict(item[2]) if len(item) > 2 else {}
         if "lock_days" in extra:
             extra["retain_until"] = NOW + timedelta(days=extra.pop("lock_days"))
         if "active_days_ago" in extra:
@@ -179,7 +179,8 @@ def test_retention_case(case: dict[str, Any]) -> None:
 def test_decision_as_dict() -> None:
     (d,) = decide(_cands([(0.1, "verified")]), Policy(), NOW)
     assert d.as_dict()["action"] == "keep"
-    assert d.as_dict()["reasons"][:2] == ["newest complete backup", "newest verified backup"]
+    reasons = d.as_dict()["reasons"]
+    assert isinstance(reasons, list) and reasons[:2] == ["newest complete backup", "newest verified backup"]
 
 
 @pytest.mark.parametrize(

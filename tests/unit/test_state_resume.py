@@ -33,13 +33,13 @@ finally:
 
 
 @pytest.fixture
-def runbook(tmp_path: Path):  # type: ignore[no-untyped-def]
+def runbook(tmp_path: Path):
     path = tmp_path / "r.yaml"
     path.write_text(textwrap.dedent(RUNBOOK))
     return load_runbook(path)
 
 
-def _run(runbook, state="failed", params=None) -> RunRecord:  # type: ignore[no-untyped-def]
+def _run(runbook, state="failed", params=None) -> RunRecord:
     return RunRecord(
         "r1",
         "r",
@@ -55,13 +55,13 @@ def _run(runbook, state="failed", params=None) -> RunRecord:  # type: ignore[no-
     )
 
 
-def _step(store: MemoryStateStore, sid: str, phase: str, outcome: str, outputs=None) -> None:  # type: ignore[no-untyped-def]
+def _step(store: MemoryStateStore, sid: str, phase: str, outcome: str, outputs=None) -> None:
     rec = StepRecord("r1", sid, 1, phase, utcnow(), utcnow(), outcome, outputs or {})
     store.start_step(rec)
     store.finish_step(rec)
 
 
-def test_completed_steps_skip_undone_failed_and_in_flight(runbook) -> None:  # type: ignore[no-untyped-def]
+def test_completed_steps_skip_undone_failed_and_in_flight(runbook) -> None:
     store = MemoryStateStore()
     run = _run(runbook)
     store.start_run(run)
@@ -76,7 +76,7 @@ def test_completed_steps_skip_undone_failed_and_in_flight(runbook) -> None:  # t
     assert completed_steps(store, run, runbook) == {"a": {"x": 1}, "b": {"y": 3}}
 
 
-def test_journal_params_keep_references_and_templates_mask_literals(runbook) -> None:  # type: ignore[no-untyped-def]
+def test_journal_params_keep_references_and_templates_mask_literals(runbook) -> None:
     given = {"lit": "hunter2-literal"}
     bound = {"n": 2, "lit": "hunter2-literal", "ref": "resolved-value", "tpl": "resolved-too"}
     assert journal_params(runbook, given, bound) == {
@@ -87,7 +87,7 @@ def test_journal_params_keep_references_and_templates_mask_literals(runbook) -> 
     }
 
 
-def test_resume_params(runbook) -> None:  # type: ignore[no-untyped-def]
+def test_resume_params(runbook) -> None:
     journal = {"n": 5, "lit": "***", "ref": "env:SOME_VAR", "tpl": "{{ env.vars.token }}"}
     run = _run(runbook, params=journal)
     with pytest.raises(InvalidInput, match="--param lit="):
@@ -102,7 +102,7 @@ def test_resume_params(runbook) -> None:  # type: ignore[no-untyped-def]
     assert given_ref["lit"] == "env:LIT"
 
 
-def test_prepare_resume_refusals(runbook, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prepare_resume_refusals(runbook, tmp_path: Path) -> None:
     store = MemoryStateStore()
     cfg = Config(environments={"test": Environment()})
     with pytest.raises(InvalidInput, match="no run"):

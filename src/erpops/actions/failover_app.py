@@ -16,6 +16,10 @@ from erpops.state import utcnow
 DsnPart = Literal["host", "port", "user", "dbname", "dsn", "password"]
 
 
+def _default_runtime_env() -> dict[str, DsnPart]:
+    return {"PGHOST": "host", "PGPORT": "port"}
+
+
 # --- failover.repoint -------------------------------------------------------------------------
 
 
@@ -43,7 +47,7 @@ class Repoint(Action):
 
     class Params(ActionParams):
         runtime_env: dict[str, DsnPart] = Field(
-            default_factory=lambda: {"PGHOST": "host", "PGPORT": "port"},
+            default_factory=_default_runtime_env,
             description="service environment variable -> host, port, user, dbname, dsn or password of the new primary",
         )
         services: list[str] | None = Field(None, description="default: every declared service that runs")

@@ -436,7 +436,7 @@ class CreateDatabase(Action):
     name = "postgres.create_database"
 
     class Params(_Target):
-        database: str = Field(description="name of the new database")  # type: ignore[assignment]
+        database: str = Field(description="name of the new database")
         template: str = "template0"
         encoding: str = "UTF8"
         lc_collate: str | None = Field(None, description="collation; default: the server's")
@@ -488,7 +488,7 @@ class DropDatabase(Action):
     name = "postgres.drop_database"
 
     class Params(_Target):
-        database: str = Field(description="the database to drop")  # type: ignore[assignment]
+        database: str = Field(description="the database to drop")
         missing_ok: bool = Field(True, description="succeed (no change) when it does not exist")
 
     outputs = {"database": "its name", "dropped": "false when it did not exist", "terminated": "connections ended"}

@@ -22,6 +22,7 @@ latest = catalog.choose()          # newest usable backup, or the error an opera
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -170,12 +171,12 @@ class Catalog:
                     f"backup {backup_id} of {self.environment} is {entry.state} ({why}); not restorable"
                 )
             return entry
-        entry = self.newest()
-        if entry is None:
+        newest = self.newest()
+        if newest is None:
             raise BackupNotFound(f"no complete backup of {self.environment} in {self.store.url}")
-        return entry
+        return newest
 
-    def _entry(self, backup_id: str, objects: list[ObjectInfo]) -> BackupEntry:
+    def _entry(self, backup_id: str, objects: builtins.list[ObjectInfo]) -> BackupEntry:
         entry = BackupEntry(
             self.environment, backup_id, backup_time(backup_id), objects=sorted(objects, key=lambda o: o.key)
         )
@@ -278,7 +279,7 @@ class Catalog:
         key = object_key(self.environment, marker.backup_id, RESTORE_TEST_MARKER)
         return self.store.put_bytes(key, marker.to_json())
 
-    def delete(self, backup_id: str, *, bypass_governance: bool = False) -> list[str]:
+    def delete(self, backup_id: str, *, bypass_governance: bool = False) -> builtins.list[str]:
         """Delete every object of a backup; the manifest goes first, so a half-deleted backup is
         ``incomplete`` and never restored. Refuses (deleting nothing) if any object is locked."""
         entry = self.get(backup_id)

@@ -16,7 +16,7 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -24,6 +24,23 @@ from docker.models.containers import Container
 
 from erpops.backends.runtime import ServiceSpec, wait_until
 from erpops.errors import ActionError
+
+# Typed Any on purpose: the Engine API accepts "unless-stopped", types-docker's _RestartPolicy lists
+# only "always" and "on-failure".
+RESTART_UNLESS_STOPPED: Any = {"Name": "unless-stopped"}
+
+
+def container_id(c: Container) -> str:
+    """The id of a container the engine listed or created (the SDK types it optional)."""
+    if c.id is None:
+        raise RuntimeError("docker container without an id")
+    return c.id
+
+
+def container_name(c: Container) -> str:
+    """The name of a container the engine listed or created (the SDK types it optional)."""
+    return c.name or container_id(c)[:12]
+
 
 if TYPE_CHECKING:
     from erpops.environments import Environment
@@ -107,7 +124,7 @@ class FrontProxy:
                 ports={f"{spec.front.port}/tcp": (spec.front.bind, spec.front.port)},
                 network=self._network(),
                 init=True,
-                restart_policy={"Name": "unless-stopped"},
+                restart_policy=RESTART_UNLESS_STOPPED,
                 detach=True,
             )
         front.put_archive(FRONT_CONF_DIR, buf.getvalue())

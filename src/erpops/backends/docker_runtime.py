@@ -43,7 +43,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from erpops.backends.docker_front import FrontProxy
+from erpops.backends.docker_front import RESTART_UNLESS_STOPPED, FrontProxy, container_id, container_name
 from erpops.backends.runtime import (
     DeployFailed,
     DeployResult,
@@ -97,7 +97,8 @@ class DockerRuntime(FrontProxy, Runtime):
         self.base_url = env.runtime.host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.project = env.runtime.project or f"erpops-{env.name}"
         parsed = urllib.parse.urlparse(self.base_url)
-        self.public_host = parsed.hostname if parsed.scheme in ("tcp", "http", "https") else "127.0.0.1"
+        remote = parsed.hostname if parsed.scheme in ("tcp", "http", "https") else None
+        self.public_host = remote or "127.0.0.1"
         try:
             self.client = client or docker.DockerClient(base_url=self.base_url, version="auto", timeout=120)
             self.client.ping()
@@ -134,8 +135,8 @@ class DockerRuntime(FrontProxy, Runtime):
         health = (state.get("Health") or {}).get("Status", "none")
         spec = self.specs.get(c.labels.get(LABEL_SERVICE, ""))
         return Instance(
-            id=c.id,
-            name=c.name,
+            id=container_id(c),
+            name=container_name(c),
             image=c.labels.get(LABEL_IMAGE, ""),
             release=c.labels.get(LABEL_RELEASE, ""),
             state="restarting" if state.get("Restarting") else state.get("Status", "unknown"),
@@ -220,7 +221,7 @@ class DockerRuntime(FrontProxy, Runtime):
             detach=True,
             init=True,
             network=self._network(),
-            restart_policy={"Name": "unless-stopped"},
+            restart_policy=RESTART_UNLESS_STOPPED,
             **kwargs,
         )
 
@@ -286,11 +287,12 @@ class DockerRuntime(FrontProxy, Runtime):
                 return None
             code, detail = http_check(endpoint + spec.health_path, timeout=2.0)
             if code is not None and code >= 500:
-                self._failing[c.id] = self._failing.get(c.id, 0) + 1
-                if self._failing[c.id] >= FAILING_5XX:
+                cid = container_id(c)
+                self._failing[cid] = self._failing.get(cid, 0) + 1
+                if self._failing[cid] >= FAILING_5XX:
                     return f"container {c.name}: {detail}"
             else:
-                self._failing.pop(c.id, None)
+                self._failing.pop(container_id(c), None)
             if code != 200:
                 return None
         if status is None:
@@ -322,7 +324,7 @@ class DockerRuntime(FrontProxy, Runtime):
             if not pending:
                 break
             if time.monotonic() >= deadline:
-                names = ", ".join(c.name for c in pending)
+                names = ", ".join(container_name(c) for c in pending)
                 return f"not healthy within {timeout:g}s: {names}", time.monotonic()
             time.sleep(POLL)
         return None
@@ -492,7 +494,8 @@ class DockerRuntime(FrontProxy, Runtime):
     def health(self, service: str, timeout: float = 60.0, *, url: str | None = None) -> HealthReport:
         spec = self.spec(service)
         started = time.monotonic()
-        url = url or (self._front_url(spec) + spec.health_path if spec.front else None)
+        front_url = self._front_url(spec)
+        url = url or (front_url + spec.health_path if front_url else None)
         last: dict[str, Any] = {"status": None, "detail": "no running container", "n": 0, "ok": 0}
 
         def check() -> bool:

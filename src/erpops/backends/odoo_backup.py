@@ -158,9 +158,7 @@ def run_backup(
 
     artifacts = {"db": db_art}
     if filestore_job is not None:
-        if filestore_job.join() is not None:
-            raise filestore_job.error  # type: ignore[misc]
-        artifacts["filestore"] = filestore_job.result
+        artifacts["filestore"] = filestore_job.wait()
         durations["filestore"] = filestore_job.seconds
     elif opts.filestore is not None:
         t1 = time.monotonic()
@@ -217,6 +215,15 @@ class _Job:
     def join(self) -> BaseException | None:
         self._thread.join()
         return self.error
+
+    def wait(self) -> Artifact:
+        """Join; the artifact, or the thread's error raised here."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        if self.result is None:
+            raise RuntimeError("filestore job ended without an artifact or an error")
+        return self.result
 
 
 def _read_facts(conn: psycopg.Connection[Any], tables: tuple[str, ...] | None, facts: _Facts) -> None:

@@ -240,18 +240,19 @@ def check_attachments(conn: psycopg.Connection[Any], filestore: Path | None, sam
                 continue
             if checksum and _sha1(path) != checksum:
                 mismatched.append(fname)
+        examples = (missing + mismatched)[:5]
         actual = {
             "sampled": len(rows),
             "missing": len(missing),
             "checksum_mismatch": len(mismatched),
-            "examples": (missing + mismatched)[:5],
+            "examples": examples,
         }
         ok = not missing and not mismatched
         if ok:
             msg = f"{len(rows)} sampled attachment files present with matching SHA-1"
         else:
             msg = f"{len(missing)} missing, {len(mismatched)} with a wrong SHA-1, of {len(rows)} sampled: " + ", ".join(
-                actual["examples"]
+                examples
             )
         return CheckResult(
             "attachments", ok, {"sampled": len(rows), "missing": 0, "checksum_mismatch": 0}, actual, message=msg
@@ -301,7 +302,7 @@ def check_sql(conn: psycopg.Connection[Any], check: SqlCheck, *, timeout_s: floa
         with conn.transaction(force_rollback=True):
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_s * 1000))))
-            cur = conn.execute(check.sql)  # type: ignore[arg-type]  # the operator's own query
+            cur = conn.execute(check.sql)  # the operator's own query
             rows = cur.fetchmany(6) if cur.description else []
         if check.expect is None:
             shown = [_jsonable(r[0] if len(r) == 1 else list(r)) for r in rows[:5]]

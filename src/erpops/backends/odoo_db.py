@@ -88,10 +88,7 @@ def row_counts(conn: psycopg.Connection[Any], tables: Iterable[str] | None = Non
     present = existing_tables(conn, tables if tables is not None else KEY_TABLES)
     if not present:
         return {}
-    parts = [
-        sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(t))  # type: ignore[arg-type]
-        for t in present
-    ]
+    parts = [sql.SQL("(SELECT count(*) FROM {})").format(sql.Identifier(t)) for t in present]
     query = sql.SQL("SELECT ") + sql.SQL(", ").join(parts)
     row = conn.execute(query).fetchone()
     assert row is not None

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from erpops.backends import pg
 from erpops.backends.storage.base import ObjectStore
@@ -438,7 +438,10 @@ def _unpack(src: HashingReader, dest: Path, cancelled: Cancelled) -> None:
         import zstandard
 
         with (
-            zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True, closefd=False) as zr,
+            # zstandard only calls .read() on its source; a HashingReader is that duck-typed stream
+            zstandard.ZstdDecompressor().stream_reader(
+                cast(IO[bytes], src), read_across_frames=True, closefd=False
+            ) as zr,
             tarfile.open(fileobj=zr, mode="r|") as tf,
         ):
             tf.extractall(dest, filter="data")

@@ -367,7 +367,7 @@ def read_only_query(
     try:
         with conn.cursor() as cur:
             cur.execute(f"SET LOCAL statement_timeout = {max(1, int(statement_timeout * 1000))}")
-            cur.execute(sql, args)  # type: ignore[arg-type]
+            cur.execute(sql, args)
             if cur.description is None:
                 result = QueryResult([], [], max(cur.rowcount, 0))
             else:
@@ -442,7 +442,7 @@ def terminate_connections(conn: psycopg.Connection[Any], dbname: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _ddl(conn: psycopg.Connection[Any], stmt: sql.Composable, what: str) -> None:
+def _ddl(conn: psycopg.Connection[Any], stmt: sql.SQL | sql.Composed, what: str) -> None:
     try:
         conn.execute(stmt)
     except psycopg.OperationalError as exc:

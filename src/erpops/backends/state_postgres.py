@@ -149,7 +149,7 @@ class PostgresStateStore(SqlStateStore):
                     return
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():
-                    cur.execute(stmt)  # type: ignore[call-overload]
+                    cur.execute(stmt)
             cur.execute(
                 "INSERT INTO erpops_meta (key, value) VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
                 (str(SCHEMA_VERSION),),
@@ -159,18 +159,18 @@ class PostgresStateStore(SqlStateStore):
     def _execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if sql.startswith("SELECT"):
             with self._conn.cursor() as cur:
-                cur.execute(sql, args)  # type: ignore[arg-type]
+                cur.execute(sql, args)
                 return cur.fetchall()
         # runs, approvals, records, locks: wait for the server to flush its WAL (durable even
         # if the server crashes right after)
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SET LOCAL synchronous_commit = on")
-            cur.execute(sql, args)  # type: ignore[arg-type]
+            cur.execute(sql, args)
             return cur.fetchall() if cur.description else []
 
     def _execute_step(self, sql: str, args: Sequence[Any]) -> None:
         with self._conn.cursor() as cur:
-            cur.execute(sql, args)  # type: ignore[arg-type]
+            cur.execute(sql, args)
 
     def _ts(self, dt: datetime | None) -> Any:
         return dt
@@ -194,7 +194,7 @@ class PostgresStateStore(SqlStateStore):
         deadline = time.monotonic() + (wait or 0.0)
         try:
             for stmt in _KEEPALIVE:
-                conn.execute(stmt)  # type: ignore[arg-type]
+                conn.execute(stmt)
             while True:
                 row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
                 if row and row[0]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import zstandard
 
@@ -257,7 +257,9 @@ def decompress(
     total = 0
     sink = _ThreadedWriter(dst) if threaded else None
     try:
-        with dctx.stream_reader(src, read_size=CHUNK, read_across_frames=True, closefd=False) as reader:
+        # zstandard only calls .read() on its source; a HashingReader is that duck-typed stream
+        source = cast(IO[bytes], src)
+        with dctx.stream_reader(source, read_size=CHUNK, read_across_frames=True, closefd=False) as reader:
             while True:
                 chunk = reader.read(4 * CHUNK)
                 if not chunk:

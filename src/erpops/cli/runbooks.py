@@ -2,6 +2,7 @@
 
 import json as _json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,7 +23,7 @@ def list_(json: bool = JsonOpt) -> None:
     from erpops.runbook.library import available
     from erpops.runbook.loader import load_runbook
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, path in sorted(available().items()):
         try:
             rb = load_runbook(path)

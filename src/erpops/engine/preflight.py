@@ -8,6 +8,7 @@ Secret references are resolved here, because a check needs them, and registered 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -98,9 +99,15 @@ def preflight(config: Config, env: Environment) -> list[Check]:
     """Check every target of ``env`` concurrently; never raises for a failing target."""
     jobs: list[tuple[str, Callable[[], str] | None, str]] = [("state store", lambda: _state(config), "")]
     jobs.append(
-        ("database", (lambda: _database(env.database, False)) if env.database else None, "no database configured")
+        (
+            "database",
+            functools.partial(_database, env.database, False) if env.database else None,
+            "no database configured",
+        )
     )
-    jobs.append(("standby", (lambda: _database(env.standby, True)) if env.standby else None, "no standby configured"))
+    jobs.append(
+        ("standby", functools.partial(_database, env.standby, True) if env.standby else None, "no standby configured")
+    )
     jobs.append(("storage", (lambda: _storage(env)) if env.storage else None, "no storage configured"))
     jobs.append(("runtime", (lambda: _runtime(env)) if env.runtime.kind != "none" else None, "runtime.kind is none"))
     jobs.append(("odoo", (lambda: _odoo(env)) if env.odoo.url else None, "no odoo.url configured"))

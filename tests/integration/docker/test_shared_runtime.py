@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from erpops.backends import runtime as runtime_mod
+from erpops.backends.docker_runtime import DockerRuntime
 from erpops.backends.runtime import UnknownService, close_shared_runtimes, shared_runtime
 from erpops.errors import TargetUnreachable
 from tests.fixtures.docker import ImageSet, dead_docker_host
@@ -45,6 +46,7 @@ def test_same_environment_shares_one_runtime_others_get_their_own(
     with shared_runtime(a.env) as first:
         first.current()
     with shared_runtime(a.env) as again:  # an equal Environment, not the same object
+        assert isinstance(first, DockerRuntime) and isinstance(again, DockerRuntime)
         assert again is first and again.client is first.client
         # an error of the operation (not of the engine) keeps it open
         with pytest.raises(UnknownService):

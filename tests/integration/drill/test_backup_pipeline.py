@@ -13,6 +13,7 @@ from erpops.backends.odoo_backup import BackupOptions, run_backup
 from erpops.backends.storage.local import LocalStore
 from erpops.backends.streams import StreamCancelled
 from erpops.errors import PermanentError
+from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, local_env
 
 
@@ -23,11 +24,13 @@ def _opts(seeded_db, **kw) -> BackupOptions:
 
 def _pg_dumps_running(seeded_db) -> int:
     with pg.connect(seeded_db.server_dsn) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND datname = %s",
-            (seeded_db.dbname,),
-        ).fetchone()
-    return int(row[0])
+        return int(
+            scalar(
+                conn,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' AND datname = %s",
+                (seeded_db.dbname,),
+            )
+        )
 
 
 @pytest.mark.parametrize("parallel", [True, False])

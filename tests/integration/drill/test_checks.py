@@ -17,6 +17,7 @@ from erpops.backends import pg
 from erpops.backends.odoo_backup import BackupOptions, run_backup
 from erpops.backends.storage.local import LocalStore
 from erpops.manifest import Manifest
+from tests.fixtures.sql import scalar
 
 
 @dataclass
@@ -84,11 +85,12 @@ def test_row_count_check_fails_when_a_row_is_missing(conn, restored: Restored) -
 
 
 def test_balance_check_fails_on_an_unbalanced_posted_move(conn) -> None:
-    name = conn.execute(
+    name = scalar(
+        conn,
         "UPDATE account_move_line SET credit = credit + 0.01 WHERE id = (SELECT l.id FROM account_move_line l "
         "JOIN account_move m ON m.id = l.move_id WHERE m.state = 'posted' ORDER BY l.id LIMIT 1) "
-        "RETURNING (SELECT name FROM account_move WHERE id = move_id)"
-    ).fetchone()[0]
+        "RETURNING (SELECT name FROM account_move WHERE id = move_id)",
+    )
     r = C.check_balanced(conn)
     assert not r.passed and r.actual["unbalanced"] == 1 and name in r.message
 
@@ -102,9 +104,7 @@ def test_balance_check_ignores_draft_moves(conn) -> None:
 
 
 def test_attachment_check_fails_on_a_missing_or_changed_file(conn, restored: Restored) -> None:
-    fname = conn.execute(
-        "SELECT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL ORDER BY id LIMIT 1"
-    ).fetchone()[0]
+    fname = scalar(conn, "SELECT store_fname FROM ir_attachment WHERE store_fname IS NOT NULL ORDER BY id LIMIT 1")
     path = restored.filestore / fname
     saved = path.with_suffix(".saved")
     shutil.move(path, saved)
@@ -150,7 +150,7 @@ def test_custom_sql_checks(conn) -> None:
     # checks run read-only, whatever the operator wrote
     write = C.check_sql(conn, C.SqlCheck("write", "DELETE FROM res_partner RETURNING id"))
     assert not write.passed and "read-only" in write.message
-    assert conn.execute("SELECT count(*) FROM res_partner").fetchone()[0] > 0
+    assert scalar(conn, "SELECT count(*) FROM res_partner") > 0
 
 
 def test_neutralize_is_idempotent_and_keeps_autovacuum(conn) -> None:
@@ -159,10 +159,11 @@ def test_neutralize_is_idempotent_and_keeps_autovacuum(conn) -> None:
     again = C.neutralize(conn)
     assert again["crons_disabled"] == 0 and again["mail_servers_disabled"] == 0
     assert again["neutralize_mail_server_added"] is False
-    active = conn.execute(
+    active = scalar(
+        conn,
         "SELECT count(*) FROM ir_cron c JOIN ir_model_data d ON d.model = 'ir.cron' AND d.res_id = c.id "
-        "AND d.module = 'base' AND d.name = 'autovacuum_job' WHERE c.active"
-    ).fetchone()[0]
+        "AND d.module = 'base' AND d.name = 'autovacuum_job' WHERE c.active",
+    )
     assert active == 1
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 from erpops.backends import pg
+from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
 BUILT_IN_CHECKS = {"restore", "row_counts", "accounting_balanced", "attachments", "modules"}
@@ -91,8 +92,8 @@ def test_backup_then_restore_test_on_local_store(drill: Drill, seeded_db) -> Non
     [entry] = drill.backups("local")
     assert entry["state"] == "restore-tested"
     assert (folder / "restore-test.json").exists()
-    table = drill.run("backups", "list", "--env", "local")
-    assert table.code == 0 and backup_id in table.stdout and "restore-tested" in table.stdout
+    listing = drill.run("backups", "list", "--env", "local")
+    assert listing.code == 0 and backup_id in listing.stdout and "restore-tested" in listing.stdout
     assert drill_databases(seeded_db) == []  # scratch database dropped
     assert not any(drill.scratch.glob("erpops-scratch-*"))  # scratch files removed
 
@@ -108,8 +109,8 @@ def test_restore_test_keep_leaves_a_neutralized_copy(drill: Drill, seeded_db) ->
         assert db.startswith(f"{seeded_db.dbname}_drill_")
         assert Path(restored["filestore"]).is_dir()
         with pg.connect(seeded_db.server_dsn, db) as conn:
-            comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                                   (db,)).fetchone()[0]  # fmt: skip
+            comment = scalar(conn, "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                                   (db,))  # fmt: skip
             assert comment.startswith("erpops:created run=")
             active = conn.execute(
                 "SELECT d.name FROM ir_cron c LEFT JOIN ir_model_data d ON d.model = 'ir.cron' AND d.res_id = c.id "
@@ -120,9 +121,9 @@ def test_restore_test_keep_leaves_a_neutralized_copy(drill: Drill, seeded_db) ->
             assert servers == [("neutralization - disable emails", "invalid", 1025)]
             params = dict(conn.execute("SELECT key, value FROM ir_config_parameter").fetchall())
             assert params["database.is_neutralized"] == "true"
-            assert conn.execute("SELECT count(*) FROM payment_provider WHERE state = 'enabled'").fetchone()[0] == 0
-            assert conn.execute("SELECT count(*) FROM delivery_carrier WHERE prod_environment").fetchone()[0] == 0
-            assert conn.execute("SELECT count(*) FROM fetchmail_server WHERE active").fetchone()[0] == 0
+            assert scalar(conn, "SELECT count(*) FROM payment_provider WHERE state = 'enabled'") == 0
+            assert scalar(conn, "SELECT count(*) FROM delivery_carrier WHERE prod_environment") == 0
+            assert scalar(conn, "SELECT count(*) FROM fetchmail_server WHERE active") == 0
         with pg.connect(seeded_db.dsn) as conn:
             live = dict(conn.execute("SELECT key, value FROM ir_config_parameter").fetchall())
         assert params["database.uuid"] != live["database.uuid"]  # the copy never impersonates production

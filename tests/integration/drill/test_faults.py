@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 from erpops.backends import pg
 from tests.fixtures.postgres import free_port
+from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 from tests.integration.drill.test_cycle import parse_prometheus
 
@@ -148,12 +149,13 @@ def test_unbalanced_move_in_the_backup_fails_the_drill(drill: Drill, seeded_db, 
     seed.seed(pg_primary.dsn(), "odoo_unbalanced", fs, scale=0.1)
     try:
         with pg.connect(pg_primary.dsn(), "odoo_unbalanced") as conn:
-            name = conn.execute(
+            name = scalar(
+                conn,
                 "WITH l AS (SELECT l.id, m.name FROM account_move_line l JOIN account_move m ON m.id = l.move_id "
                 "WHERE m.state = 'posted' AND l.debit > 0 ORDER BY l.id LIMIT 1) "
                 "UPDATE account_move_line SET debit = debit + 1 FROM l WHERE account_move_line.id = l.id "
-                "RETURNING l.name"
-            ).fetchone()[0]
+                "RETURNING l.name",
+            )
         drill.add(
             "broken",
             database={"dsn": pg_primary.dsn(), "name": "odoo_unbalanced"},

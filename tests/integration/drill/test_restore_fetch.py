@@ -19,6 +19,7 @@ from erpops.backends.odoo_backup import BackupOptions, run_backup
 from erpops.backends.storage import open_store
 from erpops.backends.storage.local import LocalStore
 from erpops.manifest import Manifest
+from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
 
@@ -72,8 +73,7 @@ def digests(root: Path) -> dict[str, str]:
 
 def table_count(dsn: str, database: str) -> int:
     with pg.connect(dsn, database) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
-    return int(row[0])
+        return int(scalar(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"))
 
 
 def test_local_archive_is_checked_in_place_then_unpacked_from_the_store(

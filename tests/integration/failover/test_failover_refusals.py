@@ -10,6 +10,7 @@ import pytest
 from psycopg import sql
 
 from erpops.backends import pg
+from tests.fixtures.sql import scalar
 
 from .conftest import DB, Pair, writable_error
 
@@ -26,7 +27,7 @@ def _no_topology(pair: Pair) -> bool:
     import sqlite3
 
     with sqlite3.connect(pair.work / "state.db") as conn:
-        return conn.execute("SELECT count(*) FROM records WHERE kind = 'topology'").fetchone()[0] == 0
+        return scalar(conn, "SELECT count(*) FROM records WHERE kind = 'topology'") == 0
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_replay_lag_over_the_limit_is_refused_with_the_numbers(fresh_state: tupl
             pconn.execute("INSERT INTO res_partner (name) VALUES ('not replayed')")
             time.sleep(1.2)
             res = pair.cli("failover", "--env", "drill", "--yes", "--json", "--max-lag", "500ms")
-            state = sconn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0]
+            state = scalar(sconn, "SELECT pg_get_wal_replay_pause_state()")
         finally:
             sconn.execute("SELECT pg_wal_replay_resume()")
     assert res.code == 1, res.stdout[-2000:] + res.stderr[-2000:]
@@ -136,12 +137,12 @@ def test_standby_that_receives_nothing_from_a_reachable_primary_is_refused(
     pair, primary, standby = fresh_state
     pair.write_config({"drill": pair.env_config(primary, standby)})
     with pg.connect(pair.dsn(standby)) as sconn:
-        conninfo = sconn.execute("SHOW primary_conninfo").fetchone()[0]
+        conninfo = scalar(sconn, "SHOW primary_conninfo")
         sconn.execute("ALTER SYSTEM SET primary_conninfo = ''")
         sconn.execute("SELECT pg_reload_conf()")
         try:
             deadline = time.monotonic() + 10
-            while sconn.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone()[0]:
+            while scalar(sconn, "SELECT count(*) FROM pg_stat_wal_receiver"):
                 assert time.monotonic() < deadline, "the WAL receiver did not stop"
                 time.sleep(0.05)
             with pg.connect(pair.dsn(primary, DB)) as pconn:

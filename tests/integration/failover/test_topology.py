@@ -37,7 +37,8 @@ def test_a_promoted_standby_becomes_the_primary_with_its_own_fence_command() -> 
     assert env.database.name == "erp"  # the application's database keeps its configured name
     assert env.database.fence_command is None  # the fence command belongs to the server
     assert env.standby.fence_command == ["fence", "5432"]
-    assert apply_topology(env, store).database.dsn == B  # idempotent  # type: ignore[union-attr]
+    again = apply_topology(env, store).database  # idempotent
+    assert again is not None and again.dsn == B
 
 
 def test_config_edited_since_the_failover_wins() -> None:

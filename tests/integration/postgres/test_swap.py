@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -15,6 +15,7 @@ from erpops.backends import odoo_restore, pg
 from erpops.environments import Database, Environment, Odoo
 from erpops.errors import InvalidInput, PermanentError
 from tests.fixtures.postgres import PgServer
+from tests.fixtures.sql import scalar
 from tests.integration.postgres.conftest import FakeCtx, run_action
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,7 @@ def _rows(dsn: str, name: str) -> list[str]:
 
 
 @pytest.fixture
-def pair(pg_primary: PgServer, tmp_path: Path) -> Callable[..., tuple[FakeCtx, str, str, Path, Path]]:
+def pair(pg_primary: PgServer, tmp_path: Path) -> Iterator[Callable[..., tuple[FakeCtx, str, str, Path, Path]]]:
     """A live database (+ filestore) and an erpops-restored copy (+ restored filestore) beside it."""
     made: list[str] = []
 
@@ -139,7 +140,7 @@ def test_swap_refuses_a_taken_name_and_a_missing_filestore(pair, pg_primary: PgS
 
 def _allows(dsn: str, name: str) -> bool:
     with pg.connect(dsn) as conn:
-        return bool(conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)).fetchone()[0])
+        return bool(scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (name,)))
 
 
 def test_a_resumed_swap_completes_instead_of_failing_and_undo_still_works(pair, pg_primary: PgServer) -> None:

@@ -35,7 +35,7 @@ def _new_database(server: PgServer) -> str:
 
     name = f"erpops_state_{os.getpid()}_{next(_db_counter)}"
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
     return server.dsn(name)
 
 

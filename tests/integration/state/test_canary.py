@@ -73,7 +73,7 @@ def _every_byte(ws: Workspace, outputs: list[str]) -> list[tuple[str, bytes]]:
             tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
             assert {"runs", "steps", "approvals", "records", "locks", "audit"} <= set(tables)
             for table in tables:
-                rows = conn.execute(f"SELECT t::text FROM {table} t").fetchall()  # type: ignore[call-overload]
+                rows = conn.execute(f"SELECT t::text FROM {table} t").fetchall()
                 found.append((f"table {table}", "\n".join(r[0] for r in rows).encode()))
     return found
 

@@ -131,3 +131,9 @@ def make_backup(
 def mark_restore_tested(store: ObjectStore, env: str, backup_id: str, ok: bool = True) -> None:
     marker = RestoreTestMarker(backup_id=backup_id, tested_at=datetime.now(UTC), ok=ok)
     store.put_bytes(object_key(env, backup_id, "restore-test.json"), marker.to_json())
+
+
+def storage_of(ctx: FakeCtx) -> Storage:
+    """The storage section of the test environment (every storage test declares one)."""
+    assert ctx.env.storage is not None, "the test environment declares no storage"
+    return ctx.env.storage

@@ -22,7 +22,15 @@ from erpops.environments import Environment, Storage
 from erpops.errors import ExitCode, InvalidInput, PermanentError, TargetUnreachable
 from erpops.manifest import VerifyMarker, object_key
 from tests.fixtures.s3 import S3Server
-from tests.integration.storage.helpers import FakeCtx, bid, env_with, local_env, make_backup, mark_restore_tested
+from tests.integration.storage.helpers import (
+    FakeCtx,
+    bid,
+    env_with,
+    local_env,
+    make_backup,
+    mark_restore_tested,
+    storage_of,
+)
 
 
 def _flip_byte(path: Path, offset: int = 100) -> None:
@@ -77,7 +85,7 @@ def test_put_get_list_on_local_store(tmp_path: Path) -> None:
 
 def test_list_backups_and_newest(tmp_path: Path) -> None:
     ctx = FakeCtx(local_env(tmp_path))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     tested, complete, running = bid(3), bid(1), bid(0.01)
     make_backup(store, "prod", tested)
     mark_restore_tested(store, "prod", tested)
@@ -93,7 +101,7 @@ def test_list_backups_and_newest(tmp_path: Path) -> None:
 
 def test_verify_detects_a_flipped_byte(tmp_path: Path) -> None:
     ctx = FakeCtx(local_env(tmp_path))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     good, bad = bid(2), bid(1)
     make_backup(store, "prod", good, size=50_000)
     make_backup(store, "prod", bad, size=50_000)
@@ -123,7 +131,7 @@ def test_verify_detects_a_flipped_byte(tmp_path: Path) -> None:
 
 def test_verify_on_s3_reports_missing_artifact(s3_server: S3Server, s3_bucket: str) -> None:
     ctx = FakeCtx(env_with(s3_server.storage(s3_bucket, "backups")))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     b = bid(1)
     make_backup(store, "prod", b, size=10_000)
     assert Verify().apply(Verify.Params(backup=b), ctx)["ok"] is True
@@ -135,7 +143,7 @@ def test_verify_on_s3_reports_missing_artifact(s3_server: S3Server, s3_bucket: s
 
 def test_delete_object_backup_and_locked(s3_server: S3Server, s3_locked_bucket: str) -> None:
     ctx = FakeCtx(env_with(s3_server.storage(s3_locked_bucket, "bk")))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     one, two, locked = bid(3), bid(2), bid(1)
     for b in (one, two):
         make_backup(store, "prod", b)
@@ -161,7 +169,7 @@ def test_delete_object_backup_and_locked(s3_server: S3Server, s3_locked_bucket: 
 
 def test_prune_plans_then_deletes_with_reasons(tmp_path: Path) -> None:
     ctx = FakeCtx(local_env(tmp_path))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     now = datetime.now(UTC)
     daily = [bid(d + 0.1, now=now, suffix=f"d{d:03d}") for d in range(5)]
     for b in daily:
@@ -206,7 +214,7 @@ def test_prune_plans_then_deletes_with_reasons(tmp_path: Path) -> None:
 
 def test_prune_keeps_locked_backups_on_s3(s3_server: S3Server, s3_locked_bucket: str) -> None:
     ctx = FakeCtx(env_with(s3_server.storage(s3_locked_bucket, "bk")))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     newest, locked, old = bid(0.1), bid(5), bid(6)
     make_backup(store, "prod", newest)
     make_backup(store, "prod", locked, retention=Retention("governance", 2))
@@ -270,7 +278,7 @@ def test_secret_references_go_through_ctx(s3_server: S3Server, s3_bucket: str, m
 
 def test_delete_by_bare_prefix_uses_the_run_environment(tmp_path: Path) -> None:
     ctx = FakeCtx(local_env(tmp_path, name="staging"))
-    store = open_store(ctx.env.storage, lambda v: v)
+    store = open_store(storage_of(ctx), lambda v: v)
     b = bid(1)
     make_backup(store, "staging", b)
     make_backup(store, "prod", b)

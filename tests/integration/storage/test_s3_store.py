@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectionClosedError
@@ -37,7 +38,7 @@ def _store(server: S3Server, bucket: str, prefix: str = "backups", **tuning: obj
     return store
 
 
-def _stream(store: S3Store, key: str, data: bytes, chunk: int = 3000, **kw: object):
+def _stream(store: S3Store, key: str, data: bytes, chunk: int = 3000, **kw: Any):
     with store.writer(key, **kw) as w:
         for i in range(0, len(data), chunk):
             w.write(data[i : i + chunk])
@@ -49,7 +50,7 @@ def _fail_uploads(store: S3Store, *, from_part: int, times: int | None = None) -
     times, or always), by a hook on the client's send path; the server stays real."""
     calls: list[int] = []
 
-    def hook(request, **kwargs):  # type: ignore[no-untyped-def]
+    def hook(request, **kwargs):
         number = int(request.url.split("partNumber=")[1].split("&")[0])
         if number >= from_part and (times is None or len(calls) < times):
             calls.append(number)

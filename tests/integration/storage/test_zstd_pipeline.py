@@ -6,15 +6,21 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import pytest
 import zstandard
 
-from erpops.backends.storage import ObjectStore, open_store
+from erpops.backends.storage import ObjectStore, ObjectWriter, open_store
 from erpops.backends.storage.local import LocalStore
 from erpops.backends.storage.s3 import S3Store
 from erpops.environments import Storage
 from tests.fixtures.s3 import S3Server
+
+
+def _binary(writer: ObjectWriter) -> IO[bytes]:
+    """zstandard's stream_writer only calls write/flush on its target, which an ObjectWriter has."""
+    return cast(IO[bytes], writer)
 
 
 def _source(total: int) -> Iterator[bytes]:
@@ -39,7 +45,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 def test_stream_through_zstd_and_back(store: ObjectStore) -> None:
     raw = hashlib.sha256()
     cctx = zstandard.ZstdCompressor(level=3, threads=2)
-    with store.writer("prod/20261123T020000Z-ab12/db.dump.zst") as w, cctx.stream_writer(w, closefd=False) as z:
+    with (
+        store.writer("prod/20261123T020000Z-ab12/db.dump.zst") as w,
+        cctx.stream_writer(_binary(w), closefd=False) as z,
+    ):
         for chunk in _source(3 * 1024 * 1024):
             raw.update(chunk)
             z.write(chunk)
@@ -60,7 +69,7 @@ def test_failure_inside_the_pipeline_leaves_nothing(store: ObjectStore) -> None:
     with (
         pytest.raises(RuntimeError, match="pg_dump exited 1"),
         store.writer("prod/x/db.dump.zst") as w,
-        cctx.stream_writer(w, closefd=False) as z,
+        cctx.stream_writer(_binary(w), closefd=False) as z,
     ):
         for i, chunk in enumerate(_source(2 * 1024 * 1024)):
             z.write(chunk)

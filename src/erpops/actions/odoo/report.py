@@ -103,8 +103,8 @@ class DrillReport(Action):
             "neutralize": params.neutralize.get("seconds"),
             "checks": params.checks.get("seconds"),
         }
-        durations = {k: float(v) for k, v in durations.items() if v is not None}
-        durations["total"] = round(sum(durations.values()), 3)
+        seconds = {k: float(v) for k, v in durations.items() if v is not None}
+        seconds["total"] = round(sum(seconds.values()), 3)
         snapshot = manifest.snapshot_time.isoformat() if manifest else None
         passed = all(c.get("passed") for c in checks) and bool(params.checks) and failure is None
         report = {
@@ -116,7 +116,7 @@ class DrillReport(Action):
             "started_at": ctx.run.started_at.isoformat(),
             "finished_at": now.isoformat(),
             "finished_at_unix": round(now.timestamp(), 3),
-            "durations": durations,
+            "durations": seconds,
             "rpo_seconds": {
                 "snapshot": _age(now, snapshot),
                 "business_data": _age(now, params.checks.get("newest_write")),

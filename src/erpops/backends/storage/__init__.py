@@ -13,9 +13,10 @@ Nothing is contacted until the first operation (``store.check()`` asks explicitl
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from erpops.backends.storage.base import (
+    LockMode,
     ObjectInfo,
     ObjectLocked,
     ObjectNotFound,
@@ -47,7 +48,9 @@ def default_retention(storage: Storage | None) -> Retention | None:
     return Retention(storage.object_lock, storage.retention_days)
 
 
-def upload_retention(storage: Storage, object_lock: str | None, retention_days: int | None) -> Retention | None:
+def upload_retention(
+    storage: Storage, object_lock: LockMode | Literal["none"] | None, retention_days: int | None
+) -> Retention | None:
     """The retention of an upload: ``object_lock: none`` for none; a mode and/or days given by the
     step (the environment's fill in what is missing); else the environment's default."""
     if object_lock == "none":

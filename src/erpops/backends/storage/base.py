@@ -17,6 +17,7 @@ print(w.info.sha256, w.info.size)
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import posixpath
 from abc import ABC, abstractmethod
@@ -238,7 +239,7 @@ class ObjectStore(ABC):
         exist. Raises :class:`ObjectLocked` while the object is under retention."""
 
     @abstractmethod
-    def cleanup_partial(self, prefix: str, older_than: datetime) -> list[str]:
+    def cleanup_partial(self, prefix: str, older_than: datetime) -> builtins.list[str]:
         """Remove leftovers of uploads that were killed (temporary files, unfinished multipart
         uploads) started before ``older_than`` under ``prefix``. Returns what was removed."""
 

@@ -11,6 +11,7 @@ A directory cannot enforce Object Lock: asking for retention here is refused.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import secrets
@@ -215,7 +216,7 @@ class LocalStore(ObjectStore):
                 break
             parent = parent.parent
 
-    def cleanup_partial(self, prefix: str, older_than: datetime) -> list[str]:
+    def cleanup_partial(self, prefix: str, older_than: datetime) -> builtins.list[str]:
         removed = []
         cutoff = older_than.timestamp()
         for key, path in self._walk(prefix):

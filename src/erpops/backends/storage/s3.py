@@ -13,6 +13,7 @@ connect timeout, two attempts; an endpoint never reached is not retried further)
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import threading
@@ -406,7 +407,7 @@ class S3Store(ObjectStore):
             out = [h or i for h, i in zip(heads, out, strict=True)]
         return sorted(out, key=lambda i: i.key)
 
-    def _versions(self, full_key: str) -> list[dict[str, Any]]:
+    def _versions(self, full_key: str) -> builtins.list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_key}
         while True:
@@ -466,7 +467,7 @@ class S3Store(ObjectStore):
                 raise self.translate("delete", key, exc) from None
         return any("Size" in v for v in versions)
 
-    def cleanup_partial(self, prefix: str, older_than: datetime) -> list[str]:
+    def cleanup_partial(self, prefix: str, older_than: datetime) -> builtins.list[str]:
         full_prefix = join_key(self.prefix, validate_prefix(prefix)) if self.prefix else validate_prefix(prefix)
         removed: list[str] = []
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
