@@ -206,7 +206,7 @@ class List(Action):
         return PlanResult(Change.NONE, f"list {'objects' if params.prefix else 'backups'} in {_where(ctx, params)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
         from erpops.retention import RESTORE_TESTED, USABLE, VERIFIED
 
         store = _open(ctx, params)
@@ -281,8 +281,8 @@ class Verify(Action):
         from datetime import UTC, datetime
 
         import erpops
-        from erpops.backends.catalog import Catalog
         from erpops.backends.storage import ObjectNotFound
+        from erpops.backends.storage.catalog import Catalog
         from erpops.manifest import ArtifactCheck, VerifyMarker, find_backup_id
 
         store = _open(ctx, params)
@@ -397,7 +397,7 @@ class Delete(Action):
         return PlanResult(Change.WILL, f"delete {what} from {_where(ctx, params)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.catalog import BackupNotFound, Catalog
+        from erpops.backends.storage.catalog import BackupNotFound, Catalog
 
         backup_id, key = self._target(params, ctx)
         store = _open(ctx, params)
@@ -462,7 +462,7 @@ class Prune(Action):
     def _decide(self, params: Params, ctx: ActionContext) -> tuple[Any, Any, list[Any]]:
         from datetime import UTC, datetime, timedelta
 
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
         from erpops.retention import Policy, decide
 
         policy = Policy(params.daily, params.weekly, params.monthly, params.yearly, timedelta(seconds=params.grace))

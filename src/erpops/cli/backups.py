@@ -24,8 +24,8 @@ def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> N
     """Backups newest first: id, time, size, state (incomplete / complete / verified /
     restore-tested / corrupt) and Object Lock. Incomplete backups (no manifest) are never
     restored; pruning removes them after the grace period."""
-    from erpops.backends.catalog import Catalog
     from erpops.backends.storage import open_store
+    from erpops.backends.storage.catalog import Catalog
     from erpops.environments import load_config
     from erpops.errors import InvalidInput
     from erpops.secrets import REDACTOR, is_reference, resolve

@@ -15,9 +15,9 @@ import pytest
 
 from erpops.actions.base import Action, Change
 from erpops.actions.storage import Delete, Get, List, Prune, Put, Verify
-from erpops.backends.catalog import Catalog
 from erpops.backends.storage import ObjectLocked, Retention, open_store
 from erpops.backends.storage.base import TMP_PREFIX
+from erpops.backends.storage.catalog import Catalog
 from erpops.environments import Environment, Storage
 from erpops.errors import ExitCode, InvalidInput, PermanentError, TargetUnreachable
 from erpops.manifest import VerifyMarker, object_key

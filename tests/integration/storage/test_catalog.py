@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from erpops.backends.catalog import BackupNotFound, Catalog
 from erpops.backends.storage import ObjectLocked, ObjectStore, Retention, open_store
+from erpops.backends.storage.catalog import BackupNotFound, Catalog
 from erpops.environments import Storage
 from erpops.manifest import ArtifactCheck, VerifyMarker, object_key
 from tests.fixtures.s3 import S3Server

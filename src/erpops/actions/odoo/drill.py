@@ -54,7 +54,7 @@ class SelectBackup(Action):
         from erpops.errors import ErpopsError
 
         try:  # reading the catalog changes nothing: say which backup it would be
-            from erpops.backends.catalog import Catalog
+            from erpops.backends.storage.catalog import Catalog
 
             entry = Catalog(open_store(ctx), env_name(ctx, params.environment)).choose(params.backup or None)
         except ErpopsError as exc:
@@ -62,7 +62,7 @@ class SelectBackup(Action):
         return PlanResult(Change.NONE, f"choose backup {entry.backup_id} ({entry.state}, {entry.time:%Y-%m-%d %H:%M}Z)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
 
         entry = Catalog(open_store(ctx), env_name(ctx, params.environment)).choose(params.backup or None)
         m = entry.manifest
@@ -153,7 +153,7 @@ class Restore(Action):
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends import odoo_restore as R
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
 
         refuse_live(ctx, params.database, "odoo.restore")
         dsn = dsn_of(ctx, params.dsn)
@@ -289,7 +289,7 @@ class Verify(Action):
 
         from erpops.backends import odoo_checks as C
         from erpops.backends import odoo_db, pg
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
 
         t0 = time.monotonic()
         manifest, _ = Catalog(open_store(ctx), env_name(ctx, params.environment)).read_manifest(params.backup)

@@ -148,7 +148,7 @@ class DrillReport(Action):
     def _manifest(ctx: ActionContext, env: str, backup: str | None) -> tuple[Any, str | None]:
         if not backup:
             return None, "no backup was chosen"
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
 
         try:
             manifest, _ = Catalog(open_store(ctx), env).read_manifest(backup)
@@ -178,7 +178,7 @@ class DrillReport(Action):
     @staticmethod
     def _mark(ctx: ActionContext, env: str, report: dict[str, Any]) -> bool:
         import erpops
-        from erpops.backends.catalog import Catalog
+        from erpops.backends.storage.catalog import Catalog
         from erpops.manifest import RestoreTestMarker
 
         marker = RestoreTestMarker(

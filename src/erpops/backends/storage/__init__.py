@@ -8,6 +8,11 @@
   the standard AWS credential chain.
 
 Nothing is contacted until the first operation (``store.check()`` asks explicitly).
+
+Modules: ``base`` (the ``ObjectStore`` interface, keys, retention), ``local`` (a directory),
+``s3`` and ``s3_transfer`` (multipart upload and ranged download, which need only the
+``TransferStore`` protocol of their store), ``catalog`` (backups as sets of objects: states
+incomplete / complete / verified / restore-tested, read from the manifests).
 """
 
 from __future__ import annotations

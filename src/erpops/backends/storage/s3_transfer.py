@@ -16,17 +16,52 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from botocore.exceptions import ConnectionClosedError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 
 from erpops.backends.storage.base import ObjectInfo, ObjectWriter, Retention, utcnow
 from erpops.errors import ErpopsError, PermanentError, TargetUnreachable
 
-if TYPE_CHECKING:
-    from erpops.backends.storage.s3 import S3Store
+T = TypeVar("T")
+
+
+class TransferStore(Protocol):
+    """What a multipart upload or a ranged download needs of its S3 store (``S3Store`` has it)."""
+
+    bucket: str
+    part_size: int
+    parts_per_step: int
+    concurrency: int
+    part_attempts: int
+    retry_backoff: float
+
+    @property
+    def client(self) -> Any: ...
+
+    def full_key(self, key: str) -> str: ...
+
+    def location(self, key: str) -> str: ...
+
+    def head(self, key: str, *, version_id: str | None = None) -> ObjectInfo | None: ...
+
+    def lock_args(self, retention: Retention | None) -> dict[str, Any]: ...
+
+    def call(self, what: str, key: str | None, fn: Callable[..., T], **kwargs: Any) -> T: ...
+
+    def with_retries(
+        self,
+        what: str,
+        key: str,
+        fn: Callable[[], T],
+        *,
+        attempts: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> T: ...
+
 
 log = logging.getLogger("erpops.storage.s3")
 
@@ -53,7 +88,7 @@ def part_size_for_part(number: int, base: int = DEFAULT_PART, per_step: int = PA
 
 
 class S3Writer(ObjectWriter):
-    def __init__(self, store: S3Store, key: str, retention: Retention | None, size: int | None) -> None:
+    def __init__(self, store: TransferStore, key: str, retention: Retention | None, size: int | None) -> None:
         super().__init__(key)
         self._store = store
         self._full_key = store.full_key(key)
@@ -220,7 +255,7 @@ class S3Writer(ObjectWriter):
 class S3Reader(io.RawIOBase):
     """A GET stream that resumes with a ranged GET (pinned to the same version) when it breaks."""
 
-    def __init__(self, store: S3Store, key: str) -> None:
+    def __init__(self, store: TransferStore, key: str) -> None:
         self._store = store
         self._key = key
         self._pos = 0
