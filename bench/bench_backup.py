@@ -113,7 +113,8 @@ class Bench:
     settle_seconds = 0.0
 
     def __init__(self, work: Path) -> None:
-        from erpops.backends import pg, pgserver
+        from erpops.backends.postgres import client as pg
+        from erpops.backends.postgres import local_server as pgserver
 
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,8 @@ class Bench:
 
     # --- data ---------------------------------------------------------------------------------
     def seed(self, name: str, scale: float) -> dict[str, Any]:
-        from erpops.backends import pg, seed
+        from erpops.backends.odoo import seed
+        from erpops.backends.postgres import client as pg
 
         filestore = self.work / "filestore" / name
         with pg.connect(self.dsn) as conn:
@@ -223,14 +225,14 @@ class Bench:
         )
 
     def _fresh_db(self, name: str) -> None:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         with pg.connect(self.dsn) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {pg.quote_ident(name)} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {pg.quote_ident(name)} TEMPLATE template0 ENCODING 'UTF8'")
 
     def _drop(self, name: str) -> None:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         with pg.connect(self.dsn) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {pg.quote_ident(name)} WITH (FORCE)")

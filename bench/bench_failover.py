@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from erpops import sandbox
-from erpops.backends import pg, pgserver
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres import local_server as pgserver
 
 TARGET = 2.0
 PATRONI_DEFAULT = 45.0

@@ -69,7 +69,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="erpops-bench-"))
     runbook = load_runbook(write_runbook(tmp / "bench.yaml", args.steps))
 
-    from erpops.backends.state_sqlite import SqliteStateStore
+    from erpops.backends.state.sqlite import SqliteStateStore
 
     counter = iter(range(10**6))
     stores: dict[str, Callable[[], StateStore]] = {
@@ -78,7 +78,7 @@ def main() -> int:
     }
     server = None
     if not args.no_postgres:
-        from erpops.backends.state_postgres import PostgresStateStore
+        from erpops.backends.state.postgres import PostgresStateStore
 
         dsn = args.pg_dsn
         if dsn is None:

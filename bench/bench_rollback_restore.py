@@ -51,7 +51,7 @@ def erpops(cli_env: dict[str, str], name: str, *args: str) -> tuple[float, dict[
 
 def by_hand(server: str, backup_dir: Path, scratch: Path) -> float:
     """zstd -d the dump, then pg_restore -j2 into a new database beside unpacking the filestore."""
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     with pg.connect(server) as conn:
         pg_restore = str(pg.client_for(conn, "pg_restore").path)
@@ -82,7 +82,8 @@ def main() -> None:
 
     import yaml
 
-    from erpops.backends import pgserver, seed
+    from erpops.backends.odoo import seed
+    from erpops.backends.postgres import local_server as pgserver
 
     client = engine_client()
     prefix = f"erpops-b{secrets.token_hex(3)}"
@@ -138,7 +139,7 @@ def main() -> None:
     finally:
         cleanup(client, prefix, repo)
         client.close()
-        from erpops.backends import pgserver
+        from erpops.backends.postgres import local_server as pgserver
 
         pgserver.destroy(tmp / "pg")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from erpops import environments
-from erpops.backends import pg, pgserver, seed
+from erpops.backends.odoo import seed
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres import local_server as pgserver
 from erpops.errors import InvalidInput, PermanentError, TemporaryError
 
 DATABASE = "odoo"

@@ -1,6 +1,6 @@
 """The state store contract: the journal of runs, and small per-environment records.
 
-Implemented by ``erpops.backends.state_sqlite`` (default) and ``erpops.backends.state_postgres``;
+Implemented by ``erpops.backends.state.sqlite`` (default) and ``erpops.backends.state.postgres``;
 :class:`MemoryStateStore` is the in-process implementation used when no journal is wanted and as
 the reference for benchmarks.
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from erpops.backends.state_sqlite import SqliteStateStore, default_path, path_from_url
+from erpops.backends.state.sqlite import SqliteStateStore, default_path, path_from_url
 from erpops.engine.store import open_state_store
 from erpops.environments import load_config
 from erpops.errors import InvalidInput, ValidationFailed

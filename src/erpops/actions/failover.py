@@ -24,7 +24,7 @@ from erpops.errors import InvalidInput, PermanentError, TemporaryError, Unreacha
 from erpops.runbook.durations import Duration
 
 if TYPE_CHECKING:
-    from erpops.backends.failover_probe import WriteProbe
+    from erpops.backends.postgres.write_probe import WriteProbe
     from erpops.environments import Database, Environment
 
 TOPOLOGY = "topology"
@@ -87,7 +87,7 @@ def _server(env: Environment, role: Role) -> Database:
 
 def _target(ctx: ActionContext, role: Role, dsn: str | None) -> tuple[str, str]:
     """(resolved DSN, description without secrets) of a role or an explicit DSN."""
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     ref = dsn or _server(_env(ctx), role).dsn
     resolved = ctx.resolve_secret(ref)
@@ -102,7 +102,7 @@ def _describe_ref(ctx: ActionContext, role: Role, dsn: str | None) -> str:
         return f"({exc})"
     if secrets.is_reference(ref):
         return ref  # a secret reference (env:VAR): not resolved while planning
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     try:
         return pg.describe(ref)
@@ -167,7 +167,7 @@ class ReplicationStatus(Action):
         return PlanResult(Change.NONE, what)
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         dsn, where = _target(ctx, params.server, params.dsn)
         st = failover_pg.server_status(dsn, timeout=params.timeout)
@@ -207,7 +207,7 @@ class ReplicationStatus(Action):
 
     @staticmethod
     def _compare_with_primary(ctx: ActionContext, st: Any, out: dict[str, Any], where: str) -> None:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         try:
             pdsn, pwhere = _target(ctx, "primary", None)
@@ -280,7 +280,7 @@ class Promote(Action):
         return PlanResult(Change.WILL, f"promote {_describe_ref(ctx, params.server, params.dsn)} (pg_promote)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         dsn, where = _target(ctx, params.server, params.dsn)
         if not failover_pg.server_status(dsn).in_recovery:
@@ -336,10 +336,10 @@ class WaitWritable(Action):
         return PlanResult(Change.NONE, f"wait until {_describe_ref(ctx, params.server, params.dsn)} takes writes")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         env = _env(ctx)
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn, _ = _target(ctx, params.server, params.dsn)
         dbname = params.database or (env.database.name if env.database else None)

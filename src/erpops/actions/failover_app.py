@@ -66,7 +66,7 @@ class Repoint(Action):
         return PlanResult(Change.WILL, f"record {to} as primary{rt}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         env = _env(ctx)
         old, new = _server(env, "primary"), _server(env, "standby")
@@ -103,7 +103,7 @@ class Repoint(Action):
 
     @staticmethod
     def _runtime(ctx: ActionContext, env: Any, params: Any, dsn: str) -> list[str]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
         from erpops.backends.runtime import open_runtime
 
         parts = pg.parse_dsn(dsn)
@@ -196,7 +196,7 @@ class ProbeStart(Action):
         return PlanResult(Change.WILL, f"write a probe row every {params.interval:g}s to {where}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.failover_probe import WriteProbe
+        from erpops.backends.postgres.write_probe import WriteProbe
 
         env = _env(ctx)
         dsn, where = _target(ctx, "primary", None)

@@ -68,7 +68,7 @@ class Fence(Action):
         return PlanResult(Change.WILL, f"fence {where}: read-only + terminate sessions, or its fence_command")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         env = _env(ctx)
         dsn, where = _target(ctx, params.server, params.dsn)
@@ -130,7 +130,7 @@ class Fence(Action):
     def _run_command(ctx: ActionContext, argv: list[str], dsn: str, where: str, timeout: float) -> tuple[int, str]:
         import os
 
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         env = {k: v for k, v in os.environ.items()}
         with contextlib.suppress(InvalidInput):
@@ -165,7 +165,7 @@ class Unfence(Action):
         return PlanResult(Change.MAY, f"reset read-only on {_describe_ref(ctx, params.server, params.dsn)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import failover_pg
+        from erpops.backends.postgres import replication as failover_pg
 
         dsn, where = _target(ctx, params.server, params.dsn)
         if params.method in ("none", "already-standby"):

@@ -94,7 +94,7 @@ class Headroom(Action):
         return PlanResult(Change.NONE, "check database connection headroom for " + str(params.replicas))
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import peak_sql
+        from erpops.backends.odoo import peak as peak_sql
         from erpops.backends.runtime import open_runtime
 
         missing = [s for s, n in params.replicas.items() if n is None]
@@ -285,7 +285,7 @@ class DeferCrons(Action):
         return PlanResult(Change.WILL, f"deactivate {len(params.crons)} scheduled job(s) if active")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import peak_sql
+        from erpops.backends.odoo import peak as peak_sql
 
         data = _record(ctx)
         if data is None:
@@ -331,7 +331,7 @@ class RevertCrons(Action):
         return PlanResult(Change.MAY, "reactivate the jobs erpops deferred")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import peak_sql
+        from erpops.backends.odoo import peak as peak_sql
 
         data = _record(ctx)
         if not data or not data.get("crons"):

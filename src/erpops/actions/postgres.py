@@ -28,7 +28,7 @@ from erpops.errors import InvalidInput, PermanentError
 from erpops.runbook.durations import Duration
 
 #: Prefix of the comment that marks a database as created (and droppable) by erpops.
-MARK = "erpops:created"  # = erpops.backends.pg.CREATED_MARK (not imported: no SDK at start-up)
+MARK = "erpops:created"  # = erpops.backends.postgres.client.CREATED_MARK (not imported: no SDK at start-up)
 
 
 class _Target(ActionParams):
@@ -44,7 +44,7 @@ def _env_db(ctx: ActionContext, target: str) -> Any:
 
 def _dsn(params: _Target, ctx: ActionContext) -> str:
     """The resolved DSN (secret references resolved, password registered for redaction)."""
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     raw = params.dsn
     if raw is None:
@@ -144,7 +144,7 @@ class Ping(Action):
         return PlanResult(Change.NONE, f"ping {_where(params, ctx)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
         started = time.monotonic()
@@ -200,7 +200,7 @@ class Query(Action):
         return PlanResult(Change.NONE, f"query {_where(params, ctx)}: {first}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
         with pg.connect(dsn, dbname, params.connect_timeout) as conn:
@@ -258,7 +258,7 @@ class Dump(Action):
         return PlanResult(Change.WILL, f"pg_dump {_where(params, ctx)} to {params.path} ({params.format} format)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         if params.jobs > 1 and params.format != "directory":
             raise InvalidInput("postgres.dump: jobs > 1 needs format: directory")
@@ -372,7 +372,7 @@ class Restore(Action):
         return PlanResult(Change.WILL, f"restore {params.path} into {_where(params, ctx)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
         if dbname == _live_name(ctx) and params.target == "database" and not params.allow_live:
@@ -411,7 +411,7 @@ class Restore(Action):
 
 def _maintenance_db(dsn: str, target: str) -> str | None:
     """Connect to the DSN's own database, unless that is the one being created/dropped."""
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     own = pg.parse_dsn(dsn).get("dbname")
     return "postgres" if own == target or own is None else None
@@ -448,7 +448,7 @@ class CreateDatabase(Action):
         return PlanResult(Change.WILL, f"create database {params.database!r} (marked as created by erpops)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn = _dsn(params, ctx)
         pg.quote_ident(params.database)  # validates the name
@@ -497,7 +497,7 @@ class DropDatabase(Action):
         return PlanResult(Change.WILL, f"drop database {params.database!r} if erpops created it")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         if params.database == _live_name(ctx):
             raise PermanentError(f"refusing to drop {params.database!r}: it is the environment's own database")
@@ -541,7 +541,7 @@ class TerminateConnections(Action):
         return PlanResult(Change.MAY, f"end the sessions connected to {_where(params, ctx)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import pg
+        from erpops.backends.postgres import client as pg
 
         dsn, dbname = _dsn(params, ctx), _dbname(params, ctx)
         with pg.connect(dsn, _maintenance_db(dsn, dbname), params.connect_timeout) as conn:

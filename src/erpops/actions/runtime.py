@@ -91,7 +91,7 @@ class Check(Action):
 
 
 def _ping_database(ctx: ActionContext) -> str:
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     db = ctx.env.database
     if db is None:

@@ -39,7 +39,7 @@ def _resolve(value: str) -> str:
 
 
 def _database(db: Database, expect_standby: bool) -> str:
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     conn = pg.connect(_resolve(db.dsn), connect_timeout=TIMEOUT)
     try:

@@ -40,10 +40,10 @@ def open_state_store(config: Config | None) -> StateStore:
     if url in ("memory:", "memory"):
         return MemoryStateStore()
     if url.startswith(("postgresql://", "postgres://")) or ("host=" in url and "dbname=" in url):
-        from erpops.backends.state_postgres import PostgresStateStore
+        from erpops.backends.state.postgres import PostgresStateStore
 
         return PostgresStateStore(url)
-    from erpops.backends.state_sqlite import SqliteStateStore, path_from_url
+    from erpops.backends.state.sqlite import SqliteStateStore, path_from_url
 
     if url and "://" in url and not url.startswith("sqlite://"):
         raise InvalidInput(

@@ -65,7 +65,7 @@ def odoo_db() -> Iterator[Database]:
     """A real PostgreSQL server with Odoo's ir_cron / ir_model_data shape (Odoo 18 columns)."""
     import psycopg
 
-    from erpops.backends import pgserver
+    from erpops.backends.postgres import local_server as pgserver
 
     root = Path(tempfile.mkdtemp(prefix="erpd-", dir="/tmp"))
     info = pgserver.start_primary(root / "pg", port=5441, sync=False)
@@ -163,7 +163,7 @@ class DockerEnv:
         )
 
     def state(self) -> Any:
-        from erpops.backends.state_sqlite import SqliteStateStore
+        from erpops.backends.state.sqlite import SqliteStateStore
 
         return SqliteStateStore(self.workdir / "state.db")
 

@@ -49,7 +49,7 @@ def _columns(dsn: str) -> set[str]:
 @pytest.fixture
 def shop(odoo_db: Database, tmp_path: Path) -> Any:
     """A seeded database owned by an application role (as Odoo's would be), with its filestore."""
-    from erpops.backends import seed
+    from erpops.backends.odoo import seed
 
     server = make_conninfo(odoo_db.dsn, dbname="postgres")
     tag = secrets.token_hex(3)

@@ -121,7 +121,7 @@ def drill() -> Iterator[Drill]:
 
 def drill_databases(seeded: SeededDb) -> list[str]:
     """Scratch databases left on the server (names containing _drill_)."""
-    from erpops.backends import pg
+    from erpops.backends.postgres import client as pg
 
     with pg.connect(seeded.server_dsn) as conn:
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", ("%\\_drill\\_%",)).fetchall()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from erpops.backends import pg
-from erpops.backends.odoo_backup import BackupOptions, run_backup
+from erpops.backends.odoo.backup import BackupOptions, run_backup
+from erpops.backends.postgres import client as pg
 from erpops.backends.storage.local import LocalStore
 from erpops.backends.streams import StreamCancelled
 from erpops.errors import PermanentError

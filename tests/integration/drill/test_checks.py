@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from erpops.backends import odoo_checks as C
-from erpops.backends import odoo_restore as R
-from erpops.backends import pg
-from erpops.backends.odoo_backup import BackupOptions, run_backup
+from erpops.backends.odoo import checks as C
+from erpops.backends.odoo import restore as R
+from erpops.backends.odoo.backup import BackupOptions, run_backup
+from erpops.backends.postgres import client as pg
 from erpops.backends.storage.local import LocalStore
 from erpops.manifest import Manifest
 from tests.fixtures.sql import scalar

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 

@@ -9,7 +9,7 @@ import sys
 import textwrap
 from xml.etree import ElementTree as ET
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from tests.fixtures.postgres import free_port
 from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
@@ -50,7 +50,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from erpops.backends.odoo_backup import BackupOptions, run_backup
+    from erpops.backends.odoo.backup import BackupOptions, run_backup
     from erpops.backends.storage.local import LocalStore
 
     def progress(part, done):
@@ -143,7 +143,7 @@ def test_unreachable_storage_exits_3_and_marks_nothing_complete(drill: Drill, se
 
 def test_unbalanced_move_in_the_backup_fails_the_drill(drill: Drill, seeded_db, pg_primary) -> None:
     """The source itself is broken (a posted move with debit != credit): the drill says so."""
-    from erpops.backends import seed
+    from erpops.backends.odoo import seed
 
     fs = drill.root / "fs" / "odoo_unbalanced"
     seed.seed(pg_primary.dsn(), "odoo_unbalanced", fs, scale=0.1)

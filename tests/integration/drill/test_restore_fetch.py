@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from erpops.backends import odoo_restore as R
-from erpops.backends import pg
-from erpops.backends.odoo_backup import BackupOptions, run_backup
+from erpops.backends.odoo import restore as R
+from erpops.backends.odoo.backup import BackupOptions, run_backup
+from erpops.backends.postgres import client as pg
 from erpops.backends.storage import open_store
 from erpops.backends.storage.local import LocalStore
 from erpops.manifest import Manifest

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from erpops.backends import odoo_db, pg
+from erpops.backends.odoo import db as odoo_db
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
@@ -71,14 +72,14 @@ def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
         again = drill.run("run", str(book), "--env", "local", "--param", f"zip={out}", "--param", f"target={target}")
         assert again.code == 2 and "already exists" in again.step("import")["error"]
     finally:
-        from erpops.backends import odoo_restore
+        from erpops.backends.odoo import restore as odoo_restore
 
         odoo_restore.drop_database(seeded_db.server_dsn, target)
     assert drill_databases(seeded_db) == []
 
 
 def test_import_refuses_an_entry_outside_the_filestore(tmp_path: Path, seeded_db) -> None:
-    from erpops.backends.odoo_zip import import_zip
+    from erpops.backends.odoo.dbzip import import_zip
 
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as zf:
@@ -88,7 +89,7 @@ def test_import_refuses_an_entry_outside_the_filestore(tmp_path: Path, seeded_db
     created: list[str] = []
 
     def create(name: str) -> None:
-        from erpops.backends import odoo_restore
+        from erpops.backends.odoo import restore as odoo_restore
 
         odoo_restore.create_database(seeded_db.server_dsn, name, run_id="test-zip")
         created.append(name)
@@ -99,14 +100,14 @@ def test_import_refuses_an_entry_outside_the_filestore(tmp_path: Path, seeded_db
         assert not (tmp_path / "escape.txt").exists()
         assert created == []  # refused before any database was created
     finally:
-        from erpops.backends import odoo_restore
+        from erpops.backends.odoo import restore as odoo_restore
 
         for name in created:
             odoo_restore.drop_database(seeded_db.server_dsn, name)
 
 
 def test_not_an_odoo_zip(tmp_path: Path, seeded_db) -> None:
-    from erpops.backends.odoo_zip import import_zip
+    from erpops.backends.odoo.dbzip import import_zip
 
     bad = tmp_path / "x.zip"
     with zipfile.ZipFile(bad, "w") as zf:

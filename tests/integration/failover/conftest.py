@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from erpops import sandbox
-from erpops.backends import pg, pgserver
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres import local_server as pgserver
 
 DB = "odoo"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from tests.fixtures.sql import scalar
 
 from .conftest import DB, Pair, writable_error

@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from erpops.backends import pg, seed
+from erpops.backends.odoo import seed
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
 from tests.fixtures.postgres import PgServer, SeededDb
 from tests.integration.postgres.conftest import FakeCtx, run_action

@@ -1,4 +1,4 @@
-"""erpops.backends.pg: connection failures, DSN handling and the client-tool version check."""
+"""erpops.backends.postgres.client: connection failures, DSN handling and the client-tool version check."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.errors import ExitCode, InvalidInput, TargetUnreachable
 from tests.fixtures.postgres import PgServer, free_port
 

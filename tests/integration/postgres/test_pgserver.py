@@ -8,7 +8,8 @@ import time
 import psycopg
 import pytest
 
-from erpops.backends import pg, pgserver
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres import local_server as pgserver
 from erpops.errors import InvalidInput
 from tests.fixtures.postgres import PgPair, PgServer
 

@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from erpops import environments, sandbox
-from erpops.backends import pg, pgserver
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres import local_server as pgserver
 from erpops.errors import ExitCode
 
 pytestmark = pytest.mark.postgres

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from erpops.backends import pg, seed
+from erpops.backends.odoo import seed
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput
 from tests.fixtures.postgres import PgServer, SeededDb
 

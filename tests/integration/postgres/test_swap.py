@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from erpops.backends import odoo_restore, pg
+from erpops.backends.odoo import restore as odoo_restore
+from erpops.backends.postgres import client as pg
 from erpops.environments import Database, Environment, Odoo
 from erpops.errors import InvalidInput, PermanentError
 from tests.fixtures.postgres import PgServer

@@ -50,8 +50,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def open_store(store_url: str, tmp_path: Path) -> Iterator[Callable[[], Any]]:
     """Open (another connection to) the test's state store; all closed at the end."""
-    from erpops.backends.state_postgres import PostgresStateStore
-    from erpops.backends.state_sqlite import SqliteStateStore, path_from_url
+    from erpops.backends.state.postgres import PostgresStateStore
+    from erpops.backends.state.sqlite import SqliteStateStore, path_from_url
 
     opened: list[Any] = []
 

@@ -57,7 +57,8 @@ class Preflight(Action):
         return PlanResult(Change.NONE, f"check database {params.database or 'of the environment'}, pg_dump, storage")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import odoo_db, pg
+        from erpops.backends.odoo import db as odoo_db
+        from erpops.backends.postgres import client as pg
 
         dsn = dsn_of(ctx, params.dsn)
         database = database_of(ctx, params.database)
@@ -146,7 +147,7 @@ class Backup(Action):
         return PlanResult(Change.WILL, f"back up {what} to {url.rstrip('/')}/{env_name(ctx)}/<new backup id>/")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.odoo_backup import BackupOptions, run_backup
+        from erpops.backends.odoo.backup import BackupOptions, run_backup
         from erpops.backends.storage import upload_retention
         from erpops.manifest import RunbookRef
 

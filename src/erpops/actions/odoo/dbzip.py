@@ -57,7 +57,7 @@ class ExportZip(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         import hashlib
 
-        from erpops.backends.odoo_zip import export_zip
+        from erpops.backends.odoo.dbzip import export_zip
 
         database = database_of(ctx, params.database)
         if params.filestore is not None:
@@ -116,8 +116,8 @@ class ImportZip(Action):
         return PlanResult(Change.WILL, f"import {params.path} into new database {params.database}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import odoo_restore as R
-        from erpops.backends.odoo_zip import import_zip
+        from erpops.backends.odoo import restore as R
+        from erpops.backends.odoo.dbzip import import_zip
         from erpops.errors import InvalidInput
 
         refuse_live(ctx, params.database, "odoo.import_zip")

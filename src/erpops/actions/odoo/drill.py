@@ -94,7 +94,7 @@ class _Target(DbParams):
 
 
 def _scratch(ctx: ActionContext, params: _Target) -> Path:
-    from erpops.backends import odoo_restore as R
+    from erpops.backends.odoo import restore as R
 
     live = filestore_of(ctx, None)
     if params.beside_filestore and live is not None:
@@ -152,7 +152,7 @@ class Restore(Action):
         return PlanResult(Change.WILL, f"check and restore backup {params.backup} into new database {params.database}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import odoo_restore as R
+        from erpops.backends.odoo import restore as R
         from erpops.backends.storage.catalog import Catalog
 
         refuse_live(ctx, params.database, "odoo.restore")
@@ -224,7 +224,8 @@ class Neutralize(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         import time
 
-        from erpops.backends import odoo_checks, pg
+        from erpops.backends.odoo import checks as odoo_checks
+        from erpops.backends.postgres import client as pg
 
         refuse_live(ctx, params.database, "odoo.neutralize")
         t0 = time.monotonic()
@@ -287,8 +288,9 @@ class Verify(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         import time
 
-        from erpops.backends import odoo_checks as C
-        from erpops.backends import odoo_db, pg
+        from erpops.backends.odoo import checks as C
+        from erpops.backends.odoo import db as odoo_db
+        from erpops.backends.postgres import client as pg
         from erpops.backends.storage.catalog import Catalog
 
         t0 = time.monotonic()
@@ -356,7 +358,7 @@ class Cleanup(Action):
         return PlanResult(Change.WILL, f"drop scratch database {params.database} (if erpops made it) and its files")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import odoo_restore as R
+        from erpops.backends.odoo import restore as R
 
         scratch = _scratch(ctx, params)
         if params.keep:

@@ -78,7 +78,7 @@ class SwapDatabase(Action):
         )
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends import odoo_swap
+        from erpops.backends.odoo import swap as odoo_swap
 
         live, keep_as = self._names(params, ctx)
         filestore = filestore_of(ctx, params.filestore)

@@ -1,9 +1,9 @@
 """PostgreSQL side of a failover: replication status, fencing, promotion, writability.
 
 Every function takes a DSN (secrets already resolved) and opens its own short connection through
-:func:`erpops.backends.pg.connect`, so an unreachable server is :class:`TargetUnreachable` (exit 3).
+:func:`erpops.backends.postgres.client.connect`, so an unreachable server is :class:`TargetUnreachable` (exit 3).
 The write probe that measures write availability during a failover is in
-:mod:`erpops.backends.failover_probe`.
+:mod:`erpops.backends.postgres.write_probe`.
 
 Fencing a primary that answers is three statements and a check::
 
@@ -26,7 +26,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg.conninfo import make_conninfo
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
 
 #: Longest single statement a failover check may take on a server.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from erpops.audit import AuditLog
-from erpops.backends.state_sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, pid_alive
+from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, pid_alive
 from erpops.errors import Interrupted, Locked, Unreachable
 from erpops.state import RunRecord
 

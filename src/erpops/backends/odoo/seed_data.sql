@@ -1,5 +1,5 @@
 -- Business data for the seeded Odoo-shaped database, generated server-side.
--- Tokens like @orders@ are integers substituted by erpops.backends.seed (scaled row counts).
+-- Tokens like @orders@ are integers substituted by erpops.backends.odoo.seed (scaled row counts).
 -- Timestamps are naive UTC, like Odoo's. Attachments are added afterwards from Python (COPY).
 
 SELECT setseed(0.42);

@@ -11,7 +11,7 @@ scales stay fast: ``scale=1`` seeds in about a second; ``scale`` grows every bus
 linearly (about 1 GB of database at scale 700).
 
 ```python
-from erpops.backends import seed
+from erpops.backends.odoo import seed
 result = seed.seed(dsn, "odoo", filestore=root / "filestore" / "odoo", scale=1)
 result.counts["account_move_line"]   # rows per key table
 ```
@@ -30,7 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from erpops.backends import odoo_db, pg
+from erpops.backends.odoo import db as odoo_db
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError
 
 #: Row counts at scale 1 (each scaled linearly, at least 1).
@@ -84,7 +85,7 @@ def scaled_counts(scale: float) -> dict[str, int]:
 
 
 def _sql(name: str) -> str:
-    return resources.files("erpops.backends").joinpath(name).read_text()
+    return resources.files("erpops.backends.odoo").joinpath(name).read_text()
 
 
 def _render(script: str, counts: dict[str, int]) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError
 
 MARK = pg.CREATED_MARK

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from erpops.backends import odoo_db
+from erpops.backends.odoo import db as odoo_db
 
 NEUTRALIZE_SERVER = "neutralization - disable emails"
 

@@ -1,6 +1,6 @@
 """The team state store: PostgreSQL (``state: postgresql://user@host/db`` in erpops.yaml).
 
-Same tables and behaviour as the SQLite store (see :mod:`erpops.backends.state_sql`), plus an
+Same tables and behaviour as the SQLite store (see :mod:`erpops.backends.state.sql`), plus an
 ``audit`` table holding the audit trail next to the local audit file. The URL may be a secret
 reference (``state: env:ERPOPS_STATE_DSN``); its password never appears in messages.
 
@@ -25,7 +25,7 @@ import psycopg
 from psycopg import conninfo
 
 from erpops.audit import AuditLog
-from erpops.backends.state_sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, dumps
+from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, dumps
 from erpops.errors import Interrupted, Locked, Unreachable
 from erpops.secrets import REDACTOR, redact
 from erpops.state import RunRecord

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.backends.storage.base import ObjectStore
 from erpops.backends.storage.local import LocalStore
 from erpops.backends.streams import CHUNK, CheckedFile, Child, HashingReader, ZstdError, decompress

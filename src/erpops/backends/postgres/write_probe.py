@@ -39,8 +39,8 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 
-from erpops.backends import pg
-from erpops.backends.failover_pg import with_options
+from erpops.backends.postgres import client as pg
+from erpops.backends.postgres.replication import with_options
 from erpops.errors import ErpopsError
 
 TABLE = "erpops_failover_probe"

@@ -1,6 +1,6 @@
 -- An Odoo-18-shaped distribution database (the tables and columns erpops's drills rely on).
 -- Table and column names follow Odoo 18; translatable names are jsonb ({"en_US": "..."}).
--- Loaded by erpops.backends.seed before the data (seed_data.sql); foreign keys come after the data.
+-- Loaded by erpops.backends.odoo.seed before the data (seed_data.sql); foreign keys come after the data.
 
 CREATE TABLE res_company (
     id serial PRIMARY KEY,

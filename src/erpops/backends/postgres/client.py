@@ -3,7 +3,7 @@
 Everything that talks to PostgreSQL goes through here:
 
 ```python
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 
 with pg.connect(dsn, dbname="odoo") as conn:          # TargetUnreachable when it cannot connect
     major = pg.server_major(conn)

@@ -36,7 +36,8 @@ from typing import Any
 import psycopg
 
 from erpops import __version__
-from erpops.backends import odoo_db, pg
+from erpops.backends.odoo import db as odoo_db
+from erpops.backends.postgres import client as pg
 from erpops.backends.storage.base import ObjectStore, Retention
 from erpops.backends.streams import Child, StreamCancelled, compress
 from erpops.errors import InvalidInput, PermanentError

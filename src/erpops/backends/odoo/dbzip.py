@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from erpops.backends import odoo_db, pg
+from erpops.backends.odoo import db as odoo_db
+from erpops.backends.postgres import client as pg
 from erpops.backends.streams import CHUNK, Child
 from erpops.errors import InvalidInput, PermanentError
 

@@ -13,7 +13,7 @@ binaries. Here the port is written to ``postgresql.auto.conf``, so each data dir
 port across restarts, and ``pg_ctl`` is called directly.
 
 ```python
-from erpops.backends import pgserver
+from erpops.backends.postgres import local_server as pgserver
 
 primary = pgserver.start_primary(root / "primary", port=5432)
 standby = pgserver.create_standby(primary, root / "standby", port=5433)
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError, TemporaryError
 
 #: The OS user servers run as when erpops runs as root (the same user the wheel uses).

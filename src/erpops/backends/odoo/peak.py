@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from erpops.backends import pg
+from erpops.backends.postgres import client as pg
 from erpops.errors import PermanentError, TemporaryError
 
 
