@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from erpops.backends import runtime as runtime_mod
-from erpops.backends.docker_runtime import DockerRuntime
 from erpops.backends.runtime import UnknownService, close_shared_runtimes, shared_runtime
+from erpops.backends.runtime.docker.runtime import DockerRuntime
 from erpops.errors import TargetUnreachable
 from tests.fixtures.docker import ImageSet, dead_docker_host
 

@@ -43,8 +43,7 @@ import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
 
-from erpops.backends.docker_front import RESTART_UNLESS_STOPPED, FrontProxy, container_id, container_name
-from erpops.backends.runtime import (
+from erpops.backends.runtime.base import (
     DeployFailed,
     DeployResult,
     HealthReport,
@@ -59,6 +58,7 @@ from erpops.backends.runtime import (
     http_check,
     wait_until,
 )
+from erpops.backends.runtime.docker.front import RESTART_UNLESS_STOPPED, FrontProxy, container_id, container_name
 from erpops.environments import Environment
 from erpops.errors import ActionError, StepTimeout, TargetUnreachable
 

@@ -22,7 +22,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from erpops.backends.runtime import ServiceSpec, wait_until
+from erpops.backends.runtime.base import ServiceSpec, wait_until
 from erpops.errors import ActionError
 
 # Typed Any on purpose: the Engine API accepts "unless-stopped", types-docker's _RestartPolicy lists

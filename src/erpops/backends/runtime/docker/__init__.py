@@ -1,0 +1,8 @@
+"""The Docker runtime (``runtime.kind: docker``): services as labelled containers on one engine.
+
+- :mod:`.runtime`: ``DockerRuntime``, the :class:`erpops.backends.runtime.base.Runtime` of one
+  Docker engine (the only place, with :mod:`.front`, that imports the docker SDK);
+- :mod:`.front`: the managed nginx front of a service (``front: {image, port}``).
+
+Loaded only by :func:`erpops.backends.runtime.open_runtime` when an environment runs on Docker.
+"""
