@@ -5,19 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from erpops import process, secrets
 from erpops.actions.base import ProcessResult, RunInfo
 from erpops.engine.events import make_event
+from erpops.engine.run_state import EngineHandle, RunState
 from erpops.errors import ApprovalRefused, InvalidInput, PermanentError
-
-if TYPE_CHECKING:
-    from erpops.engine.runner import Engine, RunState
 
 
 class StepContext:
-    def __init__(self, engine: Engine, state: RunState, step_id: str, cancel: threading.Event) -> None:
+    def __init__(self, engine: EngineHandle, state: RunState, step_id: str, cancel: threading.Event) -> None:
         self._engine = engine
         self._run_state = state
         self.run: RunInfo = state.info

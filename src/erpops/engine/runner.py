@@ -15,7 +15,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from erpops.actions.base import Action, Change, PlanResult, RunInfo, get_action
 from erpops.engine.context import StepContext
 from erpops.engine.events import Approver, EventSink, NullSink, make_event
 from erpops.engine.executor import Outcome, execute_once
+from erpops.engine.run_state import RunOptions, RunResult, RunState, StepResult
 from erpops.environments import Environment
 from erpops.errors import (
     ActionError,
@@ -46,66 +46,6 @@ from erpops.state import MemoryStateStore, RunRecord, StateStore, StepRecord, ut
 
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
-
-
-@dataclass
-class RunOptions:
-    dry_run: bool = False
-    assume_yes: bool = False
-    interactive: bool = False
-    lock_wait: float | None = None
-    #: Resume: the run id to continue and the outputs of the steps that already succeeded.
-    resume_run_id: str | None = None
-    completed: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class StepResult:
-    id: str
-    action: str
-    phase: str
-    status: str  # succeeded | failed | skipped | timeout | cancelled | done-earlier | planned
-    duration: float = 0.0
-    attempts: int = 0
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    plan: PlanResult | None = None
-
-
-@dataclass
-class RunResult:
-    run_id: str
-    runbook: str
-    version: str
-    environment: str
-    state: str  # succeeded | failed | rolled-back | interrupted | planned
-    exit_code: ExitCode
-    duration: float
-    steps: list[StepResult]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    failed_step: str | None = None
-
-
-@dataclass
-class RunState:
-    """Everything a run carries between steps."""
-
-    runbook: Runbook
-    env: Environment
-    info: RunInfo
-    options: RunOptions
-    params: dict[str, Any]
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    depth: int = 0
-
-    def template_context(self) -> dict[str, Any]:
-        return {
-            "params": self.params,
-            "env": self.env.as_template(),
-            "run": self.info.as_template(),
-            "steps": {sid: {"outputs": out} for sid, out in self.outputs.items()},
-        }
 
 
 class StepFailed(ActionError):
