@@ -50,10 +50,8 @@ ACTION_MODULES: tuple[str, ...] = (
     "erpops.actions.postgres",
     "erpops.actions.odoo",
     "erpops.actions.runtime",
-    "erpops.actions.releases",
     "erpops.actions.peak",
     "erpops.actions.failover",
-    "erpops.actions.state",
 )
 
 

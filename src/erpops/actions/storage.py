@@ -476,7 +476,7 @@ class Prune(Action):
         """Backup id -> reason for the pre-deploy backups of the ``newest`` releases."""
         if not newest or ctx.state is None:
             return {}
-        from erpops.actions.releases import list_releases
+        from erpops.records import list_releases
 
         pins: dict[str, str] = {}
         for release in list_releases(ctx.state, environment)[:newest]:

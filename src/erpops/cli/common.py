@@ -109,7 +109,7 @@ def run_runbook(
     if state is None and not common.dry_run:
         state = open_state_store(config)
     if state is not None:  # a failover recorded which server is the primary now
-        from erpops.actions.failover import apply_topology
+        from erpops.records import apply_topology
 
         env = apply_topology(env, state)
     engine = Engine(state=state, sink=sink, approver=approver)

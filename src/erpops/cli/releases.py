@@ -19,9 +19,9 @@ def list_(
     limit: int = typer.Option(20, "--limit", help="Newest N releases."),
 ) -> None:
     """Releases of an environment, newest first: images, status, run, pre-deploy backup."""
-    from erpops.actions.releases import list_releases
     from erpops.engine.store import open_state_store
     from erpops.environments import load_config
+    from erpops.records import list_releases
 
     cfg = load_config(config)
     environment = cfg.environment(env)

@@ -105,9 +105,9 @@ def down(purge: bool = typer.Option(False, "--purge", help="Also delete the sand
     done = sandbox.down(purge)
     if purge:
         # the servers are gone: a topology recorded by an earlier failover drill no longer holds
-        from erpops.actions.failover import forget_topology
         from erpops.engine.store import open_state_store
         from erpops.environments import SANDBOX, load_config
+        from erpops.records import forget_topology
 
         state = open_state_store(load_config(None))
         try:

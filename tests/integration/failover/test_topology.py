@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from erpops.actions.failover import apply_topology, forget_topology
 from erpops.environments import Database, Environment
+from erpops.records import apply_topology, forget_topology
 from erpops.state import MemoryStateStore
 
 A = "postgresql://postgres@/postgres?host=/srv/a&port=5432"

@@ -1,7 +1,6 @@
 """Runtime actions: what runs (``runtime.current``), roll it to an image, gate on health, scale,
-stop, run a one-off command, restart, change its environment. The release history actions
-(``runtime.record_release``, ``runtime.releases``, ``runtime.resolve_release``) are in
-:mod:`erpops.actions.releases`.
+stop, run a one-off command, restart, change its environment. The release history actions are in
+:mod:`erpops.actions.runtime.releases`.
 
 Every action dispatches to the environment's runtime (``runtime.kind``: docker or kubernetes,
 see :mod:`erpops.backends.runtime`).
@@ -10,24 +9,17 @@ see :mod:`erpops.backends.runtime`).
 from __future__ import annotations
 
 import shlex
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.actions.runtime._common import runtime_of
 from erpops.errors import PermanentError, Unreachable
 from erpops.runbook.durations import Duration
 
 if TYPE_CHECKING:
     from erpops.backends.runtime import Runtime
-
-
-def runtime_of(ctx: ActionContext) -> AbstractContextManager[Runtime]:
-    """The environment's runtime, shared by the steps of the run (one engine client per process)."""
-    from erpops.backends.runtime import shared_runtime
-
-    return shared_runtime(ctx.env)
 
 
 def _declared(ctx: ActionContext, services: list[str] | None) -> list[str]:

@@ -1,6 +1,6 @@
 """Fencing the old primary before anything is promoted, and undoing it while that is still safe.
 
-Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
+Part of the ``failover`` family (:mod:`erpops.actions.failover`).
 """
 
 import contextlib
@@ -9,8 +9,9 @@ from typing import Any
 from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, Change, PlanResult
-from erpops.actions.failover import CURRENT, TOPOLOGY, _describe_ref, _env, _server, _ServerParams, _target
+from erpops.actions.failover._common import ServerParams, describe_ref, env_of, server_of, target
 from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError, Unreachable
+from erpops.records import CURRENT, TOPOLOGY
 from erpops.runbook.durations import Duration
 
 # --- fence / unfence --------------------------------------------------------------------------
@@ -44,7 +45,7 @@ class Fence(Action):
 
     name = "postgres.fence"
 
-    class Params(_ServerParams):
+    class Params(ServerParams):
         database: str | None = Field(None, description="database the confirming session opens (default: the app's)")
         fence_command: list[str] | None = Field(None, description="default: the server's fence_command")
         terminate: bool = Field(True, description="terminate the server's client sessions")
@@ -64,17 +65,17 @@ class Fence(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        where = _describe_ref(ctx, params.server, params.dsn)
+        where = describe_ref(ctx, params.server, params.dsn)
         return PlanResult(Change.WILL, f"fence {where}: read-only + terminate sessions, or its fence_command")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        env = _env(ctx)
-        dsn, where = _target(ctx, params.server, params.dsn)
+        env = env_of(ctx)
+        dsn, where = target(ctx, params.server, params.dsn)
         command = params.fence_command
         if command is None and params.dsn is None:
-            command = _server(env, params.server).fence_command
+            command = server_of(env, params.server).fence_command
         dbname = params.database or (env.database.name if env.database else None)
         out: dict[str, Any] = {
             "server": where,
@@ -156,18 +157,18 @@ class Unfence(Action):
 
     name = "postgres.unfence"
 
-    class Params(_ServerParams):
+    class Params(ServerParams):
         method: str = Field("sql", description="the fence step's method output")
 
     outputs = {"unfenced": "true when the read-only default was reset", "server": "the server"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.MAY, f"reset read-only on {_describe_ref(ctx, params.server, params.dsn)}")
+        return PlanResult(Change.MAY, f"reset read-only on {describe_ref(ctx, params.server, params.dsn)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        dsn, where = _target(ctx, params.server, params.dsn)
+        dsn, where = target(ctx, params.server, params.dsn)
         if params.method in ("none", "already-standby"):
             return {"unfenced": False, "server": where}
         if params.method == "command":
@@ -177,7 +178,7 @@ class Unfence(Action):
         rec = ctx.state.get_record(TOPOLOGY, ctx.env.name, CURRENT) if ctx.state is not None else None
         if rec is not None and rec.data.get("run_id") == ctx.run.id:
             raise PermanentError(f"not unfencing {where}: this run already repointed the application")
-        sdsn, swhere = _target(ctx, "standby", None)
+        sdsn, swhere = target(ctx, "standby", None)
         try:
             still_standby = failover_pg.server_status(sdsn, timeout=2.0).in_recovery
         except Unreachable:

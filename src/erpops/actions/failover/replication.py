@@ -1,119 +1,18 @@
-"""Failover actions: replication status, fence, promote, wait until writable, repoint, write probe.
-
-Servers are named by their role in the environment — ``server: primary`` or ``server: standby`` —
-as the environment's *current topology* says: ``database`` and ``standby`` from erpops.yaml, swapped
-when a failover recorded that the standby was promoted (a state-store record of kind ``topology``,
-see :func:`apply_topology`). Every action also takes an explicit ``dsn`` instead.
-
-The write probe (``failover.probe_start`` / ``failover.probe_stop``) runs in a background thread
-of the erpops process between its two steps (a registry keyed by run id); ``failover.repoint``
-points it at the new primary together with the application.
-"""
+"""``postgres.replication_status``, ``postgres.promote``, ``postgres.wait_writable``: the
+PostgreSQL side of a failover (part of the ``failover`` family, :mod:`erpops.actions.failover`)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from pydantic import Field
 
-from erpops import secrets
-from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
+from erpops.actions.base import Action, ActionContext, Change, PlanResult
+from erpops.actions.failover._common import Role, ServerParams, cancel_event, describe_ref, env_of, target
 from erpops.errors import InvalidInput, PermanentError, TemporaryError, Unreachable
+from erpops.records import CURRENT, TOPOLOGY
 from erpops.runbook.durations import Duration
-
-if TYPE_CHECKING:
-    from erpops.backends.postgres.write_probe import WriteProbe
-    from erpops.environments import Database, Environment
-
-TOPOLOGY = "topology"
-CURRENT = "current"
-Role = Literal["primary", "standby"]
-
-_PROBES: dict[str, WriteProbe] = {}
-_PROBES_LOCK = threading.Lock()
-
-
-# --- topology ---------------------------------------------------------------------------------
-
-
-def apply_topology(env: Environment, state: Any) -> Environment:
-    """The environment with the database endpoints its last failover recorded.
-
-    The record (kind ``topology``, key ``current``) names which of the two configured servers is
-    the primary now. It is applied only while erpops.yaml still names the same two servers
-    (``database.dsn`` and ``standby.dsn``, in either order): once the file is edited, the file
-    wins. The application database name and every other setting stay as configured; the server
-    endpoints (``dsn`` and ``fence_command``) swap. The CLI applies it when it loads an environment
-    for a run, so every runbook after a failover works against the new primary.
-    """
-    if state is None or env.database is None or env.standby is None:
-        return env
-    rec = state.get_record(TOPOLOGY, env.name, CURRENT)
-    if rec is None:
-        return env
-    want_primary, want_standby = rec.data.get("primary_dsn"), rec.data.get("standby_dsn")
-    configured = {env.database.dsn, env.standby.dsn}
-    if want_primary == want_standby or {want_primary, want_standby} != configured:
-        return env
-    if env.database.dsn == want_primary:
-        return env
-    old, new = env.database, env.standby
-    return env.model_copy(
-        update={
-            "database": old.model_copy(update={"dsn": new.dsn, "fence_command": new.fence_command}),
-            "standby": new.model_copy(update={"dsn": old.dsn, "fence_command": old.fence_command, "name": old.name}),
-        }
-    )
-
-
-def forget_topology(state: Any, environment: str) -> None:
-    """Drop the recorded topology (e.g. after the servers were re-created from scratch)."""
-    state.delete_record(TOPOLOGY, environment, CURRENT)
-
-
-def _env(ctx: ActionContext) -> Environment:
-    return apply_topology(ctx.env, ctx.state)
-
-
-def _server(env: Environment, role: Role) -> Database:
-    db = env.database if role == "primary" else env.standby
-    if db is None:
-        key = "database" if role == "primary" else "standby"
-        raise Unreachable(f"environment {env.name!r} has no {key} in its configuration; add {key}: {{dsn: ...}}")
-    return db
-
-
-def _target(ctx: ActionContext, role: Role, dsn: str | None) -> tuple[str, str]:
-    """(resolved DSN, description without secrets) of a role or an explicit DSN."""
-    from erpops.backends.postgres import client as pg
-
-    ref = dsn or _server(_env(ctx), role).dsn
-    resolved = ctx.resolve_secret(ref)
-    return resolved, pg.describe(resolved)
-
-
-def _describe_ref(ctx: ActionContext, role: Role, dsn: str | None) -> str:
-    """For plans: where a role points, without resolving secrets."""
-    try:
-        ref = dsn or _server(_env(ctx), role).dsn
-    except Unreachable as exc:
-        return f"({exc})"
-    if secrets.is_reference(ref):
-        return ref  # a secret reference (env:VAR): not resolved while planning
-    from erpops.backends.postgres import client as pg
-
-    try:
-        return pg.describe(ref)
-    except InvalidInput:
-        return "(malformed DSN)"
-
-
-class _ServerParams(ActionParams):
-    server: Role = Field("primary", description="which server of the environment's current topology")
-    dsn: str | None = Field(None, description="connect here instead (DSN or secret reference)")
-
 
 # --- postgres.replication_status --------------------------------------------------------------
 
@@ -137,7 +36,7 @@ class ReplicationStatus(Action):
     name = "postgres.replication_status"
     read_only = True
 
-    class Params(_ServerParams):
+    class Params(ServerParams):
         server: Role = Field("standby", description="which server of the environment's current topology")
         expect: Role | None = Field(None, description="refuse unless the server has this role")
         max_lag: Duration | None = Field(None, description="refuse when the standby's replay lag is larger")
@@ -161,7 +60,7 @@ class ReplicationStatus(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        what = f"replication status of {params.server} {_describe_ref(ctx, params.server, params.dsn)}"
+        what = f"replication status of {params.server} {describe_ref(ctx, params.server, params.dsn)}"
         if params.max_lag is not None:
             what += f" (refuse over {params.max_lag:g}s replay lag)"
         return PlanResult(Change.NONE, what)
@@ -169,7 +68,7 @@ class ReplicationStatus(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        dsn, where = _target(ctx, params.server, params.dsn)
+        dsn, where = target(ctx, params.server, params.dsn)
         st = failover_pg.server_status(dsn, timeout=params.timeout)
         out: dict[str, Any] = {"server": where, **st.as_dict(), "primary_reachable": None, "forced": False}
         out.pop("system_identifier", None)
@@ -210,7 +109,7 @@ class ReplicationStatus(Action):
         from erpops.backends.postgres import replication as failover_pg
 
         try:
-            pdsn, pwhere = _target(ctx, "primary", None)
+            pdsn, pwhere = target(ctx, "primary", None)
             prim = failover_pg.server_status(pdsn, timeout=2.0)
         except (Unreachable, InvalidInput) as exc:
             out["primary_reachable"] = False
@@ -259,7 +158,7 @@ class Promote(Action):
 
     name = "postgres.promote"
 
-    class Params(_ServerParams):
+    class Params(ServerParams):
         server: Role = Field("standby", description="which server of the environment's current topology")
         wait_for_lsn: str | None = Field(None, description="replay at least up to here first")
         catchup_timeout: Duration = Field(30.0, description="longest wait for the replay of wait_for_lsn")
@@ -277,17 +176,17 @@ class Promote(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.WILL, f"promote {_describe_ref(ctx, params.server, params.dsn)} (pg_promote)")
+        return PlanResult(Change.WILL, f"promote {describe_ref(ctx, params.server, params.dsn)} (pg_promote)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        dsn, where = _target(ctx, params.server, params.dsn)
+        dsn, where = target(ctx, params.server, params.dsn)
         if not failover_pg.server_status(dsn).in_recovery:
             raise PermanentError(f"{where} is not in recovery: it is already a primary; nothing promoted")
         out: dict[str, Any] = {"server": where, "caught_up": None, "catchup_seconds": 0.0, "behind_bytes": None}
         if params.wait_for_lsn:
-            cu = failover_pg.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, _cancel_event(ctx))
+            cu = failover_pg.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, cancel_event(ctx))
             out.update(caught_up=cu.caught_up, catchup_seconds=round(cu.seconds, 4), behind_bytes=cu.behind_bytes)
             if cu.resumed_replay:
                 ctx.log("WAL replay was paused on the standby; resumed it before promoting", level="warning")
@@ -306,11 +205,6 @@ class Promote(Action):
         return {**out, "timeline": p.timeline, "lsn": p.lsn, "promote_seconds": round(p.seconds, 4)}
 
 
-def _cancel_event(ctx: ActionContext) -> threading.Event | None:
-    event = getattr(ctx, "cancel_event", None)
-    return event if isinstance(event, threading.Event) else None
-
-
 class WaitWritable(Action):
     """Wait until a server takes writes: a new session in the database creates and rolls back a
     temporary table (fails on a standby and on a read-only server).
@@ -325,7 +219,7 @@ class WaitWritable(Action):
     name = "postgres.wait_writable"
     read_only = True
 
-    class Params(_ServerParams):
+    class Params(ServerParams):
         database: str | None = Field(None, description="default: the application's database")
         timeout: Duration = Field(30.0, description="fail when it does not take writes within this")
         interval: Duration = Field(0.1, description="time between two checks")
@@ -333,15 +227,15 @@ class WaitWritable(Action):
     outputs = {"server": "the server", "waited": "seconds waited", "checks": "checks made"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.NONE, f"wait until {_describe_ref(ctx, params.server, params.dsn)} takes writes")
+        return PlanResult(Change.NONE, f"wait until {describe_ref(ctx, params.server, params.dsn)} takes writes")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        env = _env(ctx)
+        env = env_of(ctx)
         from erpops.backends.postgres import client as pg
 
-        dsn, _ = _target(ctx, params.server, params.dsn)
+        dsn, _ = target(ctx, params.server, params.dsn)
         dbname = params.database or (env.database.name if env.database else None)
         where = pg.describe(dsn, dbname)
         start = time.monotonic()
@@ -355,10 +249,3 @@ class WaitWritable(Action):
             if time.monotonic() - start + params.interval > params.timeout:
                 raise TemporaryError(f"{where} still does not take writes after {params.timeout:g}s: {why}")
             time.sleep(params.interval)
-
-
-# The rest of the family: fencing, the application side (repoint, topology record, write probe)
-# and the report; importing them here registers their actions with this module's.
-import erpops.actions.failover_app  # noqa: E402
-import erpops.actions.failover_fence  # noqa: E402
-import erpops.actions.failover_report  # noqa: E402, F401

@@ -1,6 +1,6 @@
 """The failover report: JSON, Prometheus text, state-store record — from the run's journal.
 
-Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
+Part of the ``failover`` family (:mod:`erpops.actions.failover`).
 """
 
 import json

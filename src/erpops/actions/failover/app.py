@@ -1,6 +1,6 @@
 """Failover actions on the application side: repoint, record the topology, the write probe, the report.
 
-Part of the ``failover`` family (registered when :mod:`erpops.actions.failover` is imported).
+Part of the ``failover`` family (:mod:`erpops.actions.failover`).
 """
 
 from typing import Any, Literal
@@ -8,8 +8,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.actions.failover import _PROBES, _PROBES_LOCK, CURRENT, TOPOLOGY, _describe_ref, _env, _server, _target
+from erpops.actions.failover._common import PROBES, PROBES_LOCK, describe_ref, env_of, server_of, target
 from erpops.errors import InvalidInput, PermanentError, Unreachable
+from erpops.records import CURRENT, TOPOLOGY
 from erpops.runbook.durations import Duration
 from erpops.state import utcnow
 
@@ -61,17 +62,17 @@ class Repoint(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        to = _describe_ref(ctx, "standby", None)
+        to = describe_ref(ctx, "standby", None)
         rt = "" if ctx.env.runtime.kind == "none" else f" and restart the {ctx.env.runtime.kind} services"
         return PlanResult(Change.WILL, f"record {to} as primary{rt}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres import replication as failover_pg
 
-        env = _env(ctx)
-        old, new = _server(env, "primary"), _server(env, "standby")
-        new_dsn, new_where = _target(ctx, "standby", None)
-        _, old_where = _target(ctx, "primary", None)
+        env = env_of(ctx)
+        old, new = server_of(env, "primary"), server_of(env, "standby")
+        new_dsn, new_where = target(ctx, "standby", None)
+        _, old_where = target(ctx, "primary", None)
         st = failover_pg.server_status(new_dsn)
         if st.in_recovery:
             raise PermanentError(f"refusing to point the application at {new_where}: it is still a standby")
@@ -95,8 +96,8 @@ class Repoint(Action):
         )
         ctx.log(f"recorded {new_where} as the primary of {env.name}")
         services = self._runtime(ctx, env, params, new_dsn) if env.runtime.kind != "none" else []
-        with _PROBES_LOCK:
-            probe = _PROBES.get(ctx.run.id)
+        with PROBES_LOCK:
+            probe = PROBES.get(ctx.run.id)
         if probe is not None:
             probe.set_endpoint(new_dsn)
         return {"primary": new_where, "previous_primary": old_where, "services": services, "timeline": st.timeline}
@@ -192,15 +193,15 @@ class ProbeStart(Action):
     outputs = {"endpoint": "where it writes", "first_write_ok": "the baseline write succeeded", "interval": "s"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        where = _describe_ref(ctx, "primary", None)
+        where = describe_ref(ctx, "primary", None)
         return PlanResult(Change.WILL, f"write a probe row every {params.interval:g}s to {where}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.postgres.write_probe import WriteProbe
 
-        env = _env(ctx)
-        dsn, where = _target(ctx, "primary", None)
-        dbname = params.database or _server(env, "primary").name
+        env = env_of(ctx)
+        dsn, where = target(ctx, "primary", None)
+        dbname = params.database or server_of(env, "primary").name
         probe = WriteProbe(dsn, dbname, ctx.run.id, params.interval)
         prepared = True
         try:
@@ -208,9 +209,9 @@ class ProbeStart(Action):
         except Unreachable as exc:
             prepared = False
             ctx.log(f"the primary does not answer ({exc}); the probe starts anyway", level="warning")
-        with _PROBES_LOCK:
-            earlier = _PROBES.pop(ctx.run.id, None)
-            _PROBES[ctx.run.id] = probe
+        with PROBES_LOCK:
+            earlier = PROBES.pop(ctx.run.id, None)
+            PROBES[ctx.run.id] = probe
         if earlier is not None:
             earlier.stop(settle=0)
         probe.start()
@@ -248,8 +249,8 @@ class ProbeStop(Action):
         return PlanResult(Change.NONE, "stop the write probe and report")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        with _PROBES_LOCK:
-            probe = _PROBES.pop(ctx.run.id, None)
+        with PROBES_LOCK:
+            probe = PROBES.pop(ctx.run.id, None)
         if probe is None:
             return {"probe": False, "write_unavailable_seconds": None, "lost_rows": None}
         try:

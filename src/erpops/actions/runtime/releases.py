@@ -1,10 +1,7 @@
 """The release history: ``runtime.record_release``, ``runtime.releases``, ``runtime.resolve_release``.
 
-It lives in the state store as records of kind ``release`` keyed by release id (the deploying
-run's id): images per service, images before, time, run id, pre-deploy backup id, status
-(``pending``, ``good``, ``failed``) and, for rollbacks, the release returned to and the backup
-restored. ``erpops releases list`` and the retention policy (which keeps the newest releases'
-pre-deploy backups) read it too.
+The history is kept in the state store (kind ``release``, keyed by release id); its shape and its
+readers are described in :mod:`erpops.records`.
 """
 
 from __future__ import annotations
@@ -14,22 +11,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.actions.runtime import runtime_of
+from erpops.actions.runtime._common import runtime_of
 from erpops.errors import InvalidInput, PermanentError
+from erpops.records import RELEASE, list_releases, release_time
 from erpops.state import utcnow
-
-RELEASE = "release"
-
-
-def _when(release: dict[str, Any]) -> str:
-    return str(release.get("time") or release["recorded_at"])
-
-
-def list_releases(state: Any, environment: str) -> list[dict[str, Any]]:
-    """The release history of ``environment``, newest first (also used by ``erpops releases list``)."""
-    records = state.list_records(RELEASE, environment)
-    out = [{**r.data, "id": r.key, "recorded_at": r.created_at.isoformat()} for r in records]
-    return sorted(out, key=_when, reverse=True)
 
 
 class RecordRelease(Action):
@@ -176,7 +161,7 @@ class ResolveRelease(Action):
                 )
             target = good[0]
         cur = next((r for r in rels if r["id"] == current), None)
-        after = [r for r in reversed(rels) if _when(r) > _when(target) and r.get("backup_id")]
+        after = [r for r in reversed(rels) if release_time(r) > release_time(target) and r.get("backup_id")]
         return {
             "restore_backup_id": after[0]["backup_id"] if after else None,
             "restore_backup_release": after[0]["id"] if after else None,
