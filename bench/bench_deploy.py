@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
+    from erpops.actions.base import load_actions
     from erpops.backends.runtime import DeployFailed, open_runtime
     from erpops.engine.runner import Engine, RunOptions
     from erpops.runbook.loader import load_runbook
@@ -152,7 +153,7 @@ def main() -> None:
         raw["runtime"]["services"].pop("worker")
         env = Environment.model_validate({**raw, "name": name})
         (tmp / "erpops.yaml").write_text(__import__("yaml").safe_dump({"environments": {name: raw}}))
-        runbook = load_runbook(ROOT / "runbooks" / "deploy.yaml")
+        runbook = load_runbook(ROOT / "runbooks" / "deploy.yaml", load_actions())
         params = {"image": "", "skip_backup": True, "migrate": False}
         # Measure what a user's machine does: byte-code caches written once and reused afterwards
         # (scripts/setup.sh compiles them; so does this, in case a source changed since).

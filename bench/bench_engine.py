@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 
-    from erpops.actions.base import RunInfo
+    from erpops.actions.base import RunInfo, load_actions
     from erpops.actions.core import Log
     from erpops.engine.events import NullSink
     from erpops.engine.runner import Engine, RunOptions
@@ -68,7 +68,7 @@ def main() -> None:
         print(f"(sqlite journal unavailable: {exc})")
 
     def engine_run(make_store) -> float:
-        runbook = load_runbook(rb_path)
+        runbook = load_runbook(rb_path, load_actions())
         store = make_store()
         engine = Engine(state=store, sink=NullSink())
         start = time.perf_counter()

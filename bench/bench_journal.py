@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from erpops.actions.base import load_actions
 from erpops.engine.runner import Engine
 from erpops.environments import Environment
 from erpops.runbook.loader import load_runbook
@@ -67,7 +68,7 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="erpops-bench-"))
-    runbook = load_runbook(write_runbook(tmp / "bench.yaml", args.steps))
+    runbook = load_runbook(write_runbook(tmp / "bench.yaml", args.steps), load_actions())
 
     from erpops.backends.state.sqlite import SqliteStateStore
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from erpops.actions.base import load_actions
 from erpops.engine.events import ListSink
 from erpops.engine.runner import Engine, RunOptions, RunResult
 from erpops.environments import Environment
@@ -36,7 +37,9 @@ class Runner:
     def run(
         self, path: Path, params: dict[str, Any] | None = None, env: Environment | None = None, **opts: Any
     ) -> RunResult:
-        return self.engine.run(load_runbook(path), env or Environment(name="test"), params or {}, RunOptions(**opts))
+        return self.engine.run(
+            load_runbook(path, load_actions()), env or Environment(name="test"), params or {}, RunOptions(**opts)
+        )
 
     def events(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.sink.events if e["event"] == kind]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from erpops.runbook.reference import markdown
+from erpops.cli.reference import markdown
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "runbook-reference.md"
 

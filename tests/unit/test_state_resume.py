@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from erpops.actions.base import load_actions
 from erpops.engine.resume import completed_steps, prepare_resume, resume_params
 from erpops.environments import Config, Environment
 from erpops.errors import InvalidInput
@@ -36,7 +37,7 @@ finally:
 def runbook(tmp_path: Path):
     path = tmp_path / "r.yaml"
     path.write_text(textwrap.dedent(RUNBOOK))
-    return load_runbook(path)
+    return load_runbook(path, load_actions())
 
 
 def _run(runbook, state="failed", params=None) -> RunRecord:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from erpops.actions.base import load_actions
 from erpops.errors import ValidationFailed
 from erpops.runbook.loader import load_runbook
 from tests.unit.conftest import HEADER
@@ -115,7 +116,7 @@ def test_validation_error_names_file_line_and_path(case, write_runbook):
     text, where, message = CASES[case]
     path = write_runbook(text)
     with pytest.raises(ValidationFailed) as exc:
-        load_runbook(path)
+        load_runbook(path, load_actions())
     issues = exc.value.issues
     rendered = [str(i) for i in issues]
     assert any(message in r for r in rendered), rendered
@@ -141,7 +142,7 @@ steps:
 """
     )
     with pytest.raises(ValidationFailed) as exc:
-        load_runbook(path)
+        load_runbook(path, load_actions())
     text = "\n".join(map(str, exc.value.issues))
     for fragment in ("unknown action 'nosuch'", "duplicate step id", "unknown step 'zz'", "unknown field"):
         assert fragment in text
@@ -174,6 +175,6 @@ def test_shipped_runbooks_validate():
     assert {"provision", "failover"} <= set(books)
     for name, path in books.items():
         if path.parent == packaged_dir():
-            rb = load_runbook(path)
+            rb = load_runbook(path, load_actions())
             assert rb.name == name
             assert rb.spec.metadata.description, f"{name} must describe its steps"

@@ -50,6 +50,7 @@ def parse_params(pairs: list[str] | None) -> dict[str, str]:
 
 def execute(name: str, common: Common, options: dict[str, Any] | None = None) -> None:
     """Load the runbook ``name`` (or ``--runbook``), run it on the environment, exit with its code."""
+    from erpops.actions.base import load_actions
     from erpops.environments import load_config
     from erpops.runbook.library import find
     from erpops.runbook.loader import load_runbook
@@ -59,7 +60,7 @@ def execute(name: str, common: Common, options: dict[str, Any] | None = None) ->
         given[key] = value
     config = load_config(common.config)
     env = config.environment(common.env)
-    runbook = load_runbook(find(common.runbook or name))
+    runbook = load_runbook(find(common.runbook or name), load_actions())
     for key in options or {}:
         if key in given and key not in runbook.spec.params:
             abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for --{key.replace('_', '-')}")

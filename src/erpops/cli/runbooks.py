@@ -19,6 +19,7 @@ def list_(json: bool = JsonOpt) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from erpops.actions.base import load_actions
     from erpops.errors import ValidationFailed
     from erpops.runbook.library import available
     from erpops.runbook.loader import load_runbook
@@ -26,7 +27,7 @@ def list_(json: bool = JsonOpt) -> None:
     rows: list[dict[str, Any]] = []
     for name, path in sorted(available().items()):
         try:
-            rb = load_runbook(path)
+            rb = load_runbook(path, load_actions())
             rows.append({"name": name, "version": rb.version, "sha256": rb.sha256, "path": str(path), "valid": True})
         except ValidationFailed as exc:
             rows.append(
@@ -53,10 +54,11 @@ def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from erpops.actions.base import load_actions
     from erpops.runbook.library import find
     from erpops.runbook.loader import load_runbook
 
-    rb = load_runbook(find(name))
+    rb = load_runbook(find(name), load_actions())
     console = Console()
     md = rb.spec.metadata
     console.print(f"[bold]{md.name}[/bold] {md.version}  [dim]{rb.path}  sha256 {rb.sha256}[/dim]")
@@ -87,6 +89,7 @@ def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
 @guarded
 def validate(paths: list[Path] = typer.Argument(None, help="Files or directories (default: every runbook).")) -> None:
     """Validate runbooks without running them; report every error (exit 2 if any)."""
+    from erpops.actions.base import load_actions
     from erpops.errors import ExitCode, ValidationFailed
     from erpops.runbook.library import available
     from erpops.runbook.loader import load_runbook
@@ -102,7 +105,7 @@ def validate(paths: list[Path] = typer.Argument(None, help="Files or directories
     errors = 0
     for f in files:
         try:
-            rb = load_runbook(f)
+            rb = load_runbook(f, load_actions())
             typer.echo(f"ok      {f} ({rb.name} {rb.version})")
         except ValidationFailed as exc:
             for issue in exc.issues:
@@ -129,6 +132,6 @@ def plan(
 @guarded
 def reference() -> None:
     """Print the runbook format and action reference (Markdown, generated from the schemas)."""
-    from erpops.runbook.reference import markdown
+    from erpops.cli.reference import markdown
 
     typer.echo(markdown())

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from erpops import secrets
+from erpops.actions.base import load_actions
 from erpops.environments import Config, Environment
 from erpops.errors import InvalidInput, Locked
 from erpops.runbook.loader import Runbook, load_runbook
@@ -150,7 +151,7 @@ def prepare_resume(
             f"the runbook file of run {run_id} ({path or 'unknown'}) no longer exists; "
             "give it with --runbook PATH (its sha256 must match unless --force)"
         )
-    runbook = load_runbook(path)
+    runbook = load_runbook(path, load_actions())
     if runbook.name != run.runbook:
         raise InvalidInput(f"{path} is runbook {runbook.name!r}, but run {run_id} ran {run.runbook!r}")
     changed = runbook.sha256 != run.sha256

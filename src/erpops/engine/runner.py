@@ -560,6 +560,7 @@ class Engine:
         )
 
     def call_child(self, rs: RunState, step_id: str, name_or_path: str, params: dict[str, Any]) -> dict[str, Any]:
+        from erpops.actions.base import load_actions
         from erpops.runbook.library import find
         from erpops.runbook.loader import load_runbook
 
@@ -567,7 +568,7 @@ class Engine:
             path = rs.runbook.path.parent / name_or_path  # relative to the calling runbook
         else:
             path = find(name_or_path)
-        child = load_runbook(path)
+        child = load_runbook(path, load_actions())
         opts = RunOptions(
             dry_run=False,
             assume_yes=rs.options.assume_yes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from erpops.errors import Issue, ValidationFailed
 from erpops.runbook import templating
 from erpops.runbook.schema import API_VERSION, PARAM_NAME, RunbookSpec, StepSpec
 from erpops.yamlfile import Located, PathT
+
+#: The action registry a runbook is checked against: YAML name -> action class (a class with
+#: ``name`` and a pydantic ``Params`` model). The caller passes it (``load_actions()``): the
+#: runbook layer does not import the actions.
+Actions = Mapping[str, Any]
 
 
 @dataclass
@@ -39,16 +45,17 @@ def sha256_of(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_runbook(path: str | Path) -> Runbook:
-    """Parse and fully validate a runbook file; raises ValidationFailed with every issue found."""
+def load_runbook(path: str | Path, actions: Actions) -> Runbook:
+    """Parse and fully validate a runbook file against ``actions`` (the registry,
+    ``erpops.actions.base.load_actions()``); raises ValidationFailed with every issue found."""
     doc = yamlfile.load(path)
-    spec, issues = validate_document(doc)
+    spec, issues = validate_document(doc, actions)
     if issues or spec is None:
         raise ValidationFailed(issues)
     return Runbook(spec=spec, path=Path(path), sha256=sha256_of(doc.text), doc=doc)
 
 
-def validate_document(doc: Located) -> tuple[RunbookSpec | None, list[Issue]]:
+def validate_document(doc: Located, actions: Actions) -> tuple[RunbookSpec | None, list[Issue]]:
     data = doc.data
     if not isinstance(data, dict):
         return None, [doc.issue((), "a runbook is a mapping with apiVersion, kind, metadata and steps")]
@@ -60,13 +67,10 @@ def validate_document(doc: Located) -> tuple[RunbookSpec | None, list[Issue]]:
         spec = RunbookSpec.model_validate(data)
     except ValidationError as exc:
         return None, yamlfile.pydantic_issues(doc, exc)
-    return spec, _semantic_issues(spec, doc)
+    return spec, _semantic_issues(spec, doc, actions)
 
 
-def _semantic_issues(spec: RunbookSpec, doc: Located) -> list[Issue]:
-    from erpops.actions.base import load_actions
-
-    actions = load_actions()
+def _semantic_issues(spec: RunbookSpec, doc: Located, actions: Actions) -> list[Issue]:
     issues: list[Issue] = []
     param_names = set(spec.params)
     for name in spec.params:
@@ -107,7 +111,7 @@ def _step_issues(
     doc: Located,
     step: StepSpec,
     base: PathT,
-    actions: dict[str, Any],
+    actions: Actions,
     before: set[str],
     all_ids: set[str],
     params: set[str],
@@ -125,7 +129,7 @@ def _step_issues(
     return issues
 
 
-def _action_issues(doc: Located, name: str, with_: dict[str, Any], base: PathT, actions: dict[str, Any]) -> list[Issue]:
+def _action_issues(doc: Located, name: str, with_: dict[str, Any], base: PathT, actions: Actions) -> list[Issue]:
     cls = actions.get(name)
     if cls is None:
         close = sorted(a for a in actions if a.split(".")[0] == name.split(".")[0]) or sorted(actions)

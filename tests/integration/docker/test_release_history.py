@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from erpops.actions.base import load_actions
 from erpops.actions.peak import parse_until
 from erpops.engine.runner import Engine, RunOptions
 from erpops.environments import Environment
@@ -25,7 +26,7 @@ def _run(tmp: Path, state: MemoryStateStore, env: Environment, steps: str, param
         "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: t, version: 1.0.0}\n"
         "params: {to: {type: string}}\nsteps:\n" + steps
     )
-    return Engine(state=state).run(load_runbook(path), env, params or {}, RunOptions())
+    return Engine(state=state).run(load_runbook(path, load_actions()), env, params or {}, RunOptions())
 
 
 def _put(state: MemoryStateStore, env: str, key: str, images: dict[str, str], status: str, **extra: Any) -> None:

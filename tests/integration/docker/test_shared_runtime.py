@@ -91,6 +91,7 @@ def test_unreachable_engine_drops_the_runtime_and_evicted_ones_close_when_unused
 def test_deploy_runbook_opens_the_runtime_once(
     docker_env: Any, docker_images: ImageSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from erpops.actions.base import load_actions
     from erpops.engine.runner import Engine, RunOptions
     from erpops.runbook.library import find
     from erpops.runbook.loader import load_runbook
@@ -98,7 +99,7 @@ def test_deploy_runbook_opens_the_runtime_once(
 
     calls = opened(monkeypatch)
     e = docker_env(front=False)
-    runbook = load_runbook(find("deploy"))
+    runbook = load_runbook(find("deploy"), load_actions())
     params = {"image": docker_images.healthy, "skip_backup": True, "migrate": False}
     result = Engine(state=MemoryStateStore()).run(runbook, e.env, params, RunOptions(assume_yes=True))
     assert result.state == "succeeded", result.error

@@ -67,13 +67,13 @@ class Repoint(Action):
         return PlanResult(Change.WILL, f"record {to} as primary{rt}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         env = env_of(ctx)
         old, new = server_of(env, "primary"), server_of(env, "standby")
         new_dsn, new_where = target(ctx, "standby", None)
         _, old_where = target(ctx, "primary", None)
-        st = failover_pg.server_status(new_dsn)
+        st = pg_replication.server_status(new_dsn)
         if st.in_recovery:
             raise PermanentError(f"refusing to point the application at {new_where}: it is still a standby")
         if ctx.state is None:

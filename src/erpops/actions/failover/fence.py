@@ -69,7 +69,7 @@ class Fence(Action):
         return PlanResult(Change.WILL, f"fence {where}: read-only + terminate sessions, or its fence_command")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         env = env_of(ctx)
         dsn, where = target(ctx, params.server, params.dsn)
@@ -90,12 +90,12 @@ class Fence(Action):
         reasons: list[str] = []
         sql_applied = False
         try:
-            res = failover_pg.fence(dsn, terminate=params.terminate, timeout=params.connect_timeout)
+            res = pg_replication.fence(dsn, terminate=params.terminate, timeout=params.connect_timeout)
             if res.already_standby:
                 return {**out, "fenced": True, "method": "already-standby", "confirmed": "server is in recovery"}
             sql_applied = True
             out.update(terminated_sessions=res.terminated, lsn=res.lsn)
-            ok, detail = failover_pg.confirm_read_only(dsn, dbname, timeout=params.connect_timeout)
+            ok, detail = pg_replication.confirm_read_only(dsn, dbname, timeout=params.connect_timeout)
             if ok:
                 ctx.log(f"fenced {where}: read-only, {res.terminated} session(s) terminated")
                 return {**out, "fenced": True, "method": "sql", "confirmed": f"new session read-only ({detail})"}
@@ -119,7 +119,7 @@ class Fence(Action):
             return {**out, "forced": True, "confirmed": None}
         if sql_applied:
             with contextlib.suppress(Unreachable, PermanentError, TemporaryError):
-                failover_pg.unfence(dsn)
+                pg_replication.unfence(dsn)
         raise PermanentError(
             f"cannot confirm that the old primary {where} refuses writes: {why}; stopped before promoting "
             "(nothing was promoted)",
@@ -166,7 +166,7 @@ class Unfence(Action):
         return PlanResult(Change.MAY, f"reset read-only on {describe_ref(ctx, params.server, params.dsn)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         dsn, where = target(ctx, params.server, params.dsn)
         if params.method in ("none", "already-standby"):
@@ -180,7 +180,7 @@ class Unfence(Action):
             raise PermanentError(f"not unfencing {where}: this run already repointed the application")
         sdsn, swhere = target(ctx, "standby", None)
         try:
-            still_standby = failover_pg.server_status(sdsn, timeout=2.0).in_recovery
+            still_standby = pg_replication.server_status(sdsn, timeout=2.0).in_recovery
         except Unreachable:
             still_standby = False
         if not still_standby:
@@ -188,6 +188,6 @@ class Unfence(Action):
                 f"not unfencing {where}: the standby {swhere} is not (or no longer known to be) in recovery; "
                 "two primaries must never accept writes — decide by hand which one is the primary"
             )
-        failover_pg.unfence(dsn)
+        pg_replication.unfence(dsn)
         ctx.log(f"unfenced {where}: it accepts writes again")
         return {"unfenced": True, "server": where}

@@ -66,10 +66,10 @@ class ReplicationStatus(Action):
         return PlanResult(Change.NONE, what)
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         dsn, where = target(ctx, params.server, params.dsn)
-        st = failover_pg.server_status(dsn, timeout=params.timeout)
+        st = pg_replication.server_status(dsn, timeout=params.timeout)
         out: dict[str, Any] = {"server": where, **st.as_dict(), "primary_reachable": None, "forced": False}
         out.pop("system_identifier", None)
         if params.expect is not None and st.role != params.expect:
@@ -106,11 +106,11 @@ class ReplicationStatus(Action):
 
     @staticmethod
     def _compare_with_primary(ctx: ActionContext, st: Any, out: dict[str, Any], where: str) -> None:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         try:
             pdsn, pwhere = target(ctx, "primary", None)
-            prim = failover_pg.server_status(pdsn, timeout=2.0)
+            prim = pg_replication.server_status(pdsn, timeout=2.0)
         except (Unreachable, InvalidInput) as exc:
             out["primary_reachable"] = False
             ctx.log(f"primary does not answer ({exc}); lag measured on the standby alone")
@@ -122,7 +122,7 @@ class ReplicationStatus(Action):
                 "check database.dsn and standby.dsn in erpops.yaml"
             )
         if not prim.in_recovery and prim.current_lsn and st.replay_lsn:
-            out["lag_bytes"] = max(failover_pg.lsn_diff(pdsn, prim.current_lsn, st.replay_lsn), 0)
+            out["lag_bytes"] = max(pg_replication.lsn_diff(pdsn, prim.current_lsn, st.replay_lsn), 0)
 
     @staticmethod
     def _wrong_role(ctx: ActionContext, params: Any, where: str, role: str) -> str:
@@ -179,14 +179,14 @@ class Promote(Action):
         return PlanResult(Change.WILL, f"promote {describe_ref(ctx, params.server, params.dsn)} (pg_promote)")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         dsn, where = target(ctx, params.server, params.dsn)
-        if not failover_pg.server_status(dsn).in_recovery:
+        if not pg_replication.server_status(dsn).in_recovery:
             raise PermanentError(f"{where} is not in recovery: it is already a primary; nothing promoted")
         out: dict[str, Any] = {"server": where, "caught_up": None, "catchup_seconds": 0.0, "behind_bytes": None}
         if params.wait_for_lsn:
-            cu = failover_pg.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, cancel_event(ctx))
+            cu = pg_replication.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, cancel_event(ctx))
             out.update(caught_up=cu.caught_up, catchup_seconds=round(cu.seconds, 4), behind_bytes=cu.behind_bytes)
             if cu.resumed_replay:
                 ctx.log("WAL replay was paused on the standby; resumed it before promoting", level="warning")
@@ -200,7 +200,7 @@ class Promote(Action):
                         msg + "; promoting now would lose those commits", hint="pass --force to accept"
                     )
                 ctx.log(f"--force: {msg}; promoting anyway", level="warning")
-        p = failover_pg.promote(dsn, params.wait_seconds)
+        p = pg_replication.promote(dsn, params.wait_seconds)
         ctx.log(f"promoted {where} in {p.seconds:.3f}s (timeline {p.timeline})")
         return {**out, "timeline": p.timeline, "lsn": p.lsn, "promote_seconds": round(p.seconds, 4)}
 
@@ -230,7 +230,7 @@ class WaitWritable(Action):
         return PlanResult(Change.NONE, f"wait until {describe_ref(ctx, params.server, params.dsn)} takes writes")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.postgres import replication as failover_pg
+        from erpops.backends.postgres import replication as pg_replication
 
         env = env_of(ctx)
         from erpops.backends.postgres import client as pg
@@ -243,7 +243,7 @@ class WaitWritable(Action):
         while True:
             ctx.check_cancelled()
             checks += 1
-            why = failover_pg.write_check(dsn, dbname, timeout=min(params.timeout, 2.0) or 1.0)
+            why = pg_replication.write_check(dsn, dbname, timeout=min(params.timeout, 2.0) or 1.0)
             if why is None:
                 return {"server": where, "waited": round(time.monotonic() - start, 4), "checks": checks}
             if time.monotonic() - start + params.interval > params.timeout:
