@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -31,19 +29,10 @@ def _err(line: str) -> None:
 
 
 def save_traceback(exc: BaseException) -> str | None:
-    from erpops.secrets import redact
+    from erpops import files
 
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    d = os.path.join(base, "erpops", "tracebacks")
-    try:
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        path = os.path.join(d, datetime.now(UTC).strftime("crash-%Y%m%dT%H%M%S%fZ.txt"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(redact("".join(traceback.format_exception(exc))))
-        return path
-    except OSError:
-        return None
+    path = files.save_traceback(exc, datetime.now(UTC).strftime("crash-%Y%m%dT%H%M%S%fZ"))
+    return str(path) if path else None
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

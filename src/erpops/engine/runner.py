@@ -12,7 +12,6 @@ import secrets as _random
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from erpops.errors import (
     Issue,
     ValidationFailed,
 )
+from erpops.files import save_traceback
 from erpops.runbook import params as params_mod
 from erpops.runbook import templating
 from erpops.runbook.loader import Runbook
@@ -473,7 +473,7 @@ class Engine:
             rec.error = error_text
             self.state.finish_step(rec)
             if outcome.error is not None and not isinstance(outcome.error, ErpopsError):
-                _save_traceback(rs.info.id, step_id, outcome.error)
+                save_traceback(outcome.error, f"{rs.info.id}-{step_id}")
             retrying = (
                 outcome.status == "failed"
                 and outcome.temporary
@@ -603,26 +603,6 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
-
-
-def traceback_dir() -> str:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "erpops", "tracebacks")
-
-
-def _save_traceback(run_id: str, step_id: str, exc: BaseException) -> None:
-    """A bug inside an action: keep the (redacted) traceback for the report, privately."""
-    try:
-        d = traceback_dir()
-        os.makedirs(d, mode=0o700, exist_ok=True)
-        text = redact("".join(traceback.format_exception(exc)))
-        path = os.path.join(d, f"{run_id}-{step_id}.txt")
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass
 
 
 def _check_pin(runbook: Runbook, env: Environment) -> None:

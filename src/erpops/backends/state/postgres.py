@@ -27,6 +27,7 @@ from psycopg import conninfo
 from erpops.audit import AuditLog
 from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, dumps
 from erpops.errors import Interrupted, Locked, Unreachable
+from erpops.files import state_dir
 from erpops.secrets import REDACTOR, redact
 from erpops.state import RunRecord
 
@@ -89,11 +90,8 @@ def safe_dsn(dsn: str) -> str:
 
 
 def default_audit_path(dsn: str) -> Path:
-    import os
-
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     tag = hashlib.sha256(safe_dsn(dsn).encode()).hexdigest()[:12]
-    return Path(base) / "erpops" / f"audit-postgres-{tag}.jsonl"
+    return state_dir() / f"audit-postgres-{tag}.jsonl"
 
 
 def _connect(dsn: str, what: str) -> psycopg.Connection[Any]:

@@ -33,6 +33,7 @@ from typing import Any
 from erpops.audit import AuditLog
 from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, pid_alive
 from erpops.errors import Interrupted, Locked, Unreachable
+from erpops.files import state_dir
 from erpops.state import RunRecord
 
 SCHEMA = """
@@ -67,8 +68,7 @@ CREATE TABLE IF NOT EXISTS locks (
 
 
 def default_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "erpops" / "erpops.db"
+    return state_dir() / "erpops.db"
 
 
 def path_from_url(url: str) -> Path:

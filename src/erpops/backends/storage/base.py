@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import IO, Literal
 
 from erpops.errors import InvalidInput, PermanentError
+from erpops.files import atomic_file
 
 CHUNK = 1024 * 1024
 #: Name prefix of temporary files (local store); never listed, removed by ``cleanup_partial``.
@@ -264,27 +265,16 @@ class ObjectStore(ABC):
 
     def get_file(self, key: str, path: str | Path, *, progress: Progress | None = None) -> ObjectInfo:
         """Download ``key`` to ``path`` (mode 0600, via a temporary file renamed into place)."""
-        import os
-        import tempfile
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
         digest = hashlib.sha256()
         size = 0
-        try:
-            with os.fdopen(fd, "wb") as out, self.reader(key) as src:
-                for chunk in iter(lambda: src.read(CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                    if progress:
-                        progress(size)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, 0o600, prefix=TMP_PREFIX) as out, self.reader(key) as src:
+            for chunk in iter(lambda: src.read(CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if progress:
+                    progress(size)
         return ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), modified=utcnow())
 
     def sha256(self, key: str, *, progress: Progress | None = None) -> str:

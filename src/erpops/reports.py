@@ -8,34 +8,17 @@ The report is a plain dict (see ``odoo.drill_report``)::
      "checks": [{"name": "row_counts", "passed": true, "expected": ..., "actual": ...,
                  "duration": 0.01, "message": "...", "skipped": false}, ...]}
 
-Files are written atomically (temporary file + rename), as the node_exporter textfile
-collector requires.
+Also the one Prometheus text writer (:class:`PrometheusText`), which the failover report uses too.
+Write the files with :func:`erpops.files.write_atomic` (temporary file + rename), as the
+node_exporter textfile collector requires.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import tempfile
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
-
-
-def write_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _text(value: Any) -> str:
@@ -94,24 +77,41 @@ def _label(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _labels(**labels: Any) -> str:
-    return "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
-
-
-def _num(value: float) -> str:
+def _num(value: float | int | bool) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
     return repr(float(value)) if value != int(value) else str(int(value))
+
+
+class PrometheusText:
+    """Metrics in the Prometheus text exposition format (node_exporter's textfile collector):
+    ``metric()`` adds a ``# HELP`` / ``# TYPE`` block with one sample per label set; samples
+    whose value is None are left out, and a metric left with no sample is not written."""
+
+    def __init__(self, **labels: Any) -> None:
+        self._labels = labels
+        self._lines: list[str] = []
+
+    def metric(
+        self, name: str, kind: str, help_text: str, samples: list[tuple[dict[str, Any], float | int | bool | None]]
+    ) -> None:
+        present = [(labels, value) for labels, value in samples if value is not None]
+        if not present:
+            return
+        self._lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for labels, value in present:
+            every = {**self._labels, **labels}
+            text = "{" + ",".join(f'{k}="{_label(v)}"' for k, v in every.items()) + "}"
+            self._lines.append(f"{name}{text} {_num(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
 
 
 def prometheus_text(report: dict[str, Any]) -> str:
     """Metrics of one drill in the Prometheus text exposition format (for the textfile collector)."""
-    env = report.get("environment") or "?"
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, Any], float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lines.append(f"{name}{_labels(environment=env, **labels)} {_num(value)}")
+    out = PrometheusText(environment=report.get("environment") or "?")
+    metric = out.metric
 
     metric(
         "erpops_restore_drill_success",
@@ -164,4 +164,4 @@ def prometheus_text(report: dict[str, Any]) -> str:
             "1 when the check passed in the last restore drill, else 0.",
             [({"check": c.get("name")}, 1.0 if c.get("passed") else 0.0) for c in checks],
         )
-    return "\n".join(lines) + "\n"
+    return out.text()
