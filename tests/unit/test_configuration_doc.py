@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from erpops.backends.runtime import service_specs
+from erpops.backends.runtime.docker.runtime import _mounts
 from erpops.backends.storage.s3 import parse_s3_url
 from erpops.environments import load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
-def test_the_documented_configuration_loads(tmp_path: Path) -> None:
+def test_the_documented_configuration_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (example,) = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     path = tmp_path / "erpops.yaml"
     path.write_text(example)
@@ -24,6 +27,31 @@ def test_the_documented_configuration_loads(tmp_path: Path) -> None:
     assert parse_s3_url(prod.storage.url) == ("acme-erp-backups", "odoo")
     specs = service_specs(prod)
     assert set(specs) == {"web", "cron"}
-    assert specs["web"].mounts()["/srv/odoo/odoo.conf"] == {"bind": "/etc/odoo/odoo.conf", "mode": "ro"}
-    assert specs["cron"].mounts()["/srv/odoo/data"] == {"bind": "/var/lib/odoo", "mode": "rw"}
-    assert specs["web"].front is not None and specs["web"].front.port == 8069
+    assert _mounts(specs["web"])["/srv/odoo/odoo.conf"] == {"bind": "/etc/odoo/odoo.conf", "mode": "ro"}
+    assert _mounts(specs["cron"])["/srv/odoo/data"] == {"bind": "/var/lib/odoo", "mode": "rw"}
+    assert specs["web"].docker.front is not None and specs["web"].docker.front.port == 8069
+    assert specs["web"].health_url == "https://erp.example.com/web/health"
+    assert "deprecated" not in capsys.readouterr().err  # the documented spelling is the current one
+
+
+def test_the_old_docker_spelling_works_with_one_line_notice_each(capsys: pytest.CaptureFixture[str]) -> None:
+    from erpops.environments import Environment
+
+    old = {
+        "port": 8069,
+        "front": {"image": "nginx", "port": 8080},
+        "publish_bind": "0.0.0.0",
+        "stop_timeout": 3,
+        "healthcheck": {"test": ["CMD-SHELL", "true"], "interval": 2},
+    }
+    env = Environment.model_validate({"name": "legacy", "runtime": {"kind": "docker", "services": {"web": old}}})
+    spec = service_specs(env)["web"]
+    assert spec.docker.front is not None and spec.docker.front.port == 8080
+    assert (spec.docker.publish_bind, spec.docker.stop_timeout) == ("0.0.0.0", 3)
+    assert spec.docker.healthcheck_test == ["CMD-SHELL", "true"] and spec.healthcheck.interval == 2
+    assert "__moved__" not in (spec.model_extra or {})
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("erpops: deprecated: environment 'legacy'") for line in lines)
+    assert "runtime.services.web.front is now runtime.services.web.docker.front" in lines[0]
+    service_specs(env)
+    assert capsys.readouterr().err == ""  # once per process

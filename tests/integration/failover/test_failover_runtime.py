@@ -36,7 +36,13 @@ def test_failover_repoints_the_application_services(
     pair, primary, standby = healthy
     name = f"{docker_images.prefix}-fo{os.urandom(2).hex()}"
     fast = {"interval": 0.5, "timeout": 1.0, "retries": 3, "start_period": 0}
-    web = {"port": 8080, "replicas": 1, "health_path": "/web/health", "healthcheck": fast, "stop_timeout": 2}
+    web = {
+        "port": 8080,
+        "replicas": 1,
+        "health_path": "/web/health",
+        "healthcheck": fast,
+        "docker": {"stop_timeout": 2},
+    }
     raw = docker_environment(name, docker_images, services={"web": web})
     cfg = pair.env_config(primary, standby, runtime=raw["runtime"], odoo=raw["odoo"])
     env = Environment(name="app", **cfg)

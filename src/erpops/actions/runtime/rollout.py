@@ -52,6 +52,7 @@ class Check(Action):
         "replicas": "running instances per service now",
         "release": "the release label every instance shares, or null",
         "database": "the database checked, when asked",
+        "image_checks": "per image asked for: present, pulled, or unverified (not known until pulled)",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -66,8 +67,10 @@ class Check(Action):
             wanted |= {i for i in (params.images or {}).values() if i}
             for s in params.images or {}:
                 rt.spec(s)
-            for image in sorted(wanted):
-                rt.ensure_image(image, pull=params.pull)
+            checked = {image: rt.check_image(image, pull=params.pull) for image in sorted(wanted)}
+            for c in checked.values():
+                if c.status == "unverified":
+                    ctx.log(f"image {c.image}: {c.detail or 'not known until an instance pulls it'}", level="warning")
             now = rt.current()
             described = rt.describe()
         database = None
@@ -79,6 +82,7 @@ class Check(Action):
             "images": {s: now.services[s].image if s in now.services else None for s in rt.specs},
             "replicas": {s: now.services[s].replicas if s in now.services else 0 for s in rt.specs},
             "release": now.release,
+            "image_checks": {image: c.status for image, c in checked.items()},
         }
 
 
@@ -109,7 +113,8 @@ class Current(Action):
         "images": "image per service (null when nothing runs or images are mixed)",
         "replicas": "running instances per service",
         "release": "the release every instance shares, or null",
-        "services": "per service: image, images, release, replicas, healthy, instances",
+        "services": "per service: image, images, release, replicas, healthy, desired, updated, ready, revision, "
+        "instances",
     }
 
     def plan(self, params: ActionParams, ctx: ActionContext) -> PlanResult:

@@ -40,15 +40,16 @@ are left as they were; :class:`DeployFailed` says why and when the verdict was r
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from erpops.environments import Environment
 from erpops.errors import ActionError, Unreachable
@@ -84,10 +85,10 @@ class DeployFailed(ActionError):
 
 # --- service settings ----------------------------------------------------------------------------
 class HealthcheckSpec(BaseModel):
-    """Container health check. ``test`` defaults to an HTTP GET of ``health_path`` with wget or curl."""
+    """Health check timing of every instance (Docker HEALTHCHECK, Kubernetes probes): an HTTP GET
+    of ``health_path``. (``test``, a Docker CMD-SHELL, is ``docker.healthcheck_test`` now.)"""
 
     model_config = ConfigDict(extra="forbid")
-    test: list[str] | None = None
     interval: float = 1.0
     timeout: float = 3.0
     retries: int = 3
@@ -103,6 +104,31 @@ class FrontSpec(BaseModel):
     bind: str = "0.0.0.0"
     #: Seconds to wait at most for the old proxy workers to finish their requests.
     drain_timeout: float = 30.0
+
+
+class DockerServiceSpec(BaseModel):
+    """``runtime.services.<name>.docker``: what only the Docker runtime reads."""
+
+    model_config = ConfigDict(extra="forbid")
+    front: FrontSpec | None = None
+    #: The container's HEALTHCHECK test (``[CMD-SHELL, ...]``); default: a GET of ``health_path``.
+    healthcheck_test: list[str] | None = None
+    #: Where each instance's port is published (on an ephemeral host port): erpops's own checks.
+    publish_bind: str = "127.0.0.1"
+    #: Seconds an instance gets to stop.
+    stop_timeout: int = 10
+
+
+#: Docker-only keys accepted at the service level before they moved under ``docker:`` (old -> new).
+_DOCKER_KEYS = {"front": "front", "publish_bind": "publish_bind", "stop_timeout": "stop_timeout"}
+_notified: set[str] = set()
+
+
+def deprecation_notice(message: str) -> None:
+    """One line on stderr, once per process for each message (a setting spelled the old way)."""
+    if message not in _notified:
+        _notified.add(message)
+        print(f"erpops: deprecated: {message}", file=sys.stderr)
 
 
 class ServiceSpec(BaseModel):
@@ -122,15 +148,41 @@ class ServiceSpec(BaseModel):
     #: Kubernetes: the Deployment's own volumes.
     volumes: dict[str, str] = Field(default_factory=dict)
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
-    front: FrontSpec | None = None
-    #: Where each instance's port is published (on an ephemeral host port): erpops's own checks.
-    publish_bind: str = "127.0.0.1"
-    stop_timeout: int = 10
+    #: A URL that reaches the service as its users do (a front, a Service proxy, an ingress):
+    #: health checks go there as well as to each instance. Docker's managed front is used when unset.
+    health_url: str | None = None
+    #: Docker-only settings (front, healthcheck_test, publish_bind, stop_timeout).
+    docker: DockerServiceSpec = Field(default_factory=DockerServiceSpec)
     #: A service without health check counts as healthy once running this long.
     min_ready_seconds: float = 0.5
     #: Odoo processes per instance and connections per process (scale-for-peak headroom).
     workers: int | None = None
     db_maxconn: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _docker_keys_moved(cls, data: Any) -> Any:
+        """The old spelling (``front``, ``publish_bind``, ``stop_timeout``, ``healthcheck.test`` at
+        the service level) still works; :func:`service_specs` says where it moved."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        docker = dict(data.get("docker") or {})
+        moved = []
+        for old, new in _DOCKER_KEYS.items():
+            if old in data:
+                docker.setdefault(new, data.pop(old))
+                moved.append((old, f"docker.{new}"))
+        hc = data.get("healthcheck")
+        if isinstance(hc, dict) and "test" in hc:
+            hc = dict(hc)
+            docker.setdefault("healthcheck_test", hc.pop("test"))
+            data["healthcheck"] = hc
+            moved.append(("healthcheck.test", "docker.healthcheck_test"))
+        if moved:
+            data["docker"] = docker
+            data["__moved__"] = moved
+        return data
 
     @field_validator("volumes")
     @classmethod
@@ -141,27 +193,24 @@ class ServiceSpec(BaseModel):
                 raise ValueError(f"volume {source!r}: give an absolute path in the instance, optionally :ro or :rw")
         return value
 
-    def mounts(self) -> dict[str, dict[str, str]]:
-        """``volumes`` in the docker SDK's form."""
-        out = {}
-        for source, target in self.volumes.items():
-            path, _, mode = target.partition(":")
-            out[source] = {"bind": path, "mode": mode or "rw"}
-        return out
-
 
 def service_specs(env: Environment) -> dict[str, ServiceSpec]:
     """Parse ``env.runtime.services``; a bad entry is a misconfigured environment (exit 3)."""
     specs: dict[str, ServiceSpec] = {}
     for name, raw in env.runtime.services.items():
         try:
-            specs[name] = ServiceSpec.model_validate(raw or {})
+            specs[name] = spec = ServiceSpec.model_validate(raw or {})
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise RuntimeMisconfigured(
                 f"environment {env.name!r}: runtime.services.{name}.{where}: {first['msg']}"
             ) from None
+        for old, new in (spec.model_extra or {}).pop("__moved__", []):
+            deprecation_notice(
+                f"environment {env.name!r}: runtime.services.{name}.{old} is now runtime.services.{name}.{new} "
+                "(docs/configuration.md)"
+            )
     return specs
 
 
@@ -185,8 +234,40 @@ class Instance:
 
 @dataclass(frozen=True)
 class ServiceState:
+    """A service as its runtime sees it now.
+
+    ``desired``: instances the runtime is to run (Kubernetes: ``spec.replicas``; Docker: the running
+    ones, as erpops's operations leave them). ``revision``: what the service is rolled to (Kubernetes:
+    the Deployment's revision; Docker: the release label of its newest instance). ``updated``:
+    instances at that revision; ``ready``: instances that pass their health check. A rollout is
+    complete when ``updated == ready == desired`` and no older instance runs."""
+
     name: str
     instances: tuple[Instance, ...] = ()
+    desired: int = 0
+    updated: int = 0
+    ready: int = 0
+    revision: str | None = None
+
+    @classmethod
+    def of_instances(cls, name: str, instances: Sequence[Instance]) -> ServiceState:
+        """The counts of a runtime whose instances are all there is (Docker): desired = running,
+        revision = the newest running instance's release (``instances`` oldest first)."""
+        running = [i for i in instances if i.running]
+        revision = running[-1].release if running else None
+        return cls(
+            name,
+            tuple(instances),
+            desired=len(running),
+            updated=sum(1 for i in running if i.release == revision),
+            ready=sum(1 for i in running if i.health in ("healthy", "none")),
+            revision=revision,
+        )
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every desired instance is at the revision and ready, and nothing older runs."""
+        return self.updated == self.ready == self.desired == len(self.running)
 
     @property
     def running(self) -> list[Instance]:
@@ -222,6 +303,10 @@ class ServiceState:
             "release": self.release,
             "replicas": self.replicas,
             "healthy": self.healthy,
+            "desired": self.desired,
+            "updated": self.updated,
+            "ready": self.ready,
+            "revision": self.revision,
             "instances": [asdict(i) for i in self.instances],
         }
 
@@ -246,6 +331,21 @@ class Release:
         """The release label shared by every running instance, if there is one."""
         releases = {i.release for s in self.services.values() for i in s.running}
         return releases.pop() if len(releases) == 1 else None
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What a runtime knows of an image before instances run it.
+
+    ``present``: on the engine (``id`` set); ``pulled``: it was missing and was pulled; ``unverified``:
+    not known until an instance pulls it (a cluster cannot look into its nodes' image stores: the
+    rollout's own progress says). A runtime that knows the image is missing raises
+    :class:`ImageNotFound` instead."""
+
+    image: str
+    status: Literal["present", "pulled", "unverified"]
+    id: str | None = None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -358,8 +458,9 @@ class Runtime(ABC):
         return self.current().services.get(service, ServiceState(service))
 
     @abstractmethod
-    def ensure_image(self, image: str, *, pull: bool = False) -> str:
-        """Return the image id; pull it when allowed; :class:`ImageNotFound` otherwise."""
+    def check_image(self, image: str, *, pull: bool = False) -> ImageCheck:
+        """Whether ``image`` can run: present, pulled (when ``pull``) or not known until pulled;
+        :class:`ImageNotFound` (exit 3) when the runtime knows it is missing."""
 
     @abstractmethod
     def deploy(
@@ -381,7 +482,14 @@ class Runtime(ABC):
 
     @abstractmethod
     def health(self, service: str, timeout: float = 60.0, *, url: str | None = None) -> HealthReport:
-        """Wait up to ``timeout`` for every instance healthy and ``health_path`` answering 200."""
+        """Wait up to ``timeout`` for every instance healthy and, through ``url`` (default: the
+        service's ``health_url``, else the runtime's own way in, such as Docker's front), the
+        service answering 200 as its users reach it."""
+
+    def health_url(self, service: str) -> str | None:
+        """Where the service is reached as its users reach it, for health checks (``health_url``
+        of the service; a runtime may know a better default)."""
+        return self.spec(service).health_url
 
     @abstractmethod
     def scale(self, service: str, replicas: int, *, timeout: float = 300.0) -> ServiceState:
@@ -390,7 +498,18 @@ class Runtime(ABC):
     @abstractmethod
     def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
         """Stop every instance of the service (nothing serves); they are kept, so a later
-        :meth:`deploy` knows their count and environment."""
+        :meth:`deploy` or :meth:`start` knows their count and environment."""
+
+    def start(self, service: str, *, timeout: float = 300.0) -> ServiceState:
+        """Run a stopped service again: its last image, as many instances as were stopped, the same
+        environment, healthy before this returns (all-or-nothing like :meth:`deploy`)."""
+        state = self.service_state(service)
+        image = state.image or (state.instances[-1].image if state.instances else None) or self.default_image(service)
+        if image is None:
+            raise RuntimeMisconfigured(f"service {service!r} has no image to start (image in runtime.services)")
+        release = state.revision or (state.instances[-1].release if state.instances else "") or "start"
+        self.deploy(service, image, release=release, timeout=timeout)
+        return self.service_state(service)
 
     @abstractmethod
     def run_once(

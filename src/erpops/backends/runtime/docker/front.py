@@ -63,13 +63,13 @@ class FrontProxy:
     _front_labels: Callable[[str], dict[str, str]]
 
     def _front_url(self, spec: ServiceSpec) -> str | None:
-        if spec.front is None:
+        if spec.docker.front is None:
             return None
-        host = spec.front.bind if spec.front.bind not in ("0.0.0.0", "", "::") else self.public_host
-        return f"http://{host}:{spec.front.port}"
+        host = spec.docker.front.bind if spec.docker.front.bind not in ("0.0.0.0", "", "::") else self.public_host
+        return f"http://{host}:{spec.docker.front.port}"
 
     def _front_conf(self, service: str, spec: ServiceSpec, members: Sequence[Container], generation: str) -> str:
-        assert spec.front is not None and spec.port is not None
+        assert spec.docker.front is not None and spec.port is not None
         servers = []
         for c in members:
             c.reload()
@@ -85,7 +85,7 @@ class FrontProxy:
                 *servers,
                 "}",
                 "server {",
-                f"    listen {spec.front.port};",
+                f"    listen {spec.docker.front.port};",
                 f"    location = {GENERATION_PATH} {{ return 200 '{generation}'; }}",
                 "    location / {",
                 f"        proxy_pass http://{upstream};",
@@ -104,7 +104,7 @@ class FrontProxy:
 
     def _front_set(self, service: str, spec: ServiceSpec, members: Sequence[Container]) -> None:
         """Put exactly ``members`` in rotation; return once the proxy's old workers have finished."""
-        assert spec.front is not None
+        assert spec.docker.front is not None
         front_name = f"{self.project}-{service}-front"
         generation = str(time.time_ns())
         data = self._front_conf(service, spec, members, generation).encode()
@@ -116,12 +116,12 @@ class FrontProxy:
         try:
             front = self.client.containers.get(front_name)
         except docker.errors.NotFound:
-            self.ensure_image(spec.front.image)
+            self.ensure_image(spec.docker.front.image)
             front = self.client.containers.create(
-                spec.front.image,
+                spec.docker.front.image,
                 name=front_name,
                 labels=self._front_labels(service),
-                ports={f"{spec.front.port}/tcp": (spec.front.bind, spec.front.port)},
+                ports={f"{spec.docker.front.port}/tcp": (spec.docker.front.bind, spec.docker.front.port)},
                 network=self._network(),
                 init=True,
                 restart_policy=RESTART_UNLESS_STOPPED,
@@ -149,7 +149,7 @@ class FrontProxy:
             )
         # Old workers keep accepting until the master tells them to quit, then finish their
         # requests: the old upstreams are in use until every one of them has exited.
-        wait_until(lambda: not (old_workers & self._front_workers(front)), spec.front.drain_timeout, 0.02)
+        wait_until(lambda: not (old_workers & self._front_workers(front)), spec.docker.front.drain_timeout, 0.02)
 
     @staticmethod
     def _front_workers(front: Container) -> set[str]:

@@ -47,6 +47,7 @@ from erpops.backends.runtime.base import (
     DeployFailed,
     DeployResult,
     HealthReport,
+    ImageCheck,
     ImageNotFound,
     Instance,
     Release,
@@ -87,6 +88,15 @@ def _engine_errors(fn: F) -> F:
             raise ActionError(f"Docker engine at {self.base_url} refused: {exc.explanation or exc}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _mounts(spec: ServiceSpec) -> dict[str, dict[str, str]]:
+    """The service's ``volumes`` in the docker SDK's form."""
+    out = {}
+    for source, target in spec.volumes.items():
+        path, _, mode = target.partition(":")
+        out[source] = {"bind": path, "mode": mode or "rw"}
+    return out
 
 
 class DockerRuntime(FrontProxy, Runtime):
@@ -159,7 +169,7 @@ class DockerRuntime(FrontProxy, Runtime):
         groups: dict[str, list[Instance]] = {name: [] for name in self.specs}
         for c in self._containers():
             groups.setdefault(c.labels.get(LABEL_SERVICE, ""), []).append(self._instance(c))
-        return Release(self.env.name, {n: ServiceState(n, tuple(i)) for n, i in groups.items()})
+        return Release(self.env.name, {n: ServiceState.of_instances(n, i) for n, i in groups.items()})
 
     def _running(self, service: str) -> list[Container]:
         return [c for c in self._containers(service=service) if c.status == "running"]
@@ -169,7 +179,22 @@ class DockerRuntime(FrontProxy, Runtime):
         values = dict(item.split("=", 1) for item in c.attrs["Config"].get("Env") or [] if "=" in item)
         return {k: values[k] for k in keys if k in values}
 
+    def health_url(self, service: str) -> str | None:
+        """The service's ``health_url``, else its managed front's ``health_path``."""
+        spec = self.spec(service)
+        front_url = self._front_url(spec)
+        return spec.health_url or (front_url + spec.health_path if front_url else None)
+
     # --- images and network ----------------------------------------------------------------------
+    def check_image(self, image: str, *, pull: bool = False) -> ImageCheck:
+        """An engine knows its images: present, or pulled when ``pull``, or :class:`ImageNotFound`."""
+        try:
+            return ImageCheck(image, "present", self.ensure_image(image, pull=False), f"on {self.base_url}")
+        except ImageNotFound:
+            if not pull:
+                raise
+        return ImageCheck(image, "pulled", self.ensure_image(image, pull=True), f"pulled by {self.base_url}")
+
     @_engine_errors
     def ensure_image(self, image: str, *, pull: bool = False) -> str:
         try:
@@ -206,12 +231,12 @@ class DockerRuntime(FrontProxy, Runtime):
         }
         kwargs: dict[str, Any] = {}
         if spec.port:
-            kwargs["ports"] = {f"{spec.port}/tcp": (spec.publish_bind, None)}
+            kwargs["ports"] = {f"{spec.port}/tcp": (spec.docker.publish_bind, None)}
         healthcheck = self._healthcheck(spec)
         if healthcheck:
             kwargs["healthcheck"] = healthcheck
         if spec.volumes:
-            kwargs["volumes"] = spec.mounts()
+            kwargs["volumes"] = _mounts(spec)
         return self.client.containers.run(
             image,
             command=spec.command,
@@ -254,7 +279,7 @@ class DockerRuntime(FrontProxy, Runtime):
     @staticmethod
     def _healthcheck(spec: ServiceSpec) -> dict[str, Any] | None:
         hc = spec.healthcheck
-        test = hc.test
+        test = spec.docker.healthcheck_test
         if test is None:
             if not spec.port:
                 return None  # the image's own HEALTHCHECK, if any
@@ -389,9 +414,9 @@ class DockerRuntime(FrontProxy, Runtime):
                 verdict_at=verdict_at,
                 restored_at=time.monotonic(),
             )
-        if spec.front:
+        if spec.docker.front:
             self._front_set(service, spec, new)
-        self._remove(old, graceful=True, stop_timeout=spec.stop_timeout)
+        self._remove(old, graceful=True, stop_timeout=spec.docker.stop_timeout)
         return DeployResult(service, image, previous, release, replicas, time.monotonic() - started)
 
     @_engine_errors
@@ -413,12 +438,12 @@ class DockerRuntime(FrontProxy, Runtime):
     def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
         spec = self.spec(service)
         running = self._running(service)
-        if spec.front:
+        if spec.docker.front:
             self._front_set(service, spec, [])  # out of rotation first: the front answers 502, not resets
 
         def one(c: Container) -> None:
             with contextlib.suppress(docker.errors.NotFound):
-                c.stop(timeout=spec.stop_timeout)
+                c.stop(timeout=spec.docker.stop_timeout)
 
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(running)))) as pool:
             list(pool.map(one, running))
@@ -479,23 +504,22 @@ class DockerRuntime(FrontProxy, Runtime):
                     verdict_at=failure[1],
                     restored_at=time.monotonic(),
                 )
-            if spec.front:
+            if spec.docker.front:
                 self._front_set(service, spec, running + new)
         elif replicas < len(running):
             by_health = sorted(running, key=lambda c: (c.attrs["State"].get("Health") or {}).get("Status") == "healthy")
             victims = by_health[: len(running) - replicas]
             keep = [c for c in running if c not in victims]
-            if spec.front:
+            if spec.docker.front:
                 self._front_set(service, spec, keep)
-            self._remove(victims, graceful=True, stop_timeout=spec.stop_timeout)
+            self._remove(victims, graceful=True, stop_timeout=spec.docker.stop_timeout)
         return self.service_state(service)
 
     @_engine_errors
     def health(self, service: str, timeout: float = 60.0, *, url: str | None = None) -> HealthReport:
         spec = self.spec(service)
         started = time.monotonic()
-        front_url = self._front_url(spec)
-        url = url or (front_url + spec.health_path if front_url else None)
+        url = url or self.health_url(service)
         last: dict[str, Any] = {"status": None, "detail": "no running container", "n": 0, "ok": 0}
 
         def check() -> bool:
@@ -534,7 +558,7 @@ class DockerRuntime(FrontProxy, Runtime):
             spec = self.spec(service)
             running = self._running(service)
             values = self._env_of(running[-1]) if running else dict(spec.env)
-            mounts = spec.mounts()
+            mounts = _mounts(spec)
         values.update(env or {})
         self.ensure_image(image)
         started = time.monotonic()

@@ -1,0 +1,157 @@
+"""The runtime interface's contract, written against ``backends.runtime.base.Runtime`` only.
+
+Every test takes a ``target`` (one runtime kind with its test images and a fresh environment) and
+talks to it through :func:`open_runtime` alone: no SDK, no container or pod. The module is
+parametrized by runtime kind — Docker today; the Kubernetes runtime joins ``KINDS`` when it lands,
+with a target built on its test API server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from erpops.backends.runtime import (
+    DeployFailed,
+    ImageNotFound,
+    Runtime,
+    ServiceState,
+    open_runtime,
+)
+from erpops.environments import Environment
+from tests.fixtures.docker import *  # noqa: F403
+from tests.fixtures.docker import cleanup, docker_environment, free_port
+
+KINDS = ["docker"]
+
+
+@dataclass
+class Target:
+    """One runtime under test: images that answer /web/health (v1, v2), one that answers 500, one
+    whose /bin/migrate fails, and a factory of fresh environments (services ``web`` and ``worker``,
+    ``web`` reachable through its ``health_url``)."""
+
+    kind: str
+    v1: str
+    v2: str
+    unhealthy: str
+    migration_fails: str
+    missing: str
+    new_env: Callable[[], Environment]
+
+
+@pytest.fixture(params=KINDS)
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    if request.param == "docker":
+        images = request.getfixturevalue("docker_images")
+        client = request.getfixturevalue("docker_client")
+        made: list[str] = []
+
+        def new_env() -> Environment:
+            name = f"{images.prefix}-c{len(made)}{os.urandom(2).hex()}"
+            made.append(name)
+            raw = docker_environment(name, images, front_port=free_port())
+            return Environment.model_validate({**raw, "name": name})
+
+        yield Target(
+            "docker",
+            images.healthy,
+            images.healthy_v2,
+            images.unhealthy,
+            images.migration_fails,
+            f"{images.prefix}-no-such-image:1",
+            new_env,
+        )
+        for name in made:
+            cleanup(client, name, repository="erpops-no-such-repository")
+    else:  # pragma: no cover - a kind in KINDS without a target is a mistake in this file
+        pytest.fail(f"no contract target for runtime kind {request.param!r}")
+
+
+def _health_body(rt: Runtime, service: str) -> dict[str, Any]:
+    url = rt.health_url(service)
+    assert url, "the contract's services are reachable through a health_url"
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as resp:
+        body: dict[str, Any] = json.loads(resp.read())
+    return body
+
+
+def _rolled_out(state: ServiceState, n: int, revision: str) -> None:
+    assert (state.desired, state.updated, state.ready, state.revision) == (n, n, n, revision), state
+    assert state.rolled_out and state.replicas == n
+
+
+def test_image_check_and_one_off_runs(target: Target) -> None:
+    with open_runtime(target.new_env()) as rt:
+        known = rt.check_image(target.v1)
+        assert known.image == target.v1 and known.status in ("present", "pulled", "unverified")
+        try:
+            missing = rt.check_image(target.missing)
+        except ImageNotFound as exc:
+            assert target.missing in str(exc)
+        else:  # a cluster cannot know before an instance pulls it
+            assert missing.status == "unverified"
+
+        ok = rt.run_once(target.v1, ["/bin/migrate"], timeout=60)
+        assert ok.exit_code == 0 and "migration done" in ok.log_tail and ok.seconds >= 0
+        failed = rt.run_once(target.migration_fails, ["/bin/migrate"], env={"X": "1"}, timeout=60)
+        assert failed.exit_code == 3 and "column x does not exist" in failed.log_tail
+
+
+def test_deploy_reports_a_rollout_and_a_failed_one_changes_nothing(target: Target) -> None:
+    with open_runtime(target.new_env()) as rt:
+        assert rt.service_state("web").desired == 0
+        first = rt.deploy("web", target.v1, release="r1", timeout=120)
+        assert first.image == target.v1 and first.replicas == 2
+        _rolled_out(rt.service_state("web"), 2, "r1")
+
+        report = rt.health("web", timeout=30)
+        assert report.healthy and report.http_status == 200 and report.url == rt.health_url("web")
+        assert report.healthy_replicas == report.replicas == 2
+        unreachable = rt.health("web", timeout=1, url=f"http://127.0.0.1:{free_port()}/web/health")
+        assert not unreachable.healthy and unreachable.http_status is None
+
+        with pytest.raises(DeployFailed) as failed:
+            rt.deploy("web", target.unhealthy, release="r2", timeout=60)
+        assert failed.value.service == "web" and failed.value.restored_at >= failed.value.verdict_at
+        state = rt.service_state("web")
+        _rolled_out(state, 2, "r1")
+        assert state.image == target.v1
+
+        rt.deploy("web", target.v2, release="r3", timeout=120)
+        state = rt.service_state("web")
+        _rolled_out(state, 2, "r3")
+        assert state.image == target.v2 and _health_body(rt, "web")["version"] == "v2"
+        now = rt.current()
+        assert now.images["web"] == target.v2 and now.services["web"].as_dict()["revision"] == "r3"
+
+
+def test_scale_stop_start_restart_and_set_env_wait_until_done(target: Target) -> None:
+    with open_runtime(target.new_env()) as rt:
+        rt.deploy("web", target.v1, release="r1", timeout=120)
+
+        _rolled_out(rt.scale("web", 3, timeout=120), 3, "r1")
+        _rolled_out(rt.scale("web", 1, timeout=120), 1, "r1")
+
+        stopped = rt.stop("web", timeout=60)
+        assert (stopped.desired, stopped.ready, stopped.replicas) == (0, 0, 0)
+        assert not rt.health("web", timeout=1).healthy
+
+        started = rt.start("web", timeout=120)
+        _rolled_out(started, 1, "r1")
+        assert started.image == target.v1 and rt.health("web", timeout=30).healthy
+
+        before = {i.id for i in started.running}
+        restarted = rt.restart("web", timeout=120)
+        _rolled_out(restarted, 1, "r1")
+        assert {i.id for i in restarted.running}.isdisjoint(before) and restarted.image == target.v1
+
+        changed = rt.set_env("web", {"MARKER": "contract"}, timeout=120)
+        _rolled_out(changed, 1, "r1")
+        assert _health_body(rt, "web")["marker"] == "contract"
