@@ -178,7 +178,7 @@ class Bench:
         wall = time.monotonic() - t0
         events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
         if proc.returncode != 0:
-            final = next((e for e in reversed(events) if e["event"] == "run.finished"), {})
+            final: dict[str, Any] = next((e for e in reversed(events) if e["event"] == "run.finished"), {})
             raise SystemExit(f"erpops {' '.join(args)} failed (exit {proc.returncode}): {final.get('error')}")
         return wall, peak.mib(), events
 
@@ -357,8 +357,8 @@ def main() -> None:
         print(f"hand restore: zstd -d {h['decompress']:.2f}s, db {h['db']:.2f}s, then filestore {h['filestore']:.2f}s")
     print()
     print("erpops peak resident memory (MiB)   backup   restore-test   (target < 300)")
-    for label, info, b, d in (("small", small, small_backup, small_drill), ("big", big, best, drill)):
-        print(f"  {label:5} ({info['db_bytes'] / 1e6:6.0f} MB database)      {b['rss']:6.1f}   {d['rss']:6.1f}")
+    for label, info, run, d in (("small", small, small_backup, small_drill), ("big", big, best, drill)):
+        print(f"  {label:5} ({info['db_bytes'] / 1e6:6.0f} MB database)      {run['rss']:6.1f}   {d['rss']:6.1f}")
     shutil.rmtree(bench.work / "ref", ignore_errors=True)
 
 

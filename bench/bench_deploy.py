@@ -120,7 +120,7 @@ def sdk_replace(client: Any, rt: Any, image: str) -> float:
                 break
             time.sleep(0.1)
     for c in old:
-        c.stop(timeout=spec.stop_timeout)
+        c.stop(timeout=spec.docker.stop_timeout)
         c.remove()
     return time.perf_counter() - start
 

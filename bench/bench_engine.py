@@ -12,6 +12,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     from erpops.engine.store import open_state_store
     from erpops.environments import Config, Environment
     from erpops.runbook.loader import load_runbook
-    from erpops.state import MemoryStateStore
+    from erpops.state import MemoryStateStore, StateStore
 
     tmp = Path(tempfile.mkdtemp(prefix="erpops-bench-"))
     rb_path = tmp / "bench.yaml"
@@ -56,7 +57,7 @@ def main() -> None:
             action.apply(Log.Params(message=f"step {i}"), ctx)  # type: ignore[arg-type]
         return time.perf_counter() - start
 
-    journals = {"memory": lambda: MemoryStateStore()}
+    journals: dict[str, Callable[[], StateStore]] = {"memory": lambda: MemoryStateStore()}
     try:
         state_url = f"sqlite:///{tmp / 'state.db'}"
         cfg = Config(state=state_url)
@@ -78,7 +79,7 @@ def main() -> None:
         assert result.state == "succeeded", result.error
         return elapsed
 
-    results: dict[str, list[float]] = {"direct": []} | {k: [] for k in journals}
+    results: dict[str, list[float]] = {"direct": [], **{k: [] for k in journals}}
     engine_run(journals["memory"])  # warm-up
     for _ in range(args.rounds):
         results["direct"].append(direct())
