@@ -40,8 +40,11 @@ class Runtime(_Model):
 class Database(_Model):
     dsn: str
     name: str = "odoo"
-    #: Command run to fence this server at infrastructure level when SQL fencing is impossible.
+    #: Command run to fence this server at infrastructure level (also when SQL fencing held).
     fence_command: list[str] | None = None
+    #: Roles the application logs in as: a failover's fence takes their LOGIN right on the old
+    #: primary (with the role that owns the database ``name``), and gives it back on the new one.
+    app_roles: list[str] = Field(default_factory=list)
 
 
 class Storage(_Model):

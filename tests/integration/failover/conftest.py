@@ -28,6 +28,7 @@ import yaml
 from erpops import sandbox
 from erpops.backends.postgres import client as pg
 from erpops.backends.postgres import local_server as pgserver
+from erpops.backends.postgres import replication as pg_replication
 
 DB = "odoo"
 
@@ -89,9 +90,7 @@ class Pair:
         other = next(s for s in status.servers if s.name != status.primary)
         primary_dir = Path(prim.datadir)
         if writable_error(self.dsn(primary_dir, DB)) is not None:
-            with pg.connect(self.dsn(primary_dir)) as conn:  # a fenced primary left by a failed test
-                conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
-                conn.execute("SELECT pg_reload_conf()")
+            pg_replication.unfence(self.dsn(primary_dir))  # a fenced primary left by a failed test
         if other.role != "standby" or not other.replaying:
             sandbox.reseed_standby(root=self.root)
         primary_dir, standby_dir = self.roles()

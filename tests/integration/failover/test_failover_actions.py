@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from erpops.backends.postgres import client as pg
+from tests.fixtures.sql import scalar
+
 from .conftest import DB, Pair, writable_error
 
 pytestmark = pytest.mark.postgres
@@ -91,10 +94,16 @@ def test_a_failure_after_fencing_unfences_while_the_standby_is_still_a_standby(
     fence = res.step("fence", "main")["outputs"]
     assert fence["method"] == "sql" and fence["fenced"] is True and fence["lsn"]
     assert res.step("read-only-now")["status"] == "failed"  # the fenced primary took no write
-    assert "read-only" in (res.step("read-only-now")["error"] or "")
+    error = res.step("read-only-now")["error"] or ""
+    assert "not currently accepting connections" in error or "read-only" in error, error
     assert res.finished()["state"] == "rolled-back" and res.code == 6
-    assert res.step("fence", "undo")["outputs"]["unfenced"] is True
+    undo = res.step("fence", "undo")["outputs"]
+    assert undo["unfenced"] is True and f"database {DB} accepts connections" in undo["undone"]
     assert writable_error(pair.dsn(primary, DB)) is None
+    with pg.connect(pair.dsn(primary)) as conn:  # exactly as before: nothing of the fence is left
+        assert scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (DB,)) is True
+        assert scalar(conn, "SELECT current_setting('erpops.fence', true)") in (None, "")
+        assert scalar(conn, "SHOW default_transaction_read_only") == "off"
     assert pair.in_recovery(standby)
 
 

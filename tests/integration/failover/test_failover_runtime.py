@@ -10,6 +10,7 @@ from typing import Any
 import docker
 import pytest
 
+from erpops.backends.postgres import local_server as pgserver
 from erpops.backends.runtime import open_runtime
 from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
@@ -63,7 +64,8 @@ def test_failover_repoints_the_application_services(
 
         after = _container_env(docker_client, env)
         assert len(after) == 1
-        assert after[0]["PGHOST"] == str(standby) and after[0]["PGPORT"] == "5433"
+        port = str(pgserver.status(standby).port)  # whichever server is the standby now (tests swap them)
+        assert after[0]["PGHOST"] == str(standby) and after[0]["PGPORT"] == port
         assert writable_error(pair.dsn(standby, DB)) is None
     finally:
         leftovers = cleanup(docker_client, name, repository="erpops-no-such-repository")

@@ -148,11 +148,18 @@ class Promote(Action):
     """Promote the standby with ``pg_promote(wait => true)``. With ``wait_for_lsn`` (the fence's
     ``lsn``) it first waits until the standby has replayed that position — every commit of the
     fenced primary — and refuses when it does not within ``catchup_timeout`` (unless ``force``).
+    With ``lift_fence`` (the fence's ``sql_fence``) it then opens again on the promoted server what
+    the old primary's fence closed and replication carried over: the application's database and the
+    LOGIN right of its roles.
 
     ```yaml
     - id: promote
       action: postgres.promote
-      with: {server: standby, wait_for_lsn: "{{ steps.fence.outputs.lsn }}", force: "{{ params.force }}"}
+      with:
+        server: standby
+        wait_for_lsn: "{{ steps.fence.outputs.lsn }}"
+        lift_fence: "{{ steps.fence.outputs.sql_fence }}"
+        force: "{{ params.force }}"
     ```
     """
 
@@ -164,6 +171,9 @@ class Promote(Action):
         catchup_timeout: Duration = Field(30.0, description="longest wait for the replay of wait_for_lsn")
         wait_seconds: int = Field(60, ge=1, le=3600, description="pg_promote's wait_seconds")
         force: bool = Field(False, description="promote even if the standby did not catch up")
+        lift_fence: dict[str, Any] | None = Field(
+            None, description="the fence's sql_fence output: reopened on the promoted server"
+        )
 
     outputs = {
         "server": "the promoted server",
@@ -173,6 +183,7 @@ class Promote(Action):
         "caught_up": "whether it had replayed wait_for_lsn (null when not asked)",
         "catchup_seconds": "time spent waiting for replay",
         "behind_bytes": "bytes still to replay when promoted",
+        "fence_lifted": "what of the old primary's replicated fence was reopened on the promoted server",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -202,7 +213,16 @@ class Promote(Action):
                 ctx.log(f"--force: {msg}; promoting anyway", level="warning")
         p = pg_replication.promote(dsn, params.wait_seconds)
         ctx.log(f"promoted {where} in {p.seconds:.3f}s (timeline {p.timeline})")
-        return {**out, "timeline": p.timeline, "lsn": p.lsn, "promote_seconds": round(p.seconds, 4)}
+        lifted = pg_replication.lift_replicated_fence(dsn, params.lift_fence)
+        if lifted:
+            ctx.log(f"reopened on {where} what the old primary's fence closed: {', '.join(lifted)}")
+        return {
+            **out,
+            "timeline": p.timeline,
+            "lsn": p.lsn,
+            "promote_seconds": round(p.seconds, 4),
+            "fence_lifted": lifted,
+        }
 
 
 class WaitWritable(Action):

@@ -15,6 +15,15 @@ from erpops.state import utcnow
 
 REPORT = "failover"  # record kind of failover reports, keyed by run id
 
+#: Which fence held, by the fence step's method.
+FENCE_HELD = {
+    "sql": "SQL (read-only default, database closed, roles without LOGIN)",
+    "command": "infrastructure (fence_command)",
+    "sql+command": "both: SQL and infrastructure (fence_command)",
+    "already-standby": "none needed: the old primary was already in recovery",
+    "none": "none (forced)",
+}
+
 # --- failover.report --------------------------------------------------------------------------
 
 
@@ -96,6 +105,26 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round((end - start).total_seconds(), 4) if start and end else None
 
 
+def _old_primary_only(probe: dict[str, Any], promote: dict[str, Any], fence: dict[str, Any]) -> dict[str, Any]:
+    """Probe rows on the old primary missing on the new one, and how that is known: read on the old
+    primary, or — when its fence closed the database to every new session — from the promotion,
+    which waited until the new primary had replayed the fenced primary's last WAL position (after
+    the fence no commit can reach the old primary)."""
+    rows = probe.get("old_primary_only_rows")
+    if rows is not None:
+        return {"old_primary_only_rows": rows, "old_primary_only_rows_basis": "read on the old primary"}
+    if (fence.get("sql_fence") or {}).get("database") and promote.get("caught_up") is True:
+        return {
+            "old_primary_only_rows": 0,
+            "old_primary_only_rows_basis": "the new primary replayed the fenced primary's WAL up to "
+            f"{fence.get('lsn')} before promotion (the fence closed the old primary's database: it cannot be read)",
+        }
+    return {
+        "old_primary_only_rows": None,
+        "old_primary_only_rows_basis": "not known: the old primary could not be read",
+    }
+
+
 def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
     recs = _last_attempts(ctx)
     steps = [
@@ -127,6 +156,9 @@ def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
         "new_primary": outs.get(params.promote_step, {}).get("server"),
         "timeline": outs.get(params.promote_step, {}).get("timeline"),
         "fence_method": outs.get(params.fence_step, {}).get("method"),
+        "fence_held": FENCE_HELD.get(str(outs.get(params.fence_step, {}).get("method"))),
+        "fence_confirmed": outs.get(params.fence_step, {}).get("confirmed"),
+        "fence_sql": outs.get(params.fence_step, {}).get("sql_fence"),
         "forced": any(bool(o.get("forced")) for o in outs.values()),
         "lag_at_start": {
             k: outs.get(params.preflight_step, {}).get(k)
@@ -135,7 +167,7 @@ def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
         "probe": bool(probe.get("probe")),
         "write_unavailable_seconds": probe.get("write_unavailable_seconds"),
         "lost_rows": probe.get("lost_rows"),
-        "old_primary_only_rows": probe.get("old_primary_only_rows"),
+        **_old_primary_only(probe, outs.get(params.promote_step, {}), outs.get(params.fence_step, {})),
         "probe_writes_ok": probe.get("ok"),
         "probe_writes_failed": probe.get("failed"),
         "probe_interval_seconds": probe.get("interval"),
@@ -149,6 +181,8 @@ def build_report(ctx: ActionContext, params: Any) -> dict[str, Any]:
 def summary_line(report: dict[str, Any]) -> str:
     state = "succeeded" if report["succeeded"] else f"failed at {report['failed_step']}"
     parts = [f"{report['mode']} of {report['environment']} {state}"]
+    if report.get("fence_held"):
+        parts.append(f"fence: {report['fence_held']}")
     if report["write_unavailable_seconds"] is not None:
         parts.append(f"writes unavailable {report['write_unavailable_seconds']:.3f}s")
         parts.append(f"{report['lost_rows']} acknowledged row(s) lost")

@@ -5,25 +5,32 @@ Every function takes a DSN (secrets already resolved) and opens its own short co
 The write probe that measures write availability during a failover is in
 :mod:`erpops.backends.postgres.write_probe`.
 
-Fencing a primary that answers is three statements and a check::
+Fencing a primary that answers (:func:`fence`) records what it will change on the server, then::
 
     ALTER SYSTEM SET default_transaction_read_only = on;   -- new sessions and transactions read-only
     SELECT pg_reload_conf();                               -- existing sessions pick it up too
+    ALTER DATABASE <odoo db> ALLOW_CONNECTIONS false;      -- no new session in the application's data
+    ALTER ROLE <owner and named roles> NOLOGIN;            -- the application cannot log in at all
     SELECT pg_terminate_backend(pid, 5000) ...             -- in-flight transactions end (rolled back)
 
-and it counts only once a *new* session, as the application's user in the application's database,
-is read-only and cannot write (a role or database setting can override the server's default).
+A client cannot undo any of it (``BEGIN READ WRITE`` needs a session it cannot open), and it counts
+only once *new* sessions confirm it (:func:`confirm_fenced`). The database and role changes are
+catalog changes, replicated to the standby before it is promoted: the promoted standby lifts exactly
+those (:func:`lift_replicated_fence`); :func:`unfence` undoes the whole fence on the old primary.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from threading import Event
 from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from erpops.backends.postgres import client as pg
@@ -170,40 +177,148 @@ def lsn_diff(dsn: str, newer: str, older: str) -> int:
 # --- fencing ----------------------------------------------------------------------------------
 
 
+#: Where a fenced server keeps what its fence changed (``postgresql.auto.conf``, not replicated),
+#: so that :func:`unfence` undoes exactly that, even after erpops died part-way.
+FENCE_SETTING = "erpops.fence"
+
+
 @dataclass
 class FenceResult:
     already_standby: bool
     terminated: int
     lsn: str | None  # WAL position after fencing: a standby that replayed it has every commit
+    #: The application database this fence closed to new connections (None: none, or already closed).
+    database_closed: str | None = None
+    #: Roles this fence took the LOGIN right from (the database's owner and the named roles).
+    roles_disabled: list[str] = field(default_factory=list)
+    #: Roles named but left able to log in, with why (erpops's own role: its checks need it).
+    roles_kept: dict[str, str] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """What the catalog part of the fence changed — replicated to the standby, so the promoted
+        standby must lift exactly this (:func:`lift_replicated_fence`)."""
+        return {"database": self.database_closed, "roles": list(self.roles_disabled)}
 
 
-def fence(dsn: str, *, terminate: bool = True, timeout: float = 3.0) -> FenceResult:
-    """Make a primary refuse writes: read-only default for every session, reloaded, client sessions
-    terminated. A server in recovery is already read-only (nothing done). Raises PermanentError when
-    the server refuses (e.g. the user may not run ALTER SYSTEM)."""
+def _fence_record(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    row = conn.execute("SELECT current_setting(%s, true)", (FENCE_SETTING,)).fetchone()
+    try:
+        data = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        data = {}
+    return {"database": data.get("database"), "roles": list(data.get("roles") or [])}
+
+
+def fence(
+    dsn: str,
+    *,
+    database: str | None = None,
+    roles: Sequence[str] = (),
+    terminate: bool = True,
+    timeout: float = 3.0,
+) -> FenceResult:
+    """Make a primary refuse the application's writes, in a way no client can undo over SQL:
+
+    1. what it will change is recorded on the server first (``erpops.fence`` in
+       ``postgresql.auto.conf``), so a crash part-way can be undone exactly;
+    2. ``default_transaction_read_only = on`` for every session (reloaded);
+    3. ``database`` closed to new connections (``ALLOW_CONNECTIONS false``);
+    4. the LOGIN right taken from the roles that own ``database`` or are named in ``roles`` —
+       except the role erpops is connected as (its checks need it; the closed database keeps it
+       out of the application's data anyway);
+    5. sessions ended: every session in ``database``, every session of those roles, and every
+       other client session but erpops's own (``application_name`` erpops, a state store's lock).
+
+    A server in recovery is already read-only (nothing done). Raises PermanentError when the server
+    refuses (e.g. the user may not ALTER SYSTEM / ROLE / DATABASE); what was done is then still
+    recorded, and :func:`unfence` undoes it."""
     with connect(dsn, timeout=timeout) as conn:
         if pg.in_recovery(conn):
             return FenceResult(True, 0, None)
+        me = str(_one(conn, "SELECT current_user"))
+        earlier = _fence_record(conn)  # a fence run again (resumed): keep undoing what the first did
+        owner, allowed = None, False
+        if database:
+            row = conn.execute(
+                "SELECT pg_get_userbyid(datdba), datallowconn FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone()
+            if row is None:
+                raise PermanentError(f"{pg.describe(dsn)} has no database {database!r} to fence")
+            owner, allowed = str(row[0]), bool(row[1])
+        named = sorted({*roles, *([owner] if owner else [])})
+        rows = conn.execute("SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = ANY(%s)", (named,)).fetchall()
+        can_login = {str(r[0]): bool(r[1]) for r in rows}
+        kept = {r: "erpops connects as this role" for r in named if r == me}
+        kept |= {r: "no such role" for r in named if r not in can_login}
+        disable = [r for r in named if r not in kept and can_login[r]]
+        result = FenceResult(False, 0, None, database if allowed else None, disable, kept)
+        record = {
+            "database": result.database_closed or earlier["database"],
+            "roles": sorted({*disable, *earlier["roles"]}),
+        }
         try:
+            conn.execute("SET default_transaction_read_only = off")  # erpops's own session keeps working
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                    sql.Identifier(FENCE_SETTING), sql.Literal(json.dumps(record))
+                )
+            )
             conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
             conn.execute("SELECT pg_reload_conf()")
+            if result.database_closed:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(result.database_closed))
+                )
+            for role in disable:
+                conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(sql.Identifier(role)))
         except psycopg.Error as exc:
-            raise PermanentError(f"cannot make {pg.describe(dsn)} read-only: {_first_line(exc)}") from None
-        terminated = 0
+            raise PermanentError(f"cannot fence {pg.describe(dsn)}: {_first_line(exc)}") from None
         if terminate:
             try:
                 rows = conn.execute(
                     "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                     "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
-                    "AND application_name IS DISTINCT FROM 'erpops'"  # a state store's lock session
+                    "AND (datname = %s OR usename = ANY(%s) "
+                    "OR application_name IS DISTINCT FROM 'erpops')",  # a state store's lock session
+                    (database, disable),
                 ).fetchall()
             except psycopg.Error as exc:
                 raise PermanentError(
-                    f"made {pg.describe(dsn)} read-only but cannot terminate its sessions: {_first_line(exc)}"
+                    f"fenced {pg.describe(dsn)} but cannot terminate its sessions: {_first_line(exc)}"
                 ) from None
-            terminated = sum(1 for r in rows if r[0])
+            result.terminated = sum(1 for r in rows if r[0])
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-        return FenceResult(False, terminated, str(row[0]) if row else None)
+        result.lsn = str(row[0]) if row else None
+        return result
+
+
+def confirm_fenced(dsn: str, database: str | None, roles: Sequence[str] = (), timeout: float = 3.0) -> tuple[bool, str]:
+    """From NEW sessions, check the fence holds: read-only by default, ``database`` closed to new
+    connections with no session left in it, ``roles`` unable to log in. Returns (held, detail)."""
+    if not database:
+        return confirm_read_only(dsn, None, timeout)
+    maintenance = "postgres" if _dsn_dbname(dsn) == database else None
+    with connect(dsn, dbname=maintenance, timeout=timeout) as conn:
+        if str(_one(conn, "SHOW default_transaction_read_only")) != "on":
+            return False, "a new session is read-write (the read-only default did not take)"
+        if _one(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (database,)):
+            return False, f"database {database!r} still accepts new connections"
+        left = int(_one(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)) or 0)
+        if left:
+            return False, f"{left} session(s) still in database {database!r}"
+        rows = conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) AND rolcanlogin", (list(roles),)
+        ).fetchall()
+        if rows:
+            return False, f"role(s) {', '.join(str(r[0]) for r in rows)} can still log in"
+    try:
+        connect(dsn, dbname=database, timeout=timeout).close()
+    except TargetUnreachable as exc:
+        if "not currently accepting connections" in exc.message:
+            closed = "new sessions refused" + (f"; roles {', '.join(roles)} cannot log in" if roles else "")
+            return True, f"read-only default; database {database!r} closed ({closed})"
+        return False, f"could not check database {database!r}: {exc.message}"
+    return False, f"a new session could still connect to database {database!r}"
 
 
 def confirm_read_only(dsn: str, dbname: str | None, timeout: float = 3.0) -> tuple[bool, str]:
@@ -225,11 +340,66 @@ def confirm_read_only(dsn: str, dbname: str | None, timeout: float = 3.0) -> tup
             return False, f"write check failed unexpectedly: {_first_line(exc)}"
 
 
-def unfence(dsn: str, timeout: float = 3.0) -> None:
-    """Undo :func:`fence`: the server's read-only default is reset and reloaded."""
+def _catalog_lift(conn: psycopg.Connection[Any], record: Mapping[str, Any]) -> list[str]:
+    done = []
+    for role in record.get("roles") or []:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(role)))
+            done.append(f"role {role} may log in")
+    database = record.get("database")
+    if database and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(database)))
+        done.append(f"database {database} accepts connections")
+    return done
+
+
+def unfence(dsn: str, record: Mapping[str, Any] | None = None, timeout: float = 3.0) -> list[str]:
+    """Undo :func:`fence` exactly: what its record on the server (or ``record``) says it closed is
+    opened again, the read-only default and the record are reset. Returns what was undone."""
     with connect(dsn, timeout=timeout) as conn:
-        conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
-        conn.execute("SELECT pg_reload_conf()")
+        known = _fence_record(conn)
+        if record:
+            known = {
+                "database": known["database"] or record.get("database"),
+                "roles": sorted({*known["roles"], *(record.get("roles") or [])}),
+            }
+        try:
+            conn.execute("SET default_transaction_read_only = off")  # the fenced server's default
+            done = _catalog_lift(conn, known)
+            conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
+            conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(FENCE_SETTING)))
+            conn.execute("SELECT pg_reload_conf()")
+        except psycopg.Error as exc:
+            raise PermanentError(f"cannot unfence {pg.describe(dsn)}: {_first_line(exc)}") from None
+        return [*done, "read-only default reset"]
+
+
+def lift_replicated_fence(dsn: str, record: Mapping[str, Any] | None, timeout: float = 3.0) -> list[str]:
+    """On the promoted standby: the catalog part of the old primary's fence (database closed, roles
+    without LOGIN) was replicated to it before it was promoted; open exactly that again. The
+    read-only default (``ALTER SYSTEM``, not replicated) never reached it."""
+    if not record or not (record.get("database") or record.get("roles")):
+        return []
+    with connect(dsn, timeout=timeout) as conn:
+        if pg.in_recovery(conn):
+            raise PermanentError(f"{pg.describe(dsn)} is still in recovery: lift the fence after promoting it")
+        try:
+            conn.execute("SET default_transaction_read_only = off")
+            return _catalog_lift(conn, record)
+        except psycopg.Error as exc:
+            raise PermanentError(f"cannot reopen {pg.describe(dsn)} after promotion: {_first_line(exc)}") from None
+
+
+def _one(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] | None = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _dsn_dbname(dsn: str) -> str | None:
+    try:
+        return pg.parse_dsn(dsn).get("dbname")
+    except InvalidInput:
+        return None
 
 
 class _Rollback(Exception):
