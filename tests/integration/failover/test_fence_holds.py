@@ -4,6 +4,7 @@ undo). Before, the fence was only ``default_transaction_read_only``: ``BEGIN REA
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -80,3 +81,51 @@ def test_clients_that_ask_for_writes_cannot_write_to_the_fenced_old_primary(heal
     pg_replication.unfence(pair.dsn(old_primary))
     with pg.connect(pair.dsn(old_primary, DB)) as conn:
         assert scalar(conn, "SELECT count(*) FROM res_partner WHERE name LIKE 'split-brain-%'") == 0
+
+
+def test_a_failed_promote_is_undone_and_the_old_primary_serves_as_before(healthy: tuple[Pair, Path, Path]) -> None:
+    pair, primary, standby = healthy
+    _app_role(pair, primary)
+    pair.write_config({"drill": pair.env_config(primary, standby, database={"app_roles": [APP_ROLE]})})
+    runbook = pair.work / "fence-then-promote.yaml"
+    runbook.write_text(
+        """\
+apiVersion: erpops/v1
+kind: Runbook
+metadata: {name: t, version: 1.0.0}
+steps:
+  - id: fence
+    action: postgres.fence
+    undo:
+      action: postgres.unfence
+      with: {method: "{{ steps.fence.outputs.method }}", sql_fence: "{{ steps.fence.outputs.sql_fence }}"}
+  - id: promote
+    action: postgres.promote
+    with: {server: standby, wait_for_lsn: "FF/0", catchup_timeout: 500ms}
+"""
+    )
+    pair.reset_state()
+    res = pair.cli("run", str(runbook), "--env", "drill", "--json", "--yes")
+    assert res.code == 6, res.stdout[-3000:] + res.stderr[-3000:]
+    assert res.step("fence", "main")["outputs"]["sql_fence"] == {"database": DB, "roles": [APP_ROLE]}
+    assert res.step("promote")["status"] == "failed" and "behind" in (res.step("promote")["error"] or "")
+    undone = res.step("fence", "undo")["outputs"]["undone"]
+    assert undone == [f"role {APP_ROLE} may log in", f"database {DB} accepts connections", "read-only default reset"]
+
+    # the old primary serves as before: the application logs in and writes; nothing of the fence is left
+    assert _write_error(pair, primary, APP_ROLE, ["INSERT INTO res_partner (name) VALUES ('after-undo')"]) is None
+    with pg.connect(pair.dsn(primary)) as conn:
+        assert scalar(conn, "SELECT current_setting('erpops.fence', true)") in (None, "")
+        assert scalar(conn, "SHOW default_transaction_read_only") == "off"
+        assert scalar(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)) is True
+    # and the standby, still a standby, replayed the reopening too
+    assert pair.in_recovery(standby)
+    deadline = time.monotonic() + 10
+    with pg.connect(pair.dsn(standby)) as conn:
+        while True:
+            login = scalar(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,))
+            allowed = scalar(conn, "SELECT datallowconn FROM pg_database WHERE datname = %s", (DB,))
+            if (login, allowed) == (True, True) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert (login, allowed) == (True, True)
