@@ -455,12 +455,11 @@ class CreateDatabase(Action):
         with pg.connect(dsn, _maintenance_db(dsn, params.database), params.connect_timeout) as conn:
             exists, comment = pg.database_comment(conn, params.database)
             if exists:
-                if comment and comment.startswith(f"{MARK} run={ctx.run.id} "):
+                if pg.marked_run(comment) == ctx.run.id:
                     ctx.log(f"database {params.database!r} was already created by this run")
                     return {"database": params.database, "created": False, "mark": comment}
                 raise PermanentError(f"database {params.database!r} already exists; choose another name")
-            at = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            mark = f"{MARK} run={ctx.run.id} at={at}"
+            mark = pg.created_mark(ctx.run.id)
             pg.create_database(
                 conn,
                 params.database,
@@ -508,11 +507,16 @@ class DropDatabase(Action):
                 if not params.missing_ok:
                     raise PermanentError(f"database {params.database!r} does not exist")
                 return {"database": params.database, "dropped": False, "terminated": 0}
-            if not (comment or "").startswith(MARK):
+            creator = pg.marked_run(comment)
+            if creator is None:
                 raise PermanentError(
-                    f"refusing to drop database {params.database!r}: erpops did not create it "
-                    f"(no '{MARK}' comment on it)",
+                    f"refusing to drop database {params.database!r}: erpops did not create it (no '{MARK}' mark on it)",
                     hint="erpops only drops databases made by postgres.create_database",
+                )
+            if creator != ctx.run.id:
+                raise PermanentError(
+                    f"refusing to drop database {params.database!r}: run {creator} created it, not this run",
+                    hint="a database another run kept is dropped by hand (DROP DATABASE) once it is not needed",
                 )
             terminated = pg.terminate_connections(conn, params.database)
             pg.drop_database(conn, params.database)

@@ -45,7 +45,7 @@ def restored(seeded_db, tmp_path_factory) -> Iterator[Restored]:
     try:
         yield Restored(seeded_db.server_dsn, "odoo_seed_drill_checks", filestore, manifest)
     finally:
-        R.drop_database(seeded_db.server_dsn, "odoo_seed_drill_checks")
+        R.drop_database(seeded_db.server_dsn, "odoo_seed_drill_checks", run_id=None)
         R.remove_scratch(scratch)
 
 
@@ -190,5 +190,5 @@ def test_drop_refuses_databases_erpops_did_not_create(seeded_db) -> None:
     from erpops.errors import PermanentError
 
     with pytest.raises(PermanentError, match="erpops did not create it"):
-        R.drop_database(seeded_db.server_dsn, seeded_db.dbname)
-    assert R.drop_database(seeded_db.server_dsn, "odoo_never_existed") is False
+        R.drop_database(seeded_db.server_dsn, seeded_db.dbname, run_id=None)
+    assert R.drop_database(seeded_db.server_dsn, "odoo_never_existed", run_id=None) is False

@@ -60,7 +60,7 @@ def target(seeded_db) -> Iterator[str]:
     try:
         yield name
     finally:
-        R.drop_database(seeded_db.server_dsn, name)
+        R.drop_database(seeded_db.server_dsn, name, run_id=None)
 
 
 def digests(root: Path) -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
     finally:
         from erpops.backends.odoo import restore as odoo_restore
 
-        odoo_restore.drop_database(seeded_db.server_dsn, target)
+        odoo_restore.drop_database(seeded_db.server_dsn, target, run_id=None)
     assert drill_databases(seeded_db) == []
 
 
@@ -103,7 +103,7 @@ def test_import_refuses_an_entry_outside_the_filestore(tmp_path: Path, seeded_db
         from erpops.backends.odoo import restore as odoo_restore
 
         for name in created:
-            odoo_restore.drop_database(seeded_db.server_dsn, name)
+            odoo_restore.drop_database(seeded_db.server_dsn, name, run_id=None)
 
 
 def test_not_an_odoo_zip(tmp_path: Path, seeded_db) -> None:

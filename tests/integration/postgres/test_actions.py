@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from erpops.backends.odoo import seed
@@ -128,6 +129,46 @@ def test_drop_refuses_unmarked_and_live_databases(make_ctx: MakeCtx, pg_primary:
     finally:
         with pg.connect(pg_primary.dsn()) as conn:
             conn.execute("DROP DATABASE IF EXISTS hand_made")
+
+
+def test_drop_takes_only_what_this_run_created(make_ctx: MakeCtx, pg_primary: PgServer, tmp_path: Path) -> None:
+    """Regression: the drop matched the mark by prefix, so a database another run kept and one whose
+    comment merely starts like the mark were dropped."""
+    from erpops.backends.odoo import restore as R
+
+    comments = {
+        "erpops_kept_by_other": "erpops:created run=run-kept-1 at=2026-12-01T00:00:00Z drill kept for inspection",
+        "erpops_lookalike": "erpops:created-by-hand, keep",
+        "erpops_lookalike_2": "erpops:created run=run-mine at=x\n",
+    }
+    with pg.connect(pg_primary.dsn()) as conn:
+        for name, comment in comments.items():
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(
+                psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.Literal(comment)
+                )
+            )
+    try:
+        mine = make_ctx(run_id="run-mine")
+        with pytest.raises(PermanentError, match="run run-kept-1 created it, not this run"):
+            run_action("postgres.drop_database", mine, database="erpops_kept_by_other")
+        with pytest.raises(PermanentError, match="run run-kept-1 created it"):
+            R.drop_database(pg_primary.dsn(), "erpops_kept_by_other", run_id="run-mine")
+        for name in ("erpops_lookalike", "erpops_lookalike_2"):
+            with pytest.raises(PermanentError, match="erpops did not create it"):
+                run_action("postgres.drop_database", mine, database=name)
+            with pytest.raises(PermanentError, match="erpops did not create it"):
+                R.drop_database(pg_primary.dsn(), name, run_id="run-mine")
+        assert all(_exists(pg_primary.dsn(), name) for name in comments)
+        # the run that created it drops it
+        run_action("postgres.drop_database", make_ctx(run_id="run-kept-1"), database="erpops_kept_by_other")
+        assert not _exists(pg_primary.dsn(), "erpops_kept_by_other")
+    finally:
+        with pg.connect(pg_primary.dsn()) as conn:
+            for name in comments:
+                conn.execute(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.mark.parametrize("fmt", ["custom", "directory", "plain"])

@@ -91,7 +91,7 @@ def test_swap_puts_the_copy_in_place_ends_sessions_and_back_undoes_it(pair, pg_p
     assert "backup b1" in (_comment(server, live) or "") and kept in (_comment(server, live) or "")
     assert "replaced by erpops run run-swap-1" in (_comment(server, kept) or "")
     with pytest.raises(PermanentError, match="did not create it"):
-        odoo_restore.drop_database(server, live)
+        odoo_restore.drop_database(server, live, run_id=None)
     # the kept database accepts connections again; the filestores moved by rename
     with pg.connect(server, kept) as conn:
         conn.execute("SELECT 1")
@@ -115,7 +115,7 @@ def test_swap_puts_the_copy_in_place_ends_sessions_and_back_undoes_it(pair, pg_p
     assert not (filestore.parent / kept).exists()
     again = run_action("odoo.swap_database", ctx, back=True, replacement=copy, replacement_filestore=str(restored))
     assert again["sessions_ended"] == []  # nothing swapped: nothing to undo
-    assert odoo_restore.drop_database(server, copy)
+    assert odoo_restore.drop_database(server, copy, run_id=None)
 
 
 def test_swap_refuses_a_copy_erpops_did_not_restore(pair, pg_primary: PgServer) -> None:
@@ -169,7 +169,7 @@ def test_a_resumed_swap_completes_instead_of_failing_and_undo_still_works(pair, 
         replacement_comment=again["replacement_comment"],
     )
     assert _rows(server, live) == [live] and (filestore / "ab" / "new").exists()
-    assert odoo_restore.drop_database(server, copy)
+    assert odoo_restore.drop_database(server, copy, run_id=None)
 
 
 def test_undo_after_a_crash_before_the_rename_lets_the_live_database_accept_connections(

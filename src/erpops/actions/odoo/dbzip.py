@@ -141,7 +141,7 @@ class ImportZip(Action):
             manifest = import_zip(src, dsn, params.database, filestore, create=create, cancelled=cancelled(ctx))
         except BaseException:
             if created:
-                R.drop_database(dsn, params.database)
+                R.drop_database(dsn, params.database, run_id=ctx.run.id)
             raise
         ctx.log(f"imported {src} into {params.database} ({manifest.get('files', 0)} filestore files)")
         return {

@@ -365,7 +365,7 @@ class Cleanup(Action):
             ctx.log(f"kept database {params.database} and {scratch}")
             return {"dropped": False, "removed": False}
         refuse_live(ctx, params.database, "odoo.cleanup")
-        dropped = R.drop_database(dsn_of(ctx, params.dsn), params.database)
+        dropped = R.drop_database(dsn_of(ctx, params.dsn), params.database, run_id=ctx.run.id)
         removed = R.remove_scratch(scratch)
         ctx.log(f"database {params.database}: {'dropped' if dropped else 'not there'}; {scratch}: "
                 f"{'removed' if removed else 'not there'}")  # fmt: skip

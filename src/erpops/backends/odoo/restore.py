@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -159,23 +158,29 @@ def create_database(dsn: str, name: str, *, run_id: str, note: str = "", owner: 
     (``erpops:created run=<run id> at=<time>``), so only erpops's own databases are ever dropped.
     ``owner``: the role that owns it (default: the connecting role). Returns the mark."""
     pg.quote_ident(name)  # refuses names PostgreSQL cannot take
-    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    mark = f"{MARK} run={run_id} at={at}" + (f" {note}" if note else "")
+    mark = pg.created_mark(run_id, note)
     with _admin(dsn, name) as conn:
         pg.create_database(conn, name, comment=mark, owner=owner)
     return mark
 
 
-def drop_database(dsn: str, name: str) -> bool:
-    """Drop ``name`` (its sessions ended) if it carries erpops's mark; refuse any other database.
-    Returns False when it does not exist."""
+def drop_database(dsn: str, name: str, *, run_id: str | None) -> bool:
+    """Drop ``name`` (its sessions ended) if run ``run_id`` created it (its comment is exactly
+    erpops's mark naming that run; ``run_id=None``: any erpops run, for tools and tests); refuse
+    any other database. Returns False when it does not exist."""
     with _admin(dsn, name) as conn:
         exists, comment = pg.database_comment(conn, name)
         if not exists:
             return False
-        if not (comment or "").startswith(MARK):
+        creator = pg.marked_run(comment)
+        if creator is None:
             raise PermanentError(
-                f"refusing to drop database {name!r}: erpops did not create it (no '{MARK}' comment on it)"
+                f"refusing to drop database {name!r}: erpops did not create it (no '{MARK}' mark on it)"
+            )
+        if run_id is not None and creator != run_id:
+            raise PermanentError(
+                f"refusing to drop database {name!r}: run {creator} created it, not this run ({run_id})",
+                hint="a database another run kept is dropped by hand (DROP DATABASE) once it is not needed",
             )
         pg.drop_database(conn, name)
     return True

@@ -176,7 +176,7 @@ def swap(
             raise InvalidInput(f"the live database {live!r} does not exist on {pg.describe(dsn)}")
         if replacement not in comments:
             raise InvalidInput(f"the restored database {replacement!r} does not exist on {pg.describe(dsn)}")
-        if not (comments[replacement] or "").startswith(MARK):
+        if pg.marked_run(comments[replacement]) is None:
             raise PermanentError(
                 f"refusing to put {replacement!r} in the place of {live!r}: "
                 f"erpops did not restore it (no '{MARK}' mark)"

@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -392,8 +393,22 @@ def _first_line(exc: BaseException) -> str:
 
 
 #: The comment every database erpops creates starts with (``erpops:created run=<id> at=<time>``):
-#: erpops drops only databases that carry it.
+#: erpops drops only databases that carry it — and only those its own run created.
 CREATED_MARK = "erpops:created"
+_CREATED = re.compile(r"erpops:created run=(?P<run>\S+) at=\S+(?: .*)?", re.DOTALL)
+
+
+def created_mark(run_id: str, note: str = "") -> str:
+    """The comment of a database run ``run_id`` creates."""
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{CREATED_MARK} run={run_id} at={at}" + (f" {note}" if note else "")
+
+
+def marked_run(comment: str | None) -> str | None:
+    """The run that created a database, from its comment (exactly erpops's mark, not a comment that
+    merely starts like it); None when erpops did not create it."""
+    m = _CREATED.fullmatch(comment or "")
+    return m.group("run") if m else None
 
 
 def database_comment(conn: psycopg.Connection[Any], dbname: str) -> tuple[bool, str | None]:
