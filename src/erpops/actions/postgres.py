@@ -489,6 +489,9 @@ class DropDatabase(Action):
     class Params(_Target):
         database: str = Field(description="the database to drop")
         missing_ok: bool = Field(True, description="succeed (no change) when it does not exist")
+        created_by: str | None = Field(
+            None, description="the run that created it, when it is not this run (a database another run kept)"
+        )
 
     outputs = {"database": "its name", "dropped": "false when it did not exist", "terminated": "connections ended"}
 
@@ -513,10 +516,10 @@ class DropDatabase(Action):
                     f"refusing to drop database {params.database!r}: erpops did not create it (no '{MARK}' mark on it)",
                     hint="erpops only drops databases made by postgres.create_database",
                 )
-            if creator != ctx.run.id:
+            if creator != (params.created_by or ctx.run.id):
                 raise PermanentError(
                     f"refusing to drop database {params.database!r}: run {creator} created it, not this run",
-                    hint="a database another run kept is dropped by hand (DROP DATABASE) once it is not needed",
+                    hint=f"to drop a database run {creator} kept, name that run: created_by: {creator}",
                 )
             terminated = pg.terminate_connections(conn, params.database)
             pg.drop_database(conn, params.database)

@@ -132,7 +132,8 @@ def test_restore_test_keep_leaves_a_neutralized_copy(drill: Drill, seeded_db) ->
         cleanup = drill.runbook(
             "cleanup",
             "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: cleanup, version: 1.0.0}\n"
-            f"steps:\n  - id: drop\n    action: odoo.cleanup\n    with: {{database: {db}}}\n",
+            "steps:\n  - id: drop\n    action: odoo.cleanup\n"
+            f"    with: {{database: {db}, created_by: {res.finished()['run_id']}}}\n",
         )
         done = drill.run("run", str(cleanup), "--env", "local")
         assert done.code == 0, done.stdout[-2000:]

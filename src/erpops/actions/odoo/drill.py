@@ -334,8 +334,9 @@ class Verify(Action):
 
 
 class Cleanup(Action):
-    """Drop a scratch database and its scratch directory after a drill — only a database erpops
-    created and marked, and only a directory carrying erpops's marker; ``keep: true`` keeps both.
+    """Drop a scratch database and its scratch directory after a drill — only a database this run
+    created and marked (``created_by``: the id of the earlier run whose kept database this is), and
+    only a directory carrying erpops's marker; ``keep: true`` keeps both.
 
     ```yaml
     finally:
@@ -349,6 +350,9 @@ class Cleanup(Action):
 
     class Params(_Target):
         keep: bool = Field(False, description="keep the database and files (for inspection)")
+        created_by: str | None = Field(
+            None, description="the run that created it, when it is not this run (a database a drill kept)"
+        )
 
     outputs = {"dropped": "true when the database was dropped", "removed": "true when files were removed"}
 
@@ -365,7 +369,7 @@ class Cleanup(Action):
             ctx.log(f"kept database {params.database} and {scratch}")
             return {"dropped": False, "removed": False}
         refuse_live(ctx, params.database, "odoo.cleanup")
-        dropped = R.drop_database(dsn_of(ctx, params.dsn), params.database, run_id=ctx.run.id)
+        dropped = R.drop_database(dsn_of(ctx, params.dsn), params.database, run_id=params.created_by or ctx.run.id)
         removed = R.remove_scratch(scratch)
         ctx.log(f"database {params.database}: {'dropped' if dropped else 'not there'}; {scratch}: "
                 f"{'removed' if removed else 'not there'}")  # fmt: skip

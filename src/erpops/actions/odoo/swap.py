@@ -105,7 +105,14 @@ class SwapDatabase(Action):
         else:
             note = f"erpops run {ctx.run.id}" + (f" from backup {params.backup}" if params.backup else "")
             result = odoo_swap.swap(
-                dsn, live, params.replacement, keep_as, note=note, filestore=filestore, replacement_filestore=restored
+                dsn,
+                live,
+                params.replacement,
+                keep_as,
+                note=note,
+                run_id=ctx.run.id,
+                filestore=filestore,
+                replacement_filestore=restored,
             )
             ctx.log(
                 f"{params.replacement} is now {live}; the replaced database is kept as {keep_as}"

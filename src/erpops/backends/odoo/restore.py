@@ -180,7 +180,7 @@ def drop_database(dsn: str, name: str, *, run_id: str | None) -> bool:
         if run_id is not None and creator != run_id:
             raise PermanentError(
                 f"refusing to drop database {name!r}: run {creator} created it, not this run ({run_id})",
-                hint="a database another run kept is dropped by hand (DROP DATABASE) once it is not needed",
+                hint=f"to drop a database run {creator} kept, name that run (odoo.cleanup created_by: {creator})",
             )
         pg.drop_database(conn, name)
     return True

@@ -143,11 +143,13 @@ def swap(
     keep_as: str,
     *,
     note: str,
+    run_id: str,
     filestore: Path | None = None,
     replacement_filestore: Path | None = None,
 ) -> SwapResult:
     """Put ``replacement`` (an erpops-restored copy) in the place of ``live``; keep the live one as
-    ``keep_as``. ``note`` goes into both databases' comments (which run, which backup)."""
+    ``keep_as``. ``note`` goes into both databases' comments (which run, which backup); ``run_id``
+    (the run that restored the copy) into the mark the copy gets back if the swap is undone."""
     t0 = time.monotonic()
     for name in (live, replacement, keep_as):
         pg.quote_ident(name)
@@ -161,7 +163,8 @@ def swap(
         if keep_as in comments and replacement not in comments and (comments.get(live) or "").startswith(restored_note):
             # this swap happened already (a resumed run): finish what may be missing, change nothing else
             _allow_all(conn, [live, keep_as])
-            result = SwapResult(live, replacement, keep_as, replacement_comment=f"{MARK} {note} (put back by undo)")
+            put_back = pg.created_mark(run_id, f"{note} (put back by undo)")
+            result = SwapResult(live, replacement, keep_as, replacement_comment=put_back)
             if filestore is not None and replacement_filestore is not None and replacement_filestore.exists():
                 assert kept_filestore is not None
                 if not kept_filestore.exists():
