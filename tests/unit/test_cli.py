@@ -255,3 +255,19 @@ def test_closed_stdout_pipe_is_not_a_crash(tmp_path):
     )
     _, err = proc.communicate(timeout=60)
     assert "Traceback" not in err and "internal error" not in err, err
+
+
+def test_a_repeated_env_is_refused_not_silently_narrowed(cli, tmp_path):
+    """Regression: ``--env A --env B`` ran only B (Click keeps the last value of an option)."""
+    path = tmp_path / "rb.yaml"
+    marker = tmp_path / "ran"
+    path.write_text(HEADER + f"steps:\n  - {{id: touch, action: exec, with: {{argv: [touch, {marker}]}}}}\n")
+    for args in (["--env", "a", "--env", "b"], ["-e", "a", "-e", "sandbox"], ["--env=a", "-eb"]):
+        res = cli("run", str(path), *args, "--yes")
+        assert res.returncode == 2, res.stderr
+        assert "--env given 2 times" in res.stderr and "run it once per environment" in res.stderr
+        assert not marker.exists()
+        listed = cli("backups", "list", *args)
+        assert listed.returncode == 2 and "--env given 2 times" in listed.stderr
+    # a value that merely looks like the option is not one
+    assert "--env given" not in cli("run", str(path), "--env", "sandbox", "--param", "x=--env", "--yes").stderr

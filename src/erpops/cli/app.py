@@ -6,10 +6,12 @@ Nothing heavy is imported here: each command imports what it needs when it runs.
 import importlib.util
 from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from erpops import __version__
-from erpops.cli.boundary import guarded
+from erpops.cli.boundary import abort, guarded
 from erpops.cli.common import (
     Common,
     ConfigOpt,
@@ -23,7 +25,40 @@ from erpops.cli.common import (
     execute,
 )
 
+
+def _environments_named(args: list[str]) -> list[str]:
+    """Every value given to ``--env``/``-e`` in a command's arguments (before a ``--``)."""
+    found: list[str] = []
+    i = 0
+    while i < len(args) and args[i] != "--":
+        arg = args[i]
+        if arg in ("--env", "-e") and i + 1 < len(args):
+            found.append(args[i + 1])
+            i += 1
+        elif arg.startswith("--env="):
+            found.append(arg.split("=", 1)[1])
+        elif arg.startswith("-e") and len(arg) > 2 and not arg.startswith("--"):
+            found.append(arg[2:])
+        i += 1
+    return found
+
+
+class _Root(TyperGroup):
+    """The command group that sees every argument before the commands parse theirs."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        named = _environments_named(args)
+        if len(named) > 1:
+            # Click keeps only the last value of a repeated option: never run on one of them silently.
+            guarded(abort)(
+                f"--env given {len(named)} times ({', '.join(named)}): a command runs on one environment; "
+                "run it once per environment"
+            )
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
+    cls=_Root,
     name="erpops",
     help="Operate Odoo-based distribution ERP platforms with planned, journaled, resumable runbooks.",
     no_args_is_help=True,
