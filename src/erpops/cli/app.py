@@ -6,7 +6,6 @@ Nothing heavy is imported here: each command imports what it needs when it runs.
 import importlib.util
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -46,7 +45,7 @@ def _environments_named(args: list[str]) -> list[str]:
 class _Root(TyperGroup):
     """The command group that sees every argument before the commands parse theirs."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         named = _environments_named(args)
         if len(named) > 1:
             # Click keeps only the last value of a repeated option: never run on one of them silently.
