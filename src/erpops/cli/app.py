@@ -45,7 +45,7 @@ def _environments_named(args: list[str]) -> list[str]:
 class _Root(TyperGroup):
     """The command group that sees every argument before the commands parse theirs."""
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click)
         named = _environments_named(args)
         if len(named) > 1:
             # Click keeps only the last value of a repeated option: never run on one of them silently.
