@@ -45,12 +45,40 @@ class Located:
         return Issue(self.file, self.line(path), format_path(path), message)
 
 
+#: Values a document may hold once its aliases are expanded: far above any runbook or erpops.yaml,
+#: far below what makes a "billion laughs" document exhaust memory.
+MAX_VALUES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
-    pass
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.built = 0
+        self.open_nodes: set[int] = set()
 
 
 def _build(node: yaml.Node, path: PathT, lines: dict[PathT, int], loader: _Loader) -> Any:
     lines[path] = node.start_mark.line + 1
+    loader.built += 1
+    if loader.built > MAX_VALUES:
+        raise yaml.MarkedYAMLError(
+            problem=f"the document expands to more than {MAX_VALUES:,} values (aliases of aliases?)",
+            problem_mark=node.start_mark,
+        )
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        if id(node) in loader.open_nodes:
+            raise yaml.MarkedYAMLError(
+                problem="an alias refers to a value that contains it", problem_mark=node.start_mark
+            )
+        loader.open_nodes.add(id(node))
+        try:
+            return _build_collection(node, path, lines, loader)
+        finally:
+            loader.open_nodes.discard(id(node))
+    return loader.construct_object(node, deep=True)
+
+
+def _build_collection(node: yaml.Node, path: PathT, lines: dict[PathT, int], loader: _Loader) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
@@ -64,9 +92,7 @@ def _build(node: yaml.Node, path: PathT, lines: dict[PathT, int], loader: _Loade
             out[key] = _build(value_node, key_path, lines, loader)
             lines[key_path] = key_node.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), lines, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    return [_build(item, (*path, i), lines, loader) for i, item in enumerate(node.value)]
 
 
 def loads(text: str, file: str) -> Located:
@@ -91,11 +117,26 @@ def loads(text: str, file: str) -> Located:
 def load(path: str | Path) -> Located:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ValidationFailed([Issue(str(path), None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ValidationFailed([Issue(str(path), None, "", f"cannot read: {exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValidationFailed(
+            [
+                Issue(
+                    str(path),
+                    line,
+                    "",
+                    f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {column}; save it as UTF-8",
+                )
+            ]
+        ) from None
     return loads(text, str(path))
 
 

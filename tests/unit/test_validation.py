@@ -178,3 +178,37 @@ def test_shipped_runbooks_validate():
             rb = load_runbook(path, load_actions())
             assert rb.name == name
             assert rb.spec.metadata.description, f"{name} must describe its steps"
+
+
+def test_yaml_alias_bombs_and_self_references_are_refused_quickly(tmp_path):
+    """Regression: a "billion laughs" document ran ~50 s into MemoryError and a self-referencing
+    alias into RecursionError — both internal errors. Now: exit-2 issues with a line, at once."""
+    import time
+
+    from erpops.errors import ValidationFailed
+    from erpops.yamlfile import load
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    with pytest.raises(ValidationFailed) as caught:
+        load(bomb)
+    assert time.monotonic() - started < 5
+    (issue,) = caught.value.issues
+    assert "expands to more than 100,000 values" in issue.message and issue.line is not None
+    assert caught.value.exit_code == 2
+
+    selfref = tmp_path / "self.yaml"
+    selfref.write_text("steps: &s\n  - id: x\n    with: *s\n")
+    with pytest.raises(ValidationFailed) as caught:
+        load(selfref)
+    assert "refers to a value that contains it" in caught.value.issues[0].message
+
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("apiVersion: erpops/v1\nmetadata: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(ValidationFailed) as caught:
+        load(latin1)
+    (issue,) = caught.value.issues
+    assert issue.line == 2 and "not UTF-8" in issue.message and "0xe9" in issue.message
