@@ -18,6 +18,29 @@ from typing import Any
 
 MASK = "***"
 _MIN_LEN = 4  # shorter values would mask ordinary text; they are refused as secrets elsewhere
+_MIN_B64_CORE = 8  # base64 fragments shorter than this would mask ordinary base64 text
+
+
+def _html_safe_json(value: str) -> str:
+    """The string as Jinja's ``tojson`` writes it (``<>&'`` as ``\\u`` escapes), without quotes."""
+    text = json.dumps(value)[1:-1]
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _b64_cores(value: str, encode: Callable[[bytes], bytes]) -> list[str]:
+    """The base64 characters that encode only ``value``'s bytes, for each of the three positions it
+    can take inside a longer encoded text (``user:secret``, ``secret\\n``...): what is the same
+    whatever comes before or after it."""
+    raw = value.encode()
+    cores = []
+    for offset in range(3):
+        encoded = encode(b"\0" * offset + raw).decode()
+        first = -(-offset // 3)  # the first 3-byte group made of the value's bytes only
+        last = (offset + len(raw)) // 3
+        cores.append(encoded[4 * first : 4 * last])
+    return cores
 
 
 class Redactor:
@@ -32,12 +55,18 @@ class Redactor:
         variants = {
             value,
             json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            _html_safe_json(value),  # Jinja's tojson
             urllib.parse.quote(value, safe=""),
+            urllib.parse.quote(value, safe="/"),  # Jinja's urlencode
             urllib.parse.quote_plus(value),
             base64.b64encode(value.encode()).decode(),
+            base64.urlsafe_b64encode(value.encode()).decode(),
         }
+        cores = {core for encode in (base64.b64encode, base64.urlsafe_b64encode) for core in _b64_cores(value, encode)}
         with self._lock:
             self._values.update(v for v in variants if len(v) >= _MIN_LEN)
+            self._values.update(c for c in cores if len(c) >= _MIN_B64_CORE)
             self._ordered = sorted(self._values, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
