@@ -17,8 +17,19 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
+
+
+def _junit_time(value: Any) -> str:
+    """The JUnit schema's timestamp: ``YYYY-MM-DDTHH:MM:SS`` in UTC, no fraction, no offset."""
+    if not value:
+        return ""
+    when = datetime.fromisoformat(str(value))
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _text(value: Any) -> str:
@@ -44,16 +55,19 @@ def junit_xml(report: dict[str, Any]) -> bytes:
         errors="0",
         skipped=str(skipped),
         time=f"{total:.3f}",
-        timestamp=str(report.get("finished_at") or ""),
+        timestamp=_junit_time(report.get("finished_at")),
         hostname=socket.gethostname(),
     )
     props = ET.SubElement(suite, "properties")
     for key in ("environment", "backup_id", "run_id", "database", "passed"):
-        ET.SubElement(props, "property", name=key, value=_text(report.get(key)))
+        if report.get(key) is not None:  # a drill that failed early has no database: no "null" value
+            ET.SubElement(props, "property", name=key, value=_text(report.get(key)))
     for phase, secs in (report.get("durations") or {}).items():
-        ET.SubElement(props, "property", name=f"rto.{phase}_seconds", value=_text(secs))
+        if secs is not None:
+            ET.SubElement(props, "property", name=f"rto.{phase}_seconds", value=_text(secs))
     for basis, secs in (report.get("rpo_seconds") or {}).items():
-        ET.SubElement(props, "property", name=f"rpo.{basis}_seconds", value=_text(secs))
+        if secs is not None:  # not known (nothing restored to look at): left out, not "null"
+            ET.SubElement(props, "property", name=f"rpo.{basis}_seconds", value=_text(secs))
     for c in checks:
         case = ET.SubElement(
             suite,

@@ -4,6 +4,7 @@ an unbalanced source database."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -36,7 +37,17 @@ def test_corrupted_artifact_fails_on_the_checksum_before_restoring(drill: Drill,
     assert drill_databases(seeded_db) == []  # no database was ever created
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
     assert cases["restore"].find("failure") is not None
-    assert parse_prometheus(metrics.read_text())["erpops_restore_drill_success"][0][1] == 0.0
+    samples = parse_prometheus(metrics.read_text())
+    assert samples["erpops_restore_drill_success"][0][1] == 0.0
+    # the evidence of a failed drill is honest and valid (regression: total 0, database "null",
+    # a JUnit timestamp with microseconds and an offset that the strict JUnit schema rejects)
+    total = dict(samples["erpops_restore_drill_duration_seconds"])['{environment="local",phase="total"}']
+    assert 0 < total < 120
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", suite.get("timestamp") or ""), suite.get("timestamp")
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert "database" not in properties and "null" not in properties.values()
     [entry] = drill.backups("local")
     assert entry["state"] == "complete" and entry["restore_tested_at"] is None
     # recorded as failed in the journal

@@ -105,7 +105,10 @@ class DrillReport(Action):
             "checks": params.checks.get("seconds"),
         }
         seconds = {k: float(v) for k, v in durations.items() if v is not None}
-        seconds["total"] = round(sum(seconds.values()), 3)
+        if len(seconds) == len(durations):
+            seconds["total"] = round(sum(seconds.values()), 3)  # the recovery time: every phase ran
+        else:  # the drill stopped part-way: how long it ran until then, not the phases that never ran
+            seconds["total"] = round((now - ctx.run.started_at).total_seconds(), 3)
         snapshot = manifest.snapshot_time.isoformat() if manifest else None
         passed = all(c.get("passed") for c in checks) and bool(params.checks) and failure is None
         report = {
