@@ -71,6 +71,23 @@ def list_(json: bool = JsonOpt, config: str = ConfigOpt) -> None:
     con.print(table)
 
 
+def _with_topology(cfg: Any, environment: Any) -> Any:
+    """The environment with the database endpoints its last failover recorded (as every run sees
+    it); as configured when the state store cannot be read (its own check says why)."""
+    from erpops.engine.store import open_state_store
+    from erpops.errors import ErpopsError
+    from erpops.records import apply_topology
+
+    try:
+        state = open_state_store(cfg)
+    except ErpopsError:
+        return environment
+    try:
+        return apply_topology(environment, state)
+    finally:
+        state.close()
+
+
 @app.command("check")
 @guarded
 def check(
@@ -84,7 +101,7 @@ def check(
     from erpops.environments import load_config
 
     cfg = load_config(config)
-    environment = cfg.environment(env)
+    environment = _with_topology(cfg, cfg.environment(env))
     checks = preflight(cfg, environment)
     failed = [c for c in checks if c.ok is False]
     if json:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from erpops.environments import Database, Environment
 from erpops.records import apply_topology, forget_topology
 from erpops.state import MemoryStateStore
@@ -55,3 +57,34 @@ def test_forget_topology() -> None:
     _record(store, B, A)
     forget_topology(store, "prod")
     assert apply_topology(_env(), store).database.dsn == A  # type: ignore[union-attr]
+
+
+def test_env_check_sees_the_servers_as_the_last_failover_left_them(healthy) -> None:
+    """Regression: after a failover (and the old primary re-created as a standby) erpops.yaml still
+    names the old roles; every run applies the recorded topology but ``env check`` did not, and
+    exited 3 ("the standby is not a standby")."""
+    from erpops.backends.state.sqlite import SqliteStateStore
+    from erpops.records import CURRENT, TOPOLOGY
+
+    pair, primary, standby = healthy
+    pair.reset_state()
+    # erpops.yaml as written before the failover: its "database" is the standby now, and back
+    cfg = pair.env_config(standby, primary)
+    pair.write_config({"drill": cfg})
+    res = pair.cli("env", "check", "--env", "drill", "--json")
+    assert res.code == 3 and "not a standby" in res.stdout  # nothing recorded: the file is all there is
+    store = SqliteStateStore(pair.work / "state.db")
+    try:
+        store.put_record(
+            TOPOLOGY,
+            "drill",
+            CURRENT,
+            {"primary_dsn": cfg["standby"]["dsn"], "standby_dsn": cfg["database"]["dsn"], "run_id": "run-fo"},
+        )
+    finally:
+        store.close()
+    res = pair.cli("env", "check", "--env", "drill", "--json")
+    assert res.code == 0, res.stdout + res.stderr
+    rows = {r["target"]: r for r in (json.loads(line) for line in res.stdout.splitlines() if line.startswith("{"))}
+    assert rows["database"]["status"] == "ok" and "primary" in rows["database"]["detail"]
+    assert rows["standby"]["status"] == "ok" and "in recovery" in rows["standby"]["detail"]
