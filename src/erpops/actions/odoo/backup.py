@@ -63,6 +63,7 @@ class Preflight(Action):
         dsn = dsn_of(ctx, params.dsn)
         database = database_of(ctx, params.database)
         with pg.connect(dsn) as conn:
+            pg.refuse_unless_primary(conn, dsn, f"a backup of {database}")
             if not odoo_db.database_exists(conn, database):
                 raise Unreachable(
                     f"database {database!r} does not exist on {pg.describe(dsn)}",

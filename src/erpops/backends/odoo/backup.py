@@ -120,6 +120,8 @@ def run_backup(
     filestore_job: _Job | None = None
     conn = pg.connect(opts.dsn, opts.database, autocommit=False)
     try:
+        pg.refuse_unless_primary(conn, opts.dsn, f"a backup of {opts.database}")
+        conn.rollback()  # the check's transaction: the snapshot below starts a fresh one
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         row = conn.execute("SELECT pg_export_snapshot(), clock_timestamp()").fetchone()

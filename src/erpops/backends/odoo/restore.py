@@ -142,6 +142,7 @@ def check_new_database(dsn: str, name: str) -> None:
     """Refuse before any work when ``name`` exists already: a restore goes into a new database."""
     pg.quote_ident(name)
     with _admin(dsn, name) as conn:
+        pg.refuse_unless_primary(conn, dsn, f"a restore into {name}")
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
 

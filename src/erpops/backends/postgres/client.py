@@ -40,7 +40,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from erpops import secrets
-from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError
+from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError, Unreachable
 
 #: Client tools erpops runs.
 CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql", "pg_basebackup", "pg_ctl", "pg_dumpall", "initdb")
@@ -205,6 +205,24 @@ def server_version(conn: psycopg.Connection[Any]) -> str:
 def in_recovery(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
     return bool(row and row[0])
+
+
+def refuse_unless_primary(conn: psycopg.Connection[Any], dsn: str, what: str) -> None:
+    """:class:`Unreachable` (exit 3) when the server is not a primary that takes writes: in recovery
+    (a standby), or a former primary a failover fenced (``erpops.fence`` set) — ``what`` would
+    otherwise read stale data or write where no one looks."""
+    row = conn.execute("SELECT pg_is_in_recovery(), current_setting('erpops.fence', true)").fetchone()
+    in_recovery, fence = (bool(row[0]), row[1]) if row else (False, None)
+    if in_recovery:
+        raise Unreachable(
+            f"{describe(dsn)} is in recovery (a standby): {what} needs the primary",
+            hint="after a failover erpops uses the recorded topology; `erpops env check` shows which server is which",
+        )
+    if fence:
+        raise Unreachable(
+            f"{describe(dsn)} is a former primary that a failover fenced: {what} needs the current primary",
+            hint="`erpops env check` shows the servers as the last failover left them",
+        )
 
 
 def quote_ident(name: str) -> str:
