@@ -212,3 +212,31 @@ def test_yaml_alias_bombs_and_self_references_are_refused_quickly(tmp_path):
         load(latin1)
     (issue,) = caught.value.issues
     assert issue.line == 2 and "not UTF-8" in issue.message and "0xe9" in issue.message
+
+
+def test_template_limits_and_sandbox_escapes_are_user_errors(write_runbook, runner):
+    """Regression: ``range(100000000000)|list`` was an internal error, ``999999999 ** 999999999``
+    hung the plan at 100% CPU, and sandbox escapes passed ``runbook validate`` and failed only at
+    run time, after earlier steps ran."""
+    import time
+
+    from erpops.runbook.templating import RenderError, render_string
+
+    for text in ("{{ range(100000000000)|list }}", "{{ 999999999 ** 999999999 }}", "{{ 'x' * 1000000000 }}"):
+        started = time.monotonic()
+        with pytest.raises(RenderError):
+            render_string(text, {})
+        assert time.monotonic() - started < 1, text
+    assert render_string("{{ 2 ** 10 }}", {}) == 1024 and render_string("{{ 'ab' * 2 }}", {}) == "abab"
+
+    for escape in ("{{ ''.__class__.__mro__ }}", "{{ cycler.__init__.__globals__ }}", "{{ params['__class__'] }}"):
+        path = write_runbook(
+            HEADER
+            + "steps:\n  - {id: first, action: log, with: {message: hello}}\n"
+            + f'  - {{id: second, action: log, with: {{message: "{escape}"}}}}\n'
+        )
+        with pytest.raises(ValidationFailed) as caught:
+            load_runbook(path, load_actions())
+        (issue,) = caught.value.issues
+        assert (issue.line, issue.path) == (6, "steps[1].with.message"), issue
+        assert "names starting with _ are not available" in issue.message

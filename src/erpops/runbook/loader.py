@@ -174,7 +174,7 @@ def _template_issues(
 ) -> list[Issue]:
     if not templating.is_template(text):
         return []
-    err = templating.check_syntax(text)
+    err = templating.check_syntax(text) or templating.unsafe_access(text)
     if err:
         return [doc.issue(path, err)]
     roots, steps, used_params = templating.references(text)

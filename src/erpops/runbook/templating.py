@@ -13,12 +13,40 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 ROOTS = frozenset({"params", "env", "steps", "run"})
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.DOTALL)
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+#: Largest result of ``**`` and longest repeated sequence (``"x" * n``) a template may make: a
+#: template computes a parameter, never something that takes minutes or gigabytes.
+MAX_POWER_BITS = 4096
+MAX_REPEAT = 100_000
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    """The sandbox, with ``**`` and sequence repetition bounded (Jinja's sandbox bounds ``range``)."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        huge_power = (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and abs(left) > 1
+            and abs(left).bit_length() * right > MAX_POWER_BITS
+        )
+        if huge_power:
+            raise SecurityError(f"{left} ** {right} is too large for a template (over {MAX_POWER_BITS} bits)")
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise SecurityError(f"repeating a sequence {n} times is too long for a template")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = _Env(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class RenderError(Exception):
@@ -50,7 +78,7 @@ def render_string(text: str, context: dict[str, Any]) -> Any:
         raise RenderError(f"template {text.strip()!r}: {exc.message}") from None
     except TemplateError as exc:
         raise RenderError(f"template {text.strip()!r}: {exc}") from None
-    except (TypeError, ValueError, ZeroDivisionError, AttributeError, KeyError, IndexError) as exc:
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, KeyError, IndexError, OverflowError) as exc:
         raise RenderError(f"template {text.strip()!r}: {exc}") from None
 
 
@@ -80,6 +108,20 @@ def check_syntax(text: str) -> str | None:
         _env.parse(text)
     except TemplateSyntaxError as exc:
         return f"template syntax error: {exc.message}"
+    return None
+
+
+def unsafe_access(text: str) -> str | None:
+    """Why ``text`` would be refused by the sandbox when it runs, found before anything runs: an
+    attribute or key starting with ``_`` (``''.__class__``, ``cycler.__init__.__globals__``)."""
+    for node in _walk(_env.parse(text)):
+        name = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            name = node.arg.value
+        if name is not None and name.startswith("_"):
+            return f"template uses {name!r}: names starting with _ are not available in templates"
     return None
 
 
