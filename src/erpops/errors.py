@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -65,6 +66,16 @@ class ValidationFailed(InvalidInput):
         first = str(self.issues[0]) if self.issues else "validation failed"
         more = f" (+{len(self.issues) - 1} more)" if len(self.issues) > 1 else ""
         super().__init__(first + more)
+
+
+def validation_message(error: Any) -> str:
+    """A pydantic error's message for a user: without pydantic's ``Value error, `` /
+    ``Assertion failed, `` prefix (the validator's own sentence is the message)."""
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
 
 
 class Unreachable(ErpopsError):

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from erpops.errors import PermanentError
+from erpops.errors import PermanentError, validation_message
 
 FORMAT_VERSION = 1
 
@@ -260,4 +260,4 @@ def _load(model: type[Any], data: bytes | str, where: str) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise InvalidManifest(f"{where}: {path}: {first['msg']}") from None
+        raise InvalidManifest(f"{where}: {path}: {validation_message(first)}") from None

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from erpops.errors import Issue, ValidationFailed
+from erpops.errors import Issue, ValidationFailed, validation_message
 
 PathT = tuple[str | int, ...]
 
@@ -146,7 +146,7 @@ def pydantic_issues(doc: Located, exc: Any, base: PathT = ()) -> list[Issue]:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
         path = (*base, *loc)
-        msg = err["msg"]
+        msg = validation_message(err)
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         elif err["type"] == "missing":

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape as _e
 from rich.status import Status
 from rich.table import Table
 
@@ -61,8 +62,8 @@ class ConsoleSink:
         kind = "resuming" if e.get("resumed") else ("planning" if e.get("dry_run") else "running")
         prefix = "↳ " if e.get("parent") else ""
         self.console.print(
-            f"{prefix}[bold]{kind} {e['runbook']}[/bold] {e['version']} on [bold]{e['environment']}[/bold] "
-            f"[dim](run {e['run_id']}, {e['user']}@{e['host']})[/dim]"
+            f"{prefix}[bold]{kind} {_e(e['runbook'])}[/bold] {_e(e['version'])} on [bold]{_e(e['environment'])}[/bold] "
+            f"[dim](run {_e(e['run_id'])}, {_e(e['user'])}@{_e(e['host'])})[/dim]"
         )
         self._finished[e["run_id"]] = []
 
@@ -78,23 +79,27 @@ class ConsoleSink:
             change = row.get("change") or ""
             label = row["step"] if row["phase"] == "main" else f"{row['step']} ({row['phase']})"
             table.add_row(
-                label, row["action"], f"[{_CHANGE_STYLE.get(change, '')}]{change}[/]", row.get("summary") or ""
+                _e(label),
+                _e(row["action"]),
+                f"[{_CHANGE_STYLE.get(change, '')}]{_e(change)}[/]",
+                _e(row.get("summary") or ""),
             )
         self.console.print(table)
 
     def _on_step_started(self, e: dict[str, Any]) -> None:
         self.pause()
         attempt = f" (attempt {e['attempt']})" if e.get("attempt", 1) > 1 else ""
-        label = f"{self._indent(e)}{e['step']} [dim]{e['action']}[/dim]{attempt}"
+        label = f"{self._indent(e)}{_e(e['step'])} [dim]{_e(e['action'])}[/dim]{attempt}"
         if self._live:
             self._status = self.console.status(label)
             self._status.start()
         else:
-            self.console.print(f"{self._indent(e)}▶ {e['step']} ({e['action']}){attempt}")
+            self.console.print(f"{self._indent(e)}▶ {_e(e['step'])} ({_e(e['action'])}){attempt}")
 
     def _on_step_log(self, e: dict[str, Any]) -> None:
         style = {"warning": "yellow", "error": "red", "debug": "dim"}.get(e.get("level", "info"), "")
-        self.console.print(f"{self._indent(e)}  [{style}]{e['message']}[/]" if style else f"  {e['message']}")
+        message = _e(e["message"])
+        self.console.print(f"{self._indent(e)}  [{style}]{message}[/]" if style else f"  {message}")
 
     def _on_step_progress(self, e: dict[str, Any]) -> None:
         key = f"{e['run_id']}:{e['step']}:{e['description']}"
@@ -109,11 +114,13 @@ class ConsoleSink:
             total = f"/{e['total']:g}" if e.get("total") else ""
             text = f"{e['description']}: {e['done']:g}{total} {e.get('unit', '')}"
         if self._status is not None:
-            self._status.update(f"{e['step']}: {text}")
+            self._status.update(f"{_e(e['step'])}: {_e(text)}")
 
     def _on_step_retry(self, e: dict[str, Any]) -> None:
         self.pause()
-        self.console.print(f"  [yellow]↻ {e['step']}: retry in {e['delay']:g}s[/] [dim]({e.get('error')})[/dim]")
+        self.console.print(
+            f"  [yellow]↻ {_e(e['step'])}: retry in {e['delay']:g}s[/] [dim]({_e(str(e.get('error')))})[/dim]"
+        )
 
     def _on_step_finished(self, e: dict[str, Any]) -> None:
         self.pause()
@@ -122,15 +129,15 @@ class ConsoleSink:
         mark = {"succeeded": "✓", "skipped": "-", "failed": "✗", "timeout": "✗", "cancelled": "✗"}.get(status, "•")
         style = _STATUS_STYLE.get(status, "")
         phase = f" [dim]({e['phase']})[/dim]" if e.get("phase") not in (None, "main") else ""
-        line = f"{self._indent(e)}[{style}]{mark} {e['step']}[/]{phase} [dim]{e['duration']:.2f}s[/dim]"
+        line = f"{self._indent(e)}[{style}]{mark} {_e(e['step'])}[/]{phase} [dim]{e['duration']:.2f}s[/dim]"
         if status == "skipped":
             line += " [dim]skipped[/dim]"
         if e.get("error"):
-            line += f" [red]{e['error']}[/red]"
+            line += f" [red]{_e(e['error'])}[/red]"
         self.console.print(line)
 
     def _on_approval(self, e: dict[str, Any]) -> None:
-        self.console.print(f"  [green]approved[/green] by {e['who']} ({e['how']}): {e['message']}")
+        self.console.print(f"  [green]approved[/green] by {_e(e['who'])} ({_e(e['how'])}): {_e(e['message'])}")
 
     def _on_run_finished(self, e: dict[str, Any]) -> None:
         self.pause()
@@ -149,7 +156,7 @@ class ConsoleSink:
             for s in steps:
                 st = s["status"]
                 table.add_row(
-                    s["step"],
+                    _e(s["step"]),
                     s.get("phase", ""),
                     f"[{_STATUS_STYLE.get(st, '')}]{st}[/]",
                     f"{s['duration']:.2f}s",
@@ -159,10 +166,10 @@ class ConsoleSink:
         state = e["state"]
         self.console.print(
             f"[bold {_STATUS_STYLE.get(state, '')}]{state}[/] in {e['duration']:.2f}s "
-            f"[dim](run {e['run_id']}, exit {e['exit_code']})[/dim]"
+            f"[dim](run {_e(e['run_id'])}, exit {e['exit_code']})[/dim]"
         )
         if e.get("error"):
-            self.console.print(f"[red]{e['error']}[/red]")
+            self.console.print(f"[red]{_e(e['error'])}[/red]")
 
 
 def make_approver(sink: ConsoleSink) -> Any:
@@ -177,10 +184,10 @@ def make_approver(sink: ConsoleSink) -> Any:
             return None
         try:
             if require_text:
-                console.print(f"[bold yellow]approval needed:[/] {message}")
+                console.print(f"[bold yellow]approval needed:[/] {_e(message)}")
                 typed = Prompt.ask(f"type the environment name [bold]{require_text}[/bold] to approve", console=console)
                 return typed.strip() == require_text
-            return Confirm.ask(f"[bold yellow]approve?[/] {message}", console=console, default=False)
+            return Confirm.ask(f"[bold yellow]approve?[/] {_e(message)}", console=console, default=False)
         except EOFError:
             return None
 

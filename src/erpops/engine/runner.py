@@ -34,6 +34,7 @@ from erpops.errors import (
     InvalidInput,
     Issue,
     ValidationFailed,
+    validation_message,
 )
 from erpops.files import save_traceback
 from erpops.runbook import params as params_mod
@@ -278,7 +279,9 @@ class Engine:
         except ValidationError as exc:
             err = exc.errors()[0]
             field_path = ".".join(str(p) for p in err["loc"])
-            raise InvalidInput(f"{self._where(rs, phase, index)} with.{field_path}: {err['msg']}") from None
+            raise InvalidInput(
+                f"{self._where(rs, phase, index)} with.{field_path}: {validation_message(err)}"
+            ) from None
 
     def _where(self, rs: RunState, phase: str, index: int) -> str:
         return f"{rs.runbook.path}:{rs.runbook.step_line(phase, index)}"

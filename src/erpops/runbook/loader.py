@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from erpops import yamlfile
-from erpops.errors import Issue, ValidationFailed
+from erpops.errors import Issue, ValidationFailed, validation_message
 from erpops.runbook import templating
 from erpops.runbook.schema import API_VERSION, PARAM_NAME, RunbookSpec, StepSpec
 from erpops.yamlfile import Located, PathT
@@ -161,7 +161,7 @@ def check_with(doc: Located, cls: Any, with_: dict[str, Any], base: PathT) -> li
             if not loc or loc[0] not in literal:
                 continue  # missing or templated: reported above, or checked at run time
             path = (*base, *(p for p in loc if isinstance(p, str | int)))
-            issues.append(doc.issue(path, f"{cls.name} field '{loc[0]}': {err['msg']}"))
+            issues.append(doc.issue(path, f"{cls.name} field '{loc[0]}': {validation_message(err)}"))
     return issues
 
 

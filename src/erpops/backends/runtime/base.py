@@ -52,7 +52,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from erpops.environments import Environment
-from erpops.errors import ActionError, Unreachable
+from erpops.errors import ActionError, Unreachable, validation_message
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def service_specs(env: Environment) -> dict[str, ServiceSpec]:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise RuntimeMisconfigured(
-                f"environment {env.name!r}: runtime.services.{name}.{where}: {first['msg']}"
+                f"environment {env.name!r}: runtime.services.{name}.{where}: {validation_message(first)}"
             ) from None
         for old, new in (spec.model_extra or {}).pop("__moved__", []):
             deprecation_notice(
