@@ -146,3 +146,17 @@ def test_exec_check_false_keeps_exit_code(runner, write_runbook):
 def test_exec_missing_program(runner, write_runbook):
     result = runner.run(write_runbook(one_step("exec", "{argv: [no-such-program-xyz]}")))
     assert result.state == "failed" and "command not found: no-such-program-xyz" in result.error
+
+
+def test_a_secret_on_a_command_line_is_refused_naming_the_step_once(runner, write_runbook, monkeypatch):
+    """Regression: the error read "step cmdline: step cmdline: the command line ..."."""
+    monkeypatch.setenv("ERPOPS_TEST_SECRET", "s3cr3t-value-42")
+    rb = write_runbook(
+        HEADER
+        + "params:\n  token: {type: secret, default: 'env:ERPOPS_TEST_SECRET'}\n"
+        + "steps:\n  - {id: cmdline, action: exec, with: {argv: [echo, '{{ params.token }}']}}\n"
+    )
+    result = runner.run(rb)
+    assert result.state == "failed" and result.error is not None
+    assert result.error.startswith("step cmdline: the command line of echo would contain a secret"), result.error
+    assert result.error.count("step cmdline") == 1 and "s3cr3t" not in result.error

@@ -83,7 +83,7 @@ class StepContext:
         if any(secrets.REDACTOR.contains(str(arg)) for arg in argv):
             # a command line is visible to every user of the machine (ps, /proc): never a secret
             raise PermanentError(
-                f"step {self.step_id}: the command line of {argv[0]} would contain a secret; "
+                f"the command line of {argv[0]} would contain a secret; "
                 "pass it through the environment instead (exec: secret_env)"
             )
         code, out, err, secs = process.run_process(
