@@ -48,7 +48,7 @@ class RunResult:
     runbook: str
     version: str
     environment: str
-    state: str  # succeeded | failed | rolled-back | interrupted | planned
+    state: str  # succeeded | failed | rolled-back | interrupted | refused (locked) | planned
     exit_code: ExitCode
     duration: float
     steps: list[StepResult]

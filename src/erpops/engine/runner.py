@@ -33,6 +33,7 @@ from erpops.errors import (
     Interrupted,
     InvalidInput,
     Issue,
+    Locked,
     ValidationFailed,
     validation_message,
 )
@@ -189,7 +190,15 @@ class Engine:
                         rs, None, f"{runbook.name} is destructive and {env.name} is production", require_text=env.name
                     )
             except ErpopsError as exc:
-                ended = "interrupted" if isinstance(exc, Interrupted) else "failed"
+                # refused: it never started (the environment is locked by another run); the journal
+                # keeps the attempt, apart from the runs that failed
+                ended = (
+                    "interrupted"
+                    if isinstance(exc, Interrupted)
+                    else "refused"
+                    if isinstance(exc, Locked)
+                    else "failed"
+                )
                 if not resuming:
                     self.state.finish_run(run_id, ended, utcnow(), redact(str(exc)))
                 self.sink.emit(

@@ -45,6 +45,15 @@ def test_second_run_fails_at_once_naming_the_holder_then_waits(ws: Workspace) ->
         assert f"run {run.id}" in err and f"{run.user}@{run.host}" in err and "runbook holder" in err
         assert run.started_at.strftime("%Y-%m-%d") in err and "since" in err
         assert "second" not in lines(ws.root / "log")  # nothing of the loser ran
+        # journaled as refused, not among the failed runs (regression: refusals cluttered them)
+        store = ws.store()
+        try:
+            assert [r.runbook for r in store.list_runs(environment="prod", state="refused")] == ["second"]
+            assert store.list_runs(environment="prod", state="failed") == []
+        finally:
+            store.close()
+        failed = ws.erpops("runs", "list", "--state", "failed")
+        assert failed.returncode == 0 and "second" not in failed.stdout
 
         ws.write("free.yaml", LOCKING.format(name="free", py=sys.executable).replace("--hold, release", "--hold, ."))
         other_env = ws.erpops("run", "free.yaml", "--env", "staging")  # other environments are free
