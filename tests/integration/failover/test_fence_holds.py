@@ -69,6 +69,9 @@ def test_clients_that_ask_for_writes_cannot_write_to_the_fenced_old_primary(heal
     assert fence["roles_kept"] == {"postgres": "erpops connects as this role"}
     report = res.step("report", "finally")["outputs"]["report"]
     assert report["fence_held"].startswith("SQL") and report["fence_sql"]["roles"] == [APP_ROLE]
+    # the report names the Odoo database on both servers (regression: it named "postgres")
+    assert report["old_primary"].startswith(f'database "{DB}" on socket {old_primary}')
+    assert report["new_primary"].startswith(f'database "{DB}" on socket {old_standby}')
 
     # the new primary: the replicated part of the fence was lifted, the application works there
     assert res.step("promote")["outputs"]["fence_lifted"] == [

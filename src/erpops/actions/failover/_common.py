@@ -47,15 +47,23 @@ def target(ctx: ActionContext, role: Role, dsn: str | None) -> tuple[str, str]:
     """(resolved DSN, description without secrets) of a role or an explicit DSN."""
     from erpops.backends.postgres import client as pg
 
-    ref = dsn or server_of(env_of(ctx), role).dsn
+    env = env_of(ctx)
+    ref = dsn or server_of(env, role).dsn
     resolved = ctx.resolve_secret(ref)
-    return resolved, pg.describe(resolved)
+    return resolved, pg.describe(resolved, _app_database(env, dsn))
+
+
+def _app_database(env: Environment, dsn: str | None) -> str | None:
+    """The Odoo database a server of the environment holds (what reports name), not the DSN's
+    maintenance database; None for an explicit DSN."""
+    return env.database.name if env.database is not None and dsn is None else None
 
 
 def describe_ref(ctx: ActionContext, role: Role, dsn: str | None) -> str:
     """For plans: where a role points, without resolving secrets."""
     try:
-        ref = dsn or server_of(env_of(ctx), role).dsn
+        env = env_of(ctx)
+        ref = dsn or server_of(env, role).dsn
     except Unreachable as exc:
         return f"({exc})"
     if secrets.is_reference(ref):
@@ -63,7 +71,7 @@ def describe_ref(ctx: ActionContext, role: Role, dsn: str | None) -> str:
     from erpops.backends.postgres import client as pg
 
     try:
-        return pg.describe(ref)
+        return pg.describe(ref, _app_database(env, dsn))
     except InvalidInput:
         return "(malformed DSN)"
 
