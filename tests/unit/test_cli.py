@@ -271,3 +271,20 @@ def test_a_repeated_env_is_refused_not_silently_narrowed(cli, tmp_path):
         assert listed.returncode == 2 and "--env given 2 times" in listed.stderr
     # a value that merely looks like the option is not one
     assert "--env given" not in cli("run", str(path), "--env", "sandbox", "--param", "x=--env", "--yes").stderr
+
+
+def test_a_dry_run_of_a_run_that_will_refuse_exits_as_the_run_would(cli, tmp_path):
+    """Regression: ``provision --dry-run`` exited 0 although the run refuses (a literal false assert)."""
+    res = cli("provision", "--dry-run")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "will fail" in res.stdout and "nothing was changed" in res.stdout
+    real = cli("provision", "--yes")
+    assert real.returncode == 1
+    # a failing check that may continue, or one known only at run time, does not make the plan fail
+    path = write(
+        tmp_path,
+        "ok.yaml",
+        HEADER + "steps:\n  - {id: soft, action: assert, with: {that: false}, on_failure: continue}\n"
+        "  - {id: later, action: assert, with: {that: '{{ steps.soft.outputs.value }}'}}\n",
+    )
+    assert cli("run", path, "--dry-run").returncode == 0

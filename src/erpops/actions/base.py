@@ -61,6 +61,9 @@ class Change(StrEnum):
     WILL = "will change"
     MAY = "may change"
     NONE = "no change"
+    #: The step will fail whatever happens (e.g. ``assert`` of a literal false): a dry run says so
+    #: and exits as the run would.
+    FAILS = "will fail"
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ class Assert(Action):
     outputs = {"value": "the evaluated condition"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        if not truthy(params.that):  # known now (a template known only at run time is not planned here)
+            return PlanResult(Change.FAILS, params.message)
         return PlanResult(Change.NONE, f"check: {params.message}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:

@@ -21,7 +21,7 @@ _STATUS_STYLE = {
     "interrupted": "yellow",
     "planned": "cyan",
 }
-_CHANGE_STYLE = {"will change": "yellow", "may change": "magenta", "no change": "dim"}
+_CHANGE_STYLE = {"will change": "yellow", "may change": "magenta", "no change": "dim", "will fail": "bold red"}
 
 
 def human_bytes(n: float) -> str:
@@ -145,6 +145,8 @@ class ConsoleSink:
         if e.get("depth") or e.get("state") == "planned":
             if e.get("state") == "planned":
                 self.console.print("[cyan]dry run: nothing was changed[/cyan]")
+                if e.get("error"):
+                    self.console.print(f"[red]{_e(e['error'])}[/red]")
             return
         if steps:
             table = Table(show_edge=False, pad_edge=False, title="summary", title_justify="left")

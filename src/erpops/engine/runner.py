@@ -131,22 +131,36 @@ class Engine:
         ]
         self.sink.emit(make_event("run.planned", run_id=run_id, plan=plan_json, depth=rs.depth))
         if options.dry_run:
+            # a step whose plan knows it fails: the dry run exits as the run would, naming it
+            aborting = {s.id for s in runbook.spec.steps if s.on_failure == "abort"}
+            doomed = next(
+                (
+                    s
+                    for s in plan
+                    if s.phase == "main" and s.id in aborting and s.plan is not None and s.plan.change == Change.FAILS
+                ),
+                None,
+            )
+            error = f"step {doomed.id} will fail: {doomed.plan.summary}" if doomed and doomed.plan else None
             result = RunResult(
                 run_id,
                 runbook.name,
                 runbook.version,
                 env.name,
                 "planned",
-                ExitCode.SUCCEEDED,
+                ExitCode.STEP_FAILED if doomed else ExitCode.SUCCEEDED,
                 time.monotonic() - start,
                 plan,
+                error=error,
+                failed_step=doomed.id if doomed else None,
             )
             self.sink.emit(
                 make_event(
                     "run.finished",
                     run_id=run_id,
                     state="planned",
-                    exit_code=0,
+                    exit_code=int(result.exit_code),
+                    error=error,
                     duration=round(result.duration, 3),
                     depth=rs.depth,
                 )
