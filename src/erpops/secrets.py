@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from erpops.errors import InvalidInput
+
 MASK = "***"
 _MIN_LEN = 4  # shorter values would mask ordinary text; they are refused as secrets elsewhere
 _MIN_B64_CORE = 8  # base64 fragments shorter than this would mask ordinary base64 text
@@ -107,8 +109,9 @@ def redact_obj(obj: Any) -> Any:
     return REDACTOR.redact_obj(obj)
 
 
-class SecretReferenceError(ValueError):
-    pass
+class SecretReferenceError(InvalidInput, ValueError):
+    """A secret reference that cannot be resolved (variable unset, file unreadable, unknown scheme):
+    the user's to fix, exit 2 with one line wherever it surfaces."""
 
 
 _Resolver = Callable[[str], str]

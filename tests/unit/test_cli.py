@@ -288,3 +288,18 @@ def test_a_dry_run_of_a_run_that_will_refuse_exits_as_the_run_would(cli, tmp_pat
         "  - {id: later, action: assert, with: {that: '{{ steps.soft.outputs.value }}'}}\n",
     )
     assert cli("run", path, "--dry-run").returncode == 0
+
+
+def test_an_unset_secret_in_storage_settings_is_a_user_error(cli, tmp_path):
+    """Regression: ``backups list`` died with an internal error (and a saved traceback)."""
+    (tmp_path / "erpops.yaml").write_text(
+        "environments:\n  prod:\n    storage: {url: 's3://bucket/p', endpoint: 'http://127.0.0.1:9',"
+        " access_key: 'env:ERPOPS_TEST_UNSET_KEY', secret_key: 'env:ERPOPS_TEST_UNSET_SECRET'}\n"
+    )
+    res = cli("backups", "list", "--env", "prod")
+    assert res.returncode == 2, res.stderr
+    unset = "ERPOPS_TEST_UNSET_KEY"
+    assert (
+        res.stderr.strip() == f"erpops: error: environment variable {unset} is not set (secret reference env:{unset})"
+    )
+    assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
