@@ -303,3 +303,14 @@ def test_an_unset_secret_in_storage_settings_is_a_user_error(cli, tmp_path):
         res.stderr.strip() == f"erpops: error: environment variable {unset} is not set (secret reference env:{unset})"
     )
     assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
+
+
+def test_scale_for_peak_input_is_refused_before_anything_runs(cli, tmp_path):
+    """Regression: no --replicas reported a runbook-internal field, --until in the past was found
+    after other steps ran, and a huge --replicas exited 1."""
+    missing = cli("scale-for-peak", "--yes", "--json")
+    assert missing.returncode == 2 and "needs --replicas N" in missing.stderr and not missing.stdout
+    huge = cli("scale-for-peak", "--replicas", "99999999999", "--yes", "--json")
+    assert huge.returncode == 2 and "parameter 'replicas' must be <= 1000" in huge.stderr and not huge.stdout
+    past = cli("scale-for-peak", "--replicas", "3", "--until", "2020-01-01T00:00:00Z", "--yes", "--json")
+    assert past.returncode == 2 and "is in the past" in past.stderr and not past.stdout

@@ -245,6 +245,15 @@ def scale_for_peak(
     wait: str = WaitOpt,
 ) -> None:
     """Scale for a peak after a database headroom check; defer non-essential crons."""
+    if not (revert or revert_due):  # what the peak needs, refused before anything runs
+        if replicas is None:
+            abort("scale-for-peak needs --replicas N for the peak (or --revert / --revert-due to end one)")
+        if until:
+            from erpops.actions.peak import parse_until
+            from erpops.state import utcnow
+
+            if parse_until(until) <= utcnow():
+                abort(f"--until {until!r} is in the past; give a later time or a duration (4h)")
     execute(
         "scale-for-peak",
         _common(env, dry_run, yes, json, runbook, param, config, wait),
