@@ -79,7 +79,7 @@ class ServerStatus:
     dsn: str
     initialized: bool
     running: bool
-    role: str  # primary | standby | stopped | absent
+    role: str  # primary | standby | fenced (a former primary a failover fenced) | stopped | absent
     timeline: int | None = None
     replaying: bool | None = None  # standby: WAL receiver streaming
     lag_bytes: int | None = None  # standby: bytes between the primary's WAL position and its replay
@@ -160,7 +160,9 @@ def _probe(name: str, datadir: Path, port: int) -> ServerStatus:
                 st.replaying = bool(row and row[0])
                 st.replay_delay_seconds = round(row[1], 3) if row and row[1] is not None else None
             else:
-                st.role = "primary"
+                row = conn.execute("SELECT current_setting('erpops.fence', true)").fetchone()
+                # a former primary that a failover fenced takes no application writes: not a primary
+                st.role = "fenced" if row and row[0] else "primary"
     except Exception as exc:  # reported, not raised: status must always answer
         st.error = str(exc)
     return st
@@ -206,8 +208,16 @@ def _collect(p: Paths) -> SandboxStatus:
         status.primary = newest.name
     elif primaries:
         status.primary = primaries[0].name
+    else:  # no promoted standby (a failover that stopped after the fence): the fenced one is still the source
+        fenced = [s for s in status.servers if s.role == "fenced"]
+        status.primary = fenced[0].name if fenced else None
     _fill_lag(status)
     for s in status.servers:
+        if s.role == "fenced":
+            status.warnings.append(
+                f"{s.name} is a former primary that a failover fenced (it refuses the application); "
+                "`erpops sandbox reseed-standby` makes it a standby of the new primary"
+            )
         if s.role == "stopped" and status.primary and not (Path(s.datadir) / "standby.signal").exists():
             status.warnings.append(
                 f"{s.name} is a stopped former primary; `erpops sandbox reseed-standby` makes it a standby again"

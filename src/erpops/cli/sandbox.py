@@ -43,7 +43,7 @@ def _show(status: Any, console: Any) -> None:
     table = Table(title=f"sandbox {status.root}", title_justify="left")
     for col in ("server", "role", "port", "timeline", "replaying", "lag"):
         table.add_column(col)
-    role_style = {"primary": "green", "standby": "cyan", "stopped": "yellow", "absent": "dim"}
+    role_style = {"primary": "green", "standby": "cyan", "fenced": "red", "stopped": "yellow", "absent": "dim"}
     for s in status.servers:
         replaying = "-" if s.replaying is None else ("yes" if s.replaying else "[red]no[/red]")
         lag = "-" if s.lag_bytes is None else _size(s.lag_bytes)

@@ -73,6 +73,11 @@ def test_clients_that_ask_for_writes_cannot_write_to_the_fenced_old_primary(heal
     assert report["old_primary"].startswith(f'database "{DB}" on socket {old_primary}')
     assert report["new_primary"].startswith(f'database "{DB}" on socket {old_standby}')
 
+    # the sandbox status sees a fenced former primary, not a split brain (regression)
+    status = pair.cli("sandbox", "status", "--json")
+    assert status.code == 0, status.stdout + status.stderr
+    assert "split brain" not in status.stdout and "a former primary that a failover fenced" in status.stdout
+
     # the new primary: the replicated part of the fence was lifted, the application works there
     assert res.step("promote")["outputs"]["fence_lifted"] == [
         f"role {APP_ROLE} may log in",
