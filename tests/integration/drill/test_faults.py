@@ -48,8 +48,13 @@ def test_corrupted_artifact_fails_on_the_checksum_before_restoring(drill: Drill,
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", suite.get("timestamp") or ""), suite.get("timestamp")
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert "database" not in properties and "null" not in properties.values()
+    # the finding is recorded: the backup is listed corrupt and the next drill does not pick it again
+    # (regression: it stayed listed as it was and every later drill chose it)
+    assert "recorded as corrupt" in json.dumps(res.events)
     [entry] = drill.backups("local")
-    assert entry["state"] == "complete" and entry["restore_tested_at"] is None
+    assert entry["state"] == "corrupt" and entry["restore_tested_at"] is None, entry
+    again = drill.run("restore-test", "--env", "local")
+    assert again.code == 1 and "no complete backup" in (again.finished()["error"] or ""), again.stdout[-2000:]
     # recorded as failed in the journal
     runs = drill.run("runs", "list", "--env", "local", "--json")
     assert runs.code == 0, runs.stderr

@@ -19,7 +19,7 @@ from erpops.actions.odoo._common import (
     progress,
     refuse_live,
 )
-from erpops.errors import InvalidInput, PermanentError
+from erpops.errors import ErpopsError, InvalidInput, PermanentError
 
 
 class SelectBackup(Action):
@@ -159,7 +159,8 @@ class Restore(Action):
         dsn = dsn_of(ctx, params.dsn)
         R.check_new_database(dsn, params.database)
         store = open_store(ctx)
-        manifest, _ = Catalog(store, env_name(ctx, params.environment)).read_manifest(params.backup)
+        catalog = Catalog(store, env_name(ctx, params.environment))
+        manifest, manifest_sha256 = catalog.read_manifest(params.backup)
         owner = None
         if params.owner_like:
             owner = R.owner_of(dsn, params.owner_like)
@@ -167,7 +168,11 @@ class Restore(Action):
                 raise InvalidInput(f"odoo.restore: owner_like database {params.owner_like!r} does not exist")
         scratch = R.make_scratch(_scratch(ctx, params))
         filestore = Path(params.filestore) if params.filestore else scratch / "filestore" / params.database
-        fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
+        try:
+            fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
+        except R.ChecksumMismatch as exc:
+            _record_corrupt(ctx, catalog, manifest, manifest_sha256, exc)
+            raise
         for art in fetched.artifacts:
             ctx.log(f"{art.name}: {art.size} bytes, sha256 matches the manifest")
         try:
@@ -195,6 +200,45 @@ class Restore(Action):
             "database_seconds": seconds.get("database"),
             "filestore_seconds": seconds.get("filestore"),
         }
+
+
+def _record_corrupt(ctx: ActionContext, catalog: Any, manifest: Any, manifest_sha256: str, exc: Any) -> None:
+    """A drill that read every artifact and found one that does not match the manifest records it
+    (``verify.json``, not ok): the backup is listed ``corrupt`` and no later drill or restore picks it."""
+    from erpops import __version__
+    from erpops.manifest import ArtifactCheck, VerifyMarker
+    from erpops.state import utcnow
+
+    if {r.key for r in exc.results} != {a.key for a in manifest.artifacts.values()}:
+        return  # not every artifact was read: nothing to record about the backup itself
+    checks = [
+        ArtifactCheck(
+            name=r.name,
+            key=r.key,
+            expected_size=r.expected_size,
+            expected_sha256=r.expected_sha256,
+            size=r.size,
+            sha256=r.sha256,
+            ok=r.ok,
+            error=None if r.ok else "does not match the manifest (found by a restore drill)",
+        )
+        for r in exc.results
+    ]
+    marker = VerifyMarker(
+        backup_id=manifest.backup_id,
+        verified_at=utcnow(),
+        ok=False,
+        artifacts=checks,
+        manifest_sha256=manifest_sha256,
+        erpops_version=__version__,
+        run_id=ctx.run.id,
+    )
+    try:
+        catalog.write_verify_marker(marker)
+    except ErpopsError as err:  # the drill fails for the corruption either way
+        ctx.log(f"could not record backup {manifest.backup_id} as corrupt: {err}", level="warning")
+        return
+    ctx.log(f"backup {manifest.backup_id} recorded as corrupt (verify.json): later drills will not pick it")
 
 
 class Neutralize(Action):

@@ -45,7 +45,12 @@ Progress = Callable[[str, int], None]
 
 
 class ChecksumMismatch(PermanentError):
-    """An artifact's bytes do not match the manifest: the backup is corrupt; nothing was restored."""
+    """An artifact's bytes do not match the manifest: the backup is corrupt; nothing was restored.
+    ``results``: every artifact as read from the store, when they all were (to record the finding)."""
+
+    def __init__(self, message: str, *, results: list[ArtifactResult] | None = None) -> None:
+        super().__init__(message)
+        self.results = list(results or [])
 
 
 def _never() -> bool:
@@ -236,7 +241,7 @@ def fetch(
                 f"{r.expected_size}"
                 for r in bad
             )
-            raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}")
+            raise ChecksumMismatch(f"backup {manifest.backup_id} is corrupt, not restoring it: {what}", results=results)
         checked: CheckedFile | None = box.get("checked")
         if checked is not None and checked.path != archive:
             archive.symlink_to(checked.path)
