@@ -57,6 +57,19 @@ class Storage(_Model):
     object_lock: Literal["compliance", "governance"] | None = None
     retention_days: int | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        """Refused with the file's line when erpops.yaml is read, not after a run started."""
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if not value.strip():
+            raise ValueError("storage url is empty: expected s3://bucket/prefix, file:///path or a path")
+        if scheme not in ("", "s3", "file"):
+            raise ValueError(
+                f"storage url {scheme}://... is not supported: use s3://bucket/prefix, file:///path or a path"
+            )
+        return value
+
 
 class Odoo(_Model):
     image: str | None = None

@@ -314,3 +314,16 @@ def test_scale_for_peak_input_is_refused_before_anything_runs(cli, tmp_path):
     assert huge.returncode == 2 and "parameter 'replicas' must be <= 1000" in huge.stderr and not huge.stdout
     past = cli("scale-for-peak", "--replicas", "3", "--until", "2020-01-01T00:00:00Z", "--yes", "--json")
     assert past.returncode == 2 and "is in the past" in past.stderr and not past.stdout
+
+
+def test_an_unsupported_storage_url_is_refused_with_its_line_before_a_run(cli, tmp_path):
+    """Regression: ``ftp://`` storage was found only after the run was journaled, without file:line."""
+    (tmp_path / "erpops.yaml").write_text(
+        "environments:\n  prod:\n    tier: non-production\n    storage: {url: 'ftp://host/backups'}\n"
+    )
+    res = cli("backup", "--env", "prod", "--json")
+    assert res.returncode == 2 and not res.stdout  # nothing started, nothing journaled
+    assert res.stderr.strip() == (
+        f"erpops: error: {tmp_path / 'erpops.yaml'}:4 environments.prod.storage.url: storage url ftp://... is not "
+        "supported: use s3://bucket/prefix, file:///path or a path"
+    )
