@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from erpops.backends.storage import ObjectNotFound, Retention, open_store
@@ -129,9 +130,12 @@ def test_urls_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     home = open_store(Storage(url="~/bk"), lambda v: v)
     assert isinstance(home, LocalStore) and home.root == tmp_path / "bk"
     assert open_store(Storage(url="file://localhost/x"), lambda v: v).url == "file:///x"
+    for bad in ("ftp://x/y", "  "):  # refused when erpops.yaml is read (with its line)
+        with pytest.raises(pydantic.ValidationError, match="storage url"):
+            Storage(url=bad)
     for bad in ("ftp://x/y", "file://otherhost/x", "  ", "s3://", "s3:///prefix"):
-        with pytest.raises(InvalidInput):
-            open_store(Storage(url=bad), lambda v: v)
+        with pytest.raises(InvalidInput):  # and by the factory, for a Storage made without validation
+            open_store(Storage.model_construct(url=bad), lambda v: v)
 
 
 def test_unwritable_directory_is_unreachable(tmp_path: Path) -> None:
