@@ -65,7 +65,7 @@ class Watch:
     def __init__(self, url: str) -> None:
         import threading
 
-        self.url, self.seen = url, []  # type: ignore[var-annotated]
+        self.url, self.seen = url, []  # type: ignore[var-annotated]  # set in __init__; the list holds the versions seen
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.stop = time.monotonic() + 60
         self.thread.start()
@@ -149,7 +149,7 @@ def main() -> None:
     try:
         # --- 1. same replacement: SDK vs erpops ---------------------------------------------------
         name = f"{prefix}-plain"
-        raw = docker_environment(name, Images, services=None)  # type: ignore[arg-type]
+        raw = docker_environment(name, Images, services=None)  # type: ignore[arg-type]  # the bench's own image names, shaped like an ImageSet
         raw["runtime"]["services"].pop("worker")
         env = Environment.model_validate({**raw, "name": name})
         (tmp / "erpops.yaml").write_text(__import__("yaml").safe_dump({"environments": {name: raw}}))
@@ -197,7 +197,7 @@ def main() -> None:
         # --- 2. with the front, and 3. verdict -> previous release serving -----------------------
         name = f"{prefix}-front"
         port = free_port()
-        raw = docker_environment(name, Images, front_port=port)  # type: ignore[arg-type]
+        raw = docker_environment(name, Images, front_port=port)  # type: ignore[arg-type]  # the bench's own image names, shaped like an ImageSet
         env = Environment.model_validate({**raw, "name": name})
         front = f"http://127.0.0.1:{port}/web/health"
         fronted, refused, switched = [], [], []

@@ -44,7 +44,7 @@ def main() -> None:
     env = Environment(name="bench")
 
     class Ctx:
-        run = RunInfo("x", None, "u", "h", "bench", "1", "bench")  # type: ignore[arg-type]
+        run = RunInfo("x", None, "u", "h", "bench", "1", "bench")  # type: ignore[arg-type]  # a bench RunInfo needs no start time
         step_id = "s"
 
         def log(self, *a: object, **k: object) -> None:
@@ -54,7 +54,7 @@ def main() -> None:
         action, ctx = Log(), Ctx()
         start = time.perf_counter()
         for i in range(args.steps):
-            action.apply(Log.Params(message=f"step {i}"), ctx)  # type: ignore[arg-type]
+            action.apply(Log.Params(message=f"step {i}"), ctx)  # type: ignore[arg-type]  # a bench context: enough of ActionContext for log
         return time.perf_counter() - start
 
     journals: dict[str, Callable[[], StateStore]] = {"memory": lambda: MemoryStateStore()}

@@ -101,7 +101,7 @@ def main() -> None:
         filestore = tmp / "data" / "filestore" / "shop"
         seeded = seed.seed(server, "shop", filestore, scale=args.scale)
         name = f"{prefix}-rb"
-        raw = docker_environment(name, Images)  # type: ignore[arg-type]
+        raw = docker_environment(name, Images)  # type: ignore[arg-type]  # the bench's own image names, shaped like an ImageSet
         raw["database"] = {"dsn": server, "name": "shop"}
         raw["storage"] = {"url": f"file://{tmp / 'storage'}"}
         raw["odoo"]["filestore"] = str(filestore)

@@ -356,7 +356,7 @@ class CheckedFile:
                 os.posix_fadvise(checked.file.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             digest, buf = hashlib.sha256(), bytearray(CHUNK)
             view = memoryview(buf)
-            while n := checked.file.readinto(buf):  # type: ignore[attr-defined]
+            while n := checked.file.readinto(buf):  # type: ignore[attr-defined]  # a file opened "rb" has readinto; IO[bytes] does not declare it
                 digest.update(view[:n])
                 checked.size += n
                 if progress:

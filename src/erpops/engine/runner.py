@@ -41,7 +41,7 @@ from erpops.files import save_traceback
 from erpops.runbook import params as params_mod
 from erpops.runbook import templating
 from erpops.runbook.loader import Runbook
-from erpops.runbook.schema import ActionCall, StepSpec
+from erpops.runbook.schema import StepSpec
 from erpops.secrets import redact, redact_obj
 from erpops.state import MemoryStateStore, RunRecord, StateStore, StepRecord, utcnow
 
@@ -425,7 +425,9 @@ class Engine:
         return self._attempts(rs, step.id, step.action, cls, params, phase, step.timeout, step.retry, in_finally)
 
     def _run_undo(self, rs: RunState, step: StepSpec, index: int) -> tuple[StepResult, BaseException | None]:
-        undo: ActionCall = step.undo  # type: ignore[assignment]
+        undo = step.undo
+        if undo is None:
+            raise RuntimeError(f"step {step.id} has no undo to run")  # callers run only steps that have one
         cls = _action(undo.action)
         try:
             params = self._params(rs, cls, undo.with_, step.id, "main", index, at_run=True)

@@ -141,21 +141,20 @@ def references(text: str) -> tuple[set[str], set[str], set[str]]:
     for node in _walk(tree):
         if isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in assigned:
             roots.add(node.name)
-        target = None
+        target, owner = None, None
         if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
-            target = node.attr
+            target, owner = node.attr, node.node.name
         elif (
             isinstance(node, nodes.Getitem)
             and isinstance(node.node, nodes.Name)
             and isinstance(node.arg, nodes.Const)
             and isinstance(node.arg.value, str)
         ):
-            target = node.arg.value
-        if target is not None and isinstance(node.node, nodes.Name):  # type: ignore[attr-defined]
-            if node.node.name == "steps":  # type: ignore[attr-defined]
-                steps.add(target)
-            elif node.node.name == "params":  # type: ignore[attr-defined]
-                params.add(target)
+            target, owner = node.arg.value, node.node.name
+        if target is not None and owner == "steps":
+            steps.add(target)
+        elif target is not None and owner == "params":
+            params.add(target)
     return roots, steps, params
 
 

@@ -94,7 +94,7 @@ def odoo_db() -> Iterator[Database]:
             for xmlid, name, active in CRONS:
                 (cron_id,) = conn.execute(
                     "INSERT INTO ir_cron (cron_name, active) VALUES (%s, %s) RETURNING id", (name, active)
-                ).fetchone()  # type: ignore[misc]
+                ).fetchone()  # type: ignore[misc]  # psycopg's row type: a one-column row
                 module, _, xname = xmlid.partition(".")
                 conn.execute(
                     "INSERT INTO ir_model_data (module, name, model, res_id) VALUES (%s, %s, 'ir.cron', %s)",

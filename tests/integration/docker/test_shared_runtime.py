@@ -77,7 +77,7 @@ def test_unreachable_engine_drops_the_runtime_and_evicted_ones_close_when_unused
     closed: list[str] = []
     envs = [docker_env(front=False) for _ in range(runtime_mod.SHARED_MAX + 1)]
     with shared_runtime(envs[0].env) as oldest:
-        oldest.close = lambda: closed.append(envs[0].name)  # type: ignore[method-assign]
+        oldest.close = lambda: closed.append(envs[0].name)  # type: ignore[method-assign]  # replaced to observe when the runtime is closed
         for other in envs[1:]:  # the oldest is evicted while still in use: not closed yet
             with shared_runtime(other.env):
                 pass

@@ -49,14 +49,14 @@ def test_config_edited_since_the_failover_wins() -> None:
     edited = _env(primary=B, standby="postgresql://postgres@/postgres?host=/srv/c&port=5434")
     assert apply_topology(edited, store) is edited
     swapped_by_hand = _env(primary=B, standby=A)  # the file already says what the record says
-    assert apply_topology(swapped_by_hand, store).database.dsn == B  # type: ignore[union-attr]
+    assert apply_topology(swapped_by_hand, store).database.dsn == B  # type: ignore[union-attr]  # the test environment declares a database
 
 
 def test_forget_topology() -> None:
     store = MemoryStateStore()
     _record(store, B, A)
     forget_topology(store, "prod")
-    assert apply_topology(_env(), store).database.dsn == A  # type: ignore[union-attr]
+    assert apply_topology(_env(), store).database.dsn == A  # type: ignore[union-attr]  # the test environment declares a database
 
 
 def test_env_check_sees_the_servers_as_the_last_failover_left_them(healthy) -> None:

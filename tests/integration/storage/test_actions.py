@@ -237,7 +237,7 @@ def test_put_with_environment_retention_on_s3(s3_server: S3Server, s3_locked_buc
     assert out["version_id"]
     none = Put().apply(Put.Params(key="prod/x/g", path=str(src), object_lock="none"), ctx)
     assert none["retain_until"] is None
-    assert open_store(storage, lambda v: v).head("prod/x/g").retain_until is None  # type: ignore[union-attr]
+    assert open_store(storage, lambda v: v).head("prod/x/g").retain_until is None  # type: ignore[union-attr]  # the object was just written: head finds it
 
 
 def test_url_override_and_unreachable_storage(tmp_path: Path, s3_server: S3Server, s3_bucket: str) -> None:

@@ -82,7 +82,7 @@ def test_states(tmp_path: Path) -> None:
     assert by_id[ids["complete"]].size > 4096 and not by_id[ids["complete"]].locked()
     assert by_id[ids["tested"]].as_dict()["restore_tested_at"] is not None
 
-    assert cat.newest() is not None and cat.newest().backup_id == ids["complete"]  # type: ignore[union-attr]
+    assert cat.newest() is not None and cat.newest().backup_id == ids["complete"]  # type: ignore[union-attr]  # checked not None just before
     assert cat.choose().backup_id == ids["complete"]
     assert cat.choose(ids["tested"]).state == "restore-tested"
     with pytest.raises(BackupNotFound, match="incomplete"):

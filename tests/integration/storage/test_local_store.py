@@ -98,7 +98,7 @@ def test_cleanup_partial_removes_only_stale_temp_files(tmp_path: Path) -> None:
     store = _store(tmp_path)
     old = store.writer("prod/k/db.dump.zst")
     old.write(b"killed")
-    old._file.flush()  # type: ignore[attr-defined]
+    old._file.flush()  # type: ignore[attr-defined]  # the local writer's open file, to fail the write
     stale = next(p for p in (tmp_path / "prod/k").iterdir() if p.name.startswith(TMP_PREFIX))
     past = time.time() - 7200
     os.utime(stale, (past, past))

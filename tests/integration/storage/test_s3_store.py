@@ -375,7 +375,7 @@ def test_reader_resumes_after_the_connection_drops(s3_server: S3Server, versione
         first = r.read(100_000)
         r.raw._body._raw_stream.close()  # type: ignore[attr-defined]  # the connection drops mid-object
         rest = r.read()
-        assert r.raw.resumed == 1  # type: ignore[attr-defined]
+        assert r.raw.resumed == 1  # type: ignore[attr-defined]  # the S3 reader's own counter
     assert first + rest == data
 
 
@@ -394,7 +394,7 @@ def test_server_gone_mid_upload_fails_cleanly(s3_server: S3Server, s3_bucket: st
     store = _store(gone, s3_bucket, part_size=4 * KiB, retry_backoff=0.05)
     w = store.writer("prod/s/db.dump.zst")
     w.write(os.urandom(9 * KiB))  # two parts sent
-    w._pending[-1].result()  # type: ignore[attr-defined]
+    w._pending[-1].result()  # type: ignore[attr-defined]  # the S3 writer's in-flight parts
     server.stop()
     started = time.monotonic()
     with pytest.raises(TargetUnreachable, match="cannot reach S3"), w:

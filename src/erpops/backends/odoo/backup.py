@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import psycopg
 
@@ -333,7 +333,8 @@ def _tarfile_archive(opts: BackupOptions, writer: Any, cancelled: Callable[[], b
     cctx = zstandard.ZstdCompressor(level=opts.level, threads=opts.threads, write_checksum=True)
     with cctx.stream_writer(writer, closefd=False) as zw:
         counting = _Counting(zw)
-        with tarfile.open(fileobj=counting, mode="w|", format=tarfile.GNU_FORMAT) as tf:  # type: ignore[call-overload]
+        stream = cast(IO[bytes], counting)  # tarfile's stream mode "w|" only calls write()
+        with tarfile.open(fileobj=stream, mode="w|", format=tarfile.GNU_FORMAT) as tf:
             for entry in sorted(opts.filestore.iterdir()):
                 if cancelled():
                     raise StreamCancelled("cancelled while archiving the filestore")

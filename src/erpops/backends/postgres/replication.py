@@ -132,7 +132,7 @@ def server_status(dsn: str, timeout: float = 3.0) -> ServerStatus:
             read_only=read_only,
         )
         if not in_recovery:
-            status.current_lsn = str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])  # type: ignore[index]
+            status.current_lsn = str(_one(conn, "SELECT pg_current_wal_lsn()"))
             rows = conn.execute(
                 "SELECT application_name, coalesce(client_addr::text, 'local'), state, sync_state, "
                 "sent_lsn::text, replay_lsn::text, "
@@ -464,7 +464,7 @@ def promote(dsn: str, wait_seconds: int = 60) -> Promotion:
                 f"{pg.describe(dsn)} did not finish promoting within {wait_seconds}s; it may still finish: "
                 "check pg_is_in_recovery() there before anything else"
             )
-        lsn = str(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])  # type: ignore[index]
+        lsn = str(_one(conn, "SELECT pg_current_wal_lsn()::text"))
         return Promotion(_timeline_of(conn, False), lsn, seconds)
 
 

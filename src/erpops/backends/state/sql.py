@@ -63,6 +63,14 @@ def loads(value: Any) -> Any:
     return value  # PostgreSQL jsonb arrives decoded
 
 
+def to_dt_set(value: Any) -> datetime:
+    """:func:`to_dt` of a NOT NULL column."""
+    dt = to_dt(value)
+    if dt is None:
+        raise ValueError("a NOT NULL timestamp column held NULL")
+    return dt
+
+
 def to_dt(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -350,7 +358,7 @@ class SqlStateStore:
                 step_id=r[1],
                 attempt=r[2],
                 phase=r[3],
-                started_at=to_dt(r[4]),  # type: ignore[arg-type]
+                started_at=to_dt_set(r[4]),
                 ended_at=to_dt(r[5]),
                 outcome=r[6],
                 outputs=loads(r[7]) or {},
@@ -369,7 +377,7 @@ class SqlStateStore:
             params=loads(r[5]) or {},
             user=r[6],
             host=r[7],
-            started_at=to_dt(r[9]),  # type: ignore[arg-type]
+            started_at=to_dt_set(r[9]),
             state=r[10],
             ended_at=to_dt(r[11]),
             error=r[12],
@@ -411,7 +419,7 @@ class SqlStateStore:
 
     @staticmethod
     def _record(r: Sequence[Any]) -> Record:
-        return Record(r[0], r[1], r[2], loads(r[3]) or {}, to_dt(r[4]), to_dt(r[5]))  # type: ignore[arg-type]
+        return Record(r[0], r[1], r[2], loads(r[3]) or {}, to_dt_set(r[4]), to_dt_set(r[5]))
 
     # --- lock holder rows ----------------------------------------------------------------------
     def lock_holder(self, environment: str) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import docker
 import docker.errors
@@ -87,7 +87,7 @@ def _engine_errors(fn: F) -> F:
         except docker.errors.APIError as exc:
             raise ActionError(f"Docker engine at {self.base_url} refused: {exc.explanation or exc}") from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps fn's signature: the wrapper is an F
 
 
 def _mounts(spec: ServiceSpec) -> dict[str, dict[str, str]]:
