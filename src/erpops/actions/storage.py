@@ -493,7 +493,13 @@ class Prune(Action):
             return PlanResult(Change.MAY, f"prune backups in {_where(ctx, params)} (cannot list them now: {exc})")
         doomed = [d.backup_id for d in decisions if not d.keep]
         if not doomed:
-            return PlanResult(Change.NONE, f"keep all {len(decisions)} backups")
+            # not "no change": a backup made earlier in the run (the backup runbook's dump) is
+            # counted when the step runs, and can push an older one out of the policy
+            return PlanResult(
+                Change.MAY,
+                f"keep all {len(decisions)} backups there now; the policy is applied again when the step "
+                "runs, counting backups made before it",
+            )
         return PlanResult(Change.WILL, f"delete {len(doomed)} of {len(decisions)} backups: {', '.join(doomed)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
