@@ -161,6 +161,7 @@ def test_dry_run_changes_nothing(cli, tmp_path):
     assert res.returncode == 0
     assert "may change" in res.stdout and "nothing was changed" in res.stdout
     assert not marker.exists()
+    assert not (tmp_path / "state" / "erpops" / "erpops.db").exists()  # a dry run creates no state store
     res = cli("runbook", "plan", path, "--json")
     assert res.returncode == 0 and not marker.exists()
     assert json.loads(res.stdout.splitlines()[1])["plan"][0]["action"] == "exec"

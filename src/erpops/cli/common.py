@@ -95,7 +95,7 @@ def run_runbook(
     ``state`` (an open state store) is used and closed; otherwise the configured one is opened."""
     from erpops.engine.events import JsonLinesSink
     from erpops.engine.runner import Engine, RunOptions
-    from erpops.engine.store import open_state_store
+    from erpops.engine.store import open_existing_state_store, open_state_store
 
     if common.json:
         sink: Any = JsonLinesSink(sys.stdout)
@@ -107,8 +107,8 @@ def run_runbook(
         sink = ConsoleSink()
         approver = make_approver(sink)
         interactive = sys.stdin.isatty() and sink.console.is_terminal
-    if state is None and not common.dry_run:
-        state = open_state_store(config)
+    if state is None:  # a dry run reads an existing store (history, topology) and creates none
+        state = open_existing_state_store(config) if common.dry_run else open_state_store(config)
     if state is not None:  # a failover recorded which server is the primary now
         from erpops.records import apply_topology
 

@@ -50,3 +50,19 @@ def open_state_store(config: Config | None) -> StateStore:
             f"state store URL {url.split('://')[0]}://... is not supported; use sqlite:///path or postgresql://..."
         )
     return SqliteStateStore(path_from_url(url) if url else None)
+
+
+def open_existing_state_store(config: Config | None) -> StateStore | None:
+    """For a dry run: the state store when one exists already (plans read the release history and
+    the failover topology from it; a dry run writes nothing, so none is created); else None."""
+    url = state_url(config)
+    if url in ("memory:", "memory"):
+        return None
+    if url.startswith(("postgresql://", "postgres://")) or ("host=" in url and "dbname=" in url):
+        return open_state_store(config)
+    from erpops.backends.state.sqlite import default_path, path_from_url
+
+    path = path_from_url(url) if url and not ("://" in url and not url.startswith("sqlite://")) else None
+    if not (path or default_path()).exists():
+        return None
+    return open_state_store(config)

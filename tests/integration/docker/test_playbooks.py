@@ -107,6 +107,9 @@ def test_rollback_to_a_named_release_and_to_the_last_good_one(
     assert _deploy(e, docker_images.healthy_v2).returncode == 0
     assert _deploy(e, docker_images.unhealthy).returncode == 6
     r1, r2, _ = release_records(e)
+    planned = e.erpops("rollback", "--dry-run", "--json")  # the plan names its target (regression)
+    assert planned.returncode == 0, outcome(planned)
+    assert f"roll back to release {r1['id']} (" in planned.stdout and docker_images.healthy in planned.stdout
     back = e.erpops("rollback")  # last known good that is not running: r1
     assert back.returncode == 0, outcome(back)
     assert e.images("web") == e.images("worker") == {docker_images.healthy}

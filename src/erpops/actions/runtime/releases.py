@@ -12,7 +12,7 @@ from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
 from erpops.actions.runtime._common import runtime_of
-from erpops.errors import InvalidInput, PermanentError
+from erpops.errors import ErpopsError, InvalidInput, PermanentError
 from erpops.records import RELEASE, list_releases, release_time
 from erpops.state import utcnow
 
@@ -132,7 +132,15 @@ class ResolveRelease(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.NONE, f"find release {params.to or '(last known good)'}")
+        wanted = params.to or "(last known good)"
+        try:
+            found = self.apply(params, ctx)  # reads the history and what runs; changes nothing
+        except ErpopsError as exc:
+            return PlanResult(Change.NONE, f"find release {wanted} (cannot resolve it now: {exc})")
+        images = ", ".join(f"{s}={i}" for s, i in sorted(found["images"].items()) if i) or "no images recorded"
+        return PlanResult(
+            Change.NONE, f"roll back to release {found['release']} ({images}); running now: {found['current']}"
+        )
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         rels = list_releases(ctx.state, ctx.env.name) if ctx.state is not None else []
