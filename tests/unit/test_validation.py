@@ -240,3 +240,16 @@ def test_template_limits_and_sandbox_escapes_are_user_errors(write_runbook, runn
         (issue,) = caught.value.issues
         assert (issue.line, issue.path) == (6, "steps[1].with.message"), issue
         assert "names starting with _ are not available" in issue.message
+
+
+def test_the_readme_runbook_example_validates(tmp_path):
+    """Regression: the README's own runbook example did not validate (a templated step timeout)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Runbook format", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    runbook = load_runbook(path, load_actions())
+    assert runbook.name == "nightly-vacuum" and [s.id for s in runbook.spec.steps] == ["analyze", "health"]
