@@ -121,3 +121,20 @@ def test_env_list_and_check(config_file: Path, tmp_path: Path, monkeypatch: pyte
     assert '"target": "state store", "status": "ok"' in checked.output
     staging = runner.invoke(app, ["env", "check", "--env", "staging", "--config", str(config_file), "--json"])
     assert staging.exit_code == 3 and '"target": "runtime", "status": "failed"' in staging.output
+
+
+def test_an_unparsable_state_url_is_a_user_error(tmp_path, monkeypatch) -> None:
+    """Regression: a state store URL that cannot be right (a port that is not a number) exited 3
+    (unreachable) after trying to connect; it is the user's input: exit 2, naming the port."""
+    import pytest
+
+    from erpops.engine.store import open_state_store
+    from erpops.environments import Config
+    from erpops.errors import ExitCode, InvalidInput
+
+    monkeypatch.delenv("ERPOPS_STATE", raising=False)
+    for url in ("postgresql://erpops@db.internal:notaport/erpops", "host=db.internal dbname=erpops port=99999"):
+        with pytest.raises(InvalidInput) as caught:
+            open_state_store(Config(state=url))
+        assert caught.value.exit_code == ExitCode.INVALID_INPUT
+        assert "is not a port number" in str(caught.value) and "state:" in str(caught.value)

@@ -102,6 +102,9 @@ def parse_dsn(dsn: str) -> dict[str, str]:
     out = {k: str(v) for k, v in params.items() if v is not None}
     if out.get("password"):
         secrets.REDACTOR.register(out["password"])
+    for port in out.get("port", "").split(",") if out.get("port") else []:
+        if not (port.strip().isdigit() and 0 < int(port) < 65536):
+            raise InvalidInput(f"malformed PostgreSQL DSN: port {port.strip()!r} is not a port number")
     return out
 
 

@@ -26,7 +26,7 @@ from psycopg import conninfo
 
 from erpops.audit import AuditLog
 from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, dumps
-from erpops.errors import Interrupted, Locked, Unreachable
+from erpops.errors import Interrupted, InvalidInput, Locked, Unreachable
 from erpops.files import state_dir
 from erpops.secrets import REDACTOR, redact
 from erpops.state import RunRecord
@@ -95,6 +95,12 @@ def default_audit_path(dsn: str) -> Path:
 
 
 def _connect(dsn: str, what: str) -> psycopg.Connection[Any]:
+    from erpops.backends.postgres.client import parse_dsn
+
+    try:
+        parse_dsn(dsn)  # a DSN that cannot be right is the user's input (exit 2), not an unreachable server
+    except InvalidInput as exc:
+        raise InvalidInput(f"state store: {exc}", hint="check `state:` in erpops.yaml (or ERPOPS_STATE)") from None
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="erpops")
     except psycopg.Error as exc:
