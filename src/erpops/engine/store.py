@@ -62,7 +62,7 @@ def open_existing_state_store(config: Config | None) -> StateStore | None:
         return open_state_store(config)
     from erpops.backends.state.sqlite import default_path, path_from_url
 
-    path = path_from_url(url) if url and not ("://" in url and not url.startswith("sqlite://")) else None
-    if not (path or default_path()).exists():
-        return None
-    return open_state_store(config)
+    if url and "://" in url and not url.startswith("sqlite://"):
+        return open_state_store(config)  # refuses the unsupported scheme, as the run would
+    path = path_from_url(url) if url else default_path()
+    return open_state_store(config) if path.exists() else None

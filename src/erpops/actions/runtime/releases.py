@@ -134,7 +134,7 @@ class ResolveRelease(Action):
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
         wanted = params.to or "(last known good)"
         try:
-            found = self.apply(params, ctx)  # reads the history and what runs; changes nothing
+            found = self._resolve(params, ctx)  # reads the history and what runs; changes nothing
         except ErpopsError as exc:
             return PlanResult(Change.NONE, f"find release {wanted} (cannot resolve it now: {exc})")
         images = ", ".join(f"{s}={i}" for s, i in sorted(found["images"].items()) if i) or "no images recorded"
@@ -143,6 +143,9 @@ class ResolveRelease(Action):
         )
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        return self._resolve(params, ctx)
+
+    def _resolve(self, params: Any, ctx: ActionContext) -> dict[str, Any]:
         rels = list_releases(ctx.state, ctx.env.name) if ctx.state is not None else []
         with runtime_of(ctx) as rt:
             now = rt.current()

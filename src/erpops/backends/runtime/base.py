@@ -119,8 +119,8 @@ class DockerServiceSpec(BaseModel):
     stop_timeout: int = 10
 
 
-#: Docker-only keys accepted at the service level before they moved under ``docker:`` (old -> new).
-_DOCKER_KEYS = {"front": "front", "publish_bind": "publish_bind", "stop_timeout": "stop_timeout"}
+#: Docker-only keys accepted at the service level before they moved under ``docker:`` (same names).
+_DOCKER_KEYS = ("front", "publish_bind", "stop_timeout")
 _notified: set[str] = set()
 
 
@@ -169,10 +169,10 @@ class ServiceSpec(BaseModel):
         data = dict(data)
         docker = dict(data.get("docker") or {})
         moved = []
-        for old, new in _DOCKER_KEYS.items():
-            if old in data:
-                docker.setdefault(new, data.pop(old))
-                moved.append((old, f"docker.{new}"))
+        for key in _DOCKER_KEYS:
+            if key in data:
+                docker.setdefault(key, data.pop(key))
+                moved.append((key, f"docker.{key}"))
         hc = data.get("healthcheck")
         if isinstance(hc, dict) and "test" in hc:
             hc = dict(hc)

@@ -188,23 +188,30 @@ class DockerRuntime(FrontProxy, Runtime):
     # --- images and network ----------------------------------------------------------------------
     def check_image(self, image: str, *, pull: bool = False) -> ImageCheck:
         """An engine knows its images: present, or pulled when ``pull``, or :class:`ImageNotFound`."""
-        try:
-            return ImageCheck(image, "present", self.ensure_image(image, pull=False), f"on {self.base_url}")
-        except ImageNotFound:
-            if not pull:
-                raise
-        return ImageCheck(image, "pulled", self.ensure_image(image, pull=True), f"pulled by {self.base_url}")
+        found = self._local_image(image)
+        if found is not None:
+            return ImageCheck(image, "present", found, f"on {self.base_url}")
+        return ImageCheck(image, "pulled", self._pull_missing(image, pull), f"pulled by {self.base_url}")
+
+    def ensure_image(self, image: str, *, pull: bool = False) -> str:
+        """The image's id on the engine; pulled when missing and ``pull``; :class:`ImageNotFound` otherwise."""
+        found = self._local_image(image)
+        return found if found is not None else self._pull_missing(image, pull)
 
     @_engine_errors
-    def ensure_image(self, image: str, *, pull: bool = False) -> str:
+    def _local_image(self, image: str) -> str | None:
         try:
             return str(self.client.images.get(image).id)
         except docker.errors.ImageNotFound:
-            if not pull:
-                raise ImageNotFound(
-                    f"image {image!r} not found on the Docker engine at {self.base_url}",
-                    hint="load or build it on that engine, or allow pulling it",
-                ) from None
+            return None
+
+    @_engine_errors
+    def _pull_missing(self, image: str, pull: bool) -> str:
+        if not pull:
+            raise ImageNotFound(
+                f"image {image!r} not found on the Docker engine at {self.base_url}",
+                hint="load or build it on that engine, or allow pulling it",
+            )
         try:
             return str(self.client.images.pull(image).id)
         except docker.errors.APIError as exc:
