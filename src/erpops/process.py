@@ -1,19 +1,137 @@
-"""Child processes that really stop: own process group, killed as a group on cancel or timeout."""
+"""Child processes that really stop: own process group, killed as a group on cancel or timeout,
+and never outliving erpops.
+
+Two guards make a child die with the erpops process that started it, even after ``kill -9``:
+
+- every child asks the kernel for ``SIGKILL`` when its parent dies (``PR_SET_PDEATHSIG``, Linux;
+  strictly, when the *thread* that started it ends: every caller waits for its child in the thread
+  that started it);
+- every child carries the run's id in its environment (``ERPOPS_RUN_ID``), inherited by whatever
+  it starts in turn (a shell's ``sleep``, ``pg_restore``'s workers), which the death signal does
+  not reach. A resumed run, and the sweep of a dead run's leftovers, first kill every process still
+  carrying that run's id (:func:`reap_run`): a step is never run again while its first attempt
+  is still finishing.
+"""
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from erpops.errors import PermanentError, StepTimeout
+
+#: the environment variable naming the run a child process belongs to
+RUN_ID_VAR = "ERPOPS_RUN_ID"
+_PR_SET_PDEATHSIG = 1
+_marks: list[str] = []
+_marks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def marking_children(run_id: str) -> Iterator[None]:
+    """Children started inside the block carry ``ERPOPS_RUN_ID=<run_id>`` (the outermost run's id
+    when runs nest: a resume is of the outermost run)."""
+    with _marks_lock:
+        _marks.append(run_id)
+    try:
+        yield
+    finally:
+        with _marks_lock:
+            _marks.remove(run_id)
+
+
+def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child: ours, ``env`` over it, and the run mark."""
+    full = dict(os.environ)
+    if env:
+        full.update(env)
+    with _marks_lock:
+        if _marks:
+            full[RUN_ID_VAR] = _marks[0]
+    return full
+
+
+def _libc_prctl() -> Any:
+    if not os.path.exists("/proc/self"):  # not Linux: no parent-death signal
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    prctl = libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+_prctl = _libc_prctl()
+
+
+def die_with_parent() -> Any:
+    """A ``preexec_fn`` making the child receive SIGKILL when erpops dies (None where the platform
+    has no such thing). Resolved before the fork: the child only makes one system call."""
+    if _prctl is None:
+        return None
+    parent = os.getpid()
+    prctl = _prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # erpops died before the signal was asked for
+            os._exit(137)
+
+    return preexec
+
+
+def run_children(run_id: str) -> list[int]:
+    """Processes of this machine (that we may read) whose environment says they belong to run
+    ``run_id`` — never this process."""
+    needle = f"{RUN_ID_VAR}={run_id}".encode() + b"\0"
+    found: list[int] = []
+    me = os.getpid()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                    environ = b"\0" + fh.read()
+            except OSError:  # gone, or not ours to read
+                continue
+            if b"\0" + needle in environ or environ.endswith(b"\0" + needle[:-1]):
+                found.append(int(entry.name))
+    return found
+
+
+def reap_run(run_id: str, wait: float = 5.0) -> list[str]:
+    """SIGKILL every process still carrying run ``run_id``'s mark (what a killed erpops left
+    running) and wait until they are gone. Returns ``"pid command"`` of each one killed."""
+    killed: list[str] = []
+    for pid in run_children(run_id):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                command = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            command = "?"
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+        killed.append(f"{pid} {command[:120]}")
+    deadline = time.monotonic() + wait
+    while killed and time.monotonic() < deadline and run_children(run_id):
+        time.sleep(0.05)
+    return killed
 
 
 def kill_group(proc: subprocess.Popen[Any], grace: float = 2.0) -> None:
@@ -56,9 +174,7 @@ def run_process(
     if isinstance(argv, str):
         raise PermanentError("a command must be an argv list, never a shell string")
     start = time.monotonic()
-    full_env = dict(os.environ)
-    if env:
-        full_env.update(env)
+    full_env = child_env(env)
     try:
         proc = subprocess.Popen(
             list(argv),
@@ -68,6 +184,7 @@ def run_process(
             cwd=cwd,
             env=full_env,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
     except FileNotFoundError:
         raise PermanentError(f"command not found: {argv[0]}") from None

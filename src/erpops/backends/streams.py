@@ -31,7 +31,7 @@ from typing import IO, Any, cast
 import zstandard
 
 from erpops.errors import PermanentError
-from erpops.process import kill_group
+from erpops.process import child_env, die_with_parent, kill_group
 
 CHUNK = 1024 * 1024
 #: Linux ``F_SETPIPE_SZ``: a bigger pipe lets the producer run ahead of the compressor.
@@ -80,14 +80,19 @@ class Child:
     ) -> None:
         self.name = name or os.path.basename(argv[0])
         self.ok_codes = tuple(ok_codes)
-        full_env = dict(os.environ)
-        if env:
-            full_env.update(env)
+        full_env = child_env(env)
         out: Any = subprocess.PIPE if stdout is True else (stdout or subprocess.DEVNULL)
         inp: Any = subprocess.PIPE if stdin is True else (stdin or subprocess.DEVNULL)
         try:
             self.proc = subprocess.Popen(
-                list(argv), stdin=inp, stdout=out, stderr=subprocess.PIPE, env=full_env, cwd=cwd, start_new_session=True
+                list(argv),
+                stdin=inp,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         except OSError as exc:
             raise PermanentError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None

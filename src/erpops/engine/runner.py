@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from erpops import process
 from erpops.actions.base import Action, Change, PlanResult, RunInfo, get_action
 from erpops.engine.context import StepContext
 from erpops.engine.events import Approver, EventSink, NullSink, make_event
@@ -196,6 +197,18 @@ class Engine:
                     self._held_locks.add(env.name)
                     stack.callback(self._held_locks.discard, env.name)
                 if resuming:
+                    # what the killed attempt started may still be running (a shell's children,
+                    # pg_restore's workers): end it before any step runs again
+                    for left in process.reap_run(run_id):
+                        self.sink.emit(
+                            make_event(
+                                "step.log",
+                                run_id=run_id,
+                                step=None,
+                                level="warning",
+                                message=f"killed process {left}, left running by the earlier attempt of this run",
+                            )
+                        )
                     self.state.reopen_run(run_id)
                     self.state.record_plan(run_id, plan_json)
                     resuming = False
@@ -227,6 +240,7 @@ class Engine:
                     )
                 )
                 raise
+            stack.enter_context(process.marking_children(run_id))
             result = self._execute(rs, start)
         return result
 
