@@ -11,6 +11,8 @@ that must remember something between runs uses them.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +45,21 @@ class RunRecord:
     #: the process that last ran it (set by the durable stores) and how many times it was resumed
     pid: int | None = None
     resumes: int = 0
+
+
+def run_alive(run: RunRecord) -> bool | None:
+    """Is the process that last ran ``run`` alive? None when it ran on another machine (unknown)."""
+    if run.host != socket.gethostname():
+        return None
+    if not run.pid:
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass

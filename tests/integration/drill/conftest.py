@@ -69,9 +69,7 @@ class Drill:
         """The local store directory of environment ``name`` (file:// URL)."""
         return Path(self.environments[name]["storage"]["url"].removeprefix("file://"))
 
-    def run(self, *args: str, timeout: float = 120, json_events: bool = True) -> Result:
-        import time
-
+    def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             ERPOPS_CONFIG=str(self.config),
@@ -80,12 +78,32 @@ class Drill:
             XDG_CONFIG_HOME=str(self.root / "xdg-config"),
             COLUMNS="200",
         )
+        env.update(extra)
+        return env
+
+    def _argv(self, args: tuple[str, ...], json_events: bool) -> list[str]:
         argv = [sys.executable, "-m", "erpops", *args]
         if json_events and args and args[0] in ("backup", "restore-test", "run"):
             argv.append("--json")
+        return argv
+
+    def run(self, *args: str, timeout: float = 120, json_events: bool = True, **extra: str) -> Result:
+        import time
+
         t0 = time.monotonic()
-        proc = subprocess.run(argv, capture_output=True, text=True, cwd=self.root, env=env, timeout=timeout)
+        proc = subprocess.run(
+            self._argv(args, json_events), capture_output=True, text=True, cwd=self.root, env=self.env(**extra),
+            timeout=timeout,
+        )  # fmt: skip
         return Result(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
+
+    def spawn(self, *args: str, **extra: str) -> subprocess.Popen[str]:
+        """The CLI started and not waited for (its output to files in the drill's directory)."""
+        with (self.root / "spawned.out").open("w") as out:
+            return subprocess.Popen(
+                self._argv(args, True), stdout=out, stderr=subprocess.STDOUT, text=True, cwd=self.root,
+                env=self.env(**extra), stdin=subprocess.DEVNULL,
+            )  # fmt: skip
 
     def backups(self, name: str) -> list[dict[str, Any]]:
         res = self.run("backups", "list", "--env", name, "--json")

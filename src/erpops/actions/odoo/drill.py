@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from erpops.actions.odoo._common import (
     dsn_of,
     env_name,
     filestore_of,
+    live_database,
     open_store,
     progress,
     refuse_live,
@@ -157,7 +160,9 @@ class Restore(Action):
 
         refuse_live(ctx, params.database, "odoo.restore")
         dsn = dsn_of(ctx, params.dsn)
-        R.check_new_database(dsn, params.database)
+        redo = R.check_new_database(dsn, params.database, run_id=ctx.run.id)
+        if redo:
+            ctx.log(f"dropped {params.database}, half-restored by an earlier attempt of this run; restoring it again")
         store = open_store(ctx)
         catalog = Catalog(store, env_name(ctx, params.environment))
         manifest, manifest_sha256 = catalog.read_manifest(params.backup)
@@ -166,8 +171,13 @@ class Restore(Action):
             owner = R.owner_of(dsn, params.owner_like)
             if owner is None:
                 raise InvalidInput(f"odoo.restore: owner_like database {params.owner_like!r} does not exist")
-        scratch = R.make_scratch(_scratch(ctx, params))
+        where = _scratch(ctx, params)
+        again = R.scratch_run(where) == ctx.run.id  # this run's earlier attempt made it
+        scratch = R.make_scratch(where, ctx.run.id)
         filestore = Path(params.filestore) if params.filestore else scratch / "filestore" / params.database
+        if again and not params.filestore and filestore.exists():
+            shutil.rmtree(filestore)  # half unpacked by the earlier attempt, in this run's own scratch
+            ctx.log(f"removed {filestore}, half unpacked by an earlier attempt of this run")
         try:
             fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
         except R.ChecksumMismatch as exc:
@@ -375,6 +385,113 @@ class Verify(Action):
         if failed and params.fail:
             raise PermanentError(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}")
         return out
+
+
+#: states of a run that ended (or died) before its cleanup could be trusted to have run
+_UNFINISHED = ("running", "interrupted", "failed")
+
+
+class Sweep(Action):
+    """Drop what dead runs of this environment left behind: the scratch databases they created
+    and marked, their scratch directories, and any process still running for them. A run counts
+    as dead as its lock does: it is not running any more (failed, interrupted), or it is journaled
+    running but its process is gone (``kill -9``, a crashed host is not assumed: a run of another
+    machine is left alone). Never the live database, never a run that kept its copy
+    (``keep: true``), never what another environment's runs made. A swept run still journaled
+    running is marked interrupted.
+
+    ```yaml
+    - id: sweep
+      action: odoo.sweep
+      on_failure: continue
+    ```
+    """
+
+    name = "odoo.sweep"
+
+    class Params(DbParams):
+        scratch_dir: str | None = Field(
+            None, description="where scratch directories are looked for (default $ERPOPS_SCRATCH_DIR or /var/tmp)"
+        )
+
+    outputs = {
+        "swept": "per dead run: run, databases dropped, directories removed, processes killed",
+        "left": "leftovers not swept, each with the reason",
+    }
+
+    def _leftovers(self, params: Params, ctx: ActionContext) -> tuple[dict[str, dict[str, list[str]]], list[str]]:
+        from erpops.backends.odoo import restore as R
+        from erpops.state import run_alive
+
+        dsn = dsn_of(ctx, params.dsn)
+        live = live_database(ctx)
+        found: dict[str, dict[str, list[str]]] = {}
+        for name, run_id in R.marked_databases(dsn):
+            if name != live:
+                found.setdefault(run_id, {"databases": [], "directories": []})["databases"].append(name)
+        roots: list[Path | str | None] = [params.scratch_dir]
+        live_files = filestore_of(ctx, None)
+        if live_files is not None:
+            roots.append(live_files.parent)
+        for root in roots:
+            for path, maker in R.list_scratch(root):
+                dirs = found.setdefault(maker, {"databases": [], "directories": []})["directories"] if maker else None
+                if dirs is not None and str(path) not in dirs:  # the two roots may be one
+                    dirs.append(str(path))
+        sweep: dict[str, dict[str, list[str]]] = {}
+        left: list[str] = []
+        here = env_name(ctx, None)
+        for run_id, things in sorted(found.items()):
+            what = ", ".join(things["databases"] + things["directories"])
+            rec = ctx.state.get_run(run_id) if ctx.state is not None and run_id != ctx.run.id else None
+            if rec is None or rec.environment != here or (rec.host == ctx.run.host and rec.pid == os.getpid()):
+                continue  # this run's own (or its parent's), or not a run of this environment
+            if rec.params.get("keep") is True:
+                left.append(f"{what}: run {run_id} kept them (keep: true)")
+            elif rec.state not in _UNFINISHED:
+                continue  # it finished: what it made is meant to stay
+            elif rec.state == "running" and run_alive(rec) is not False:
+                where = "on this machine" if rec.host == ctx.run.host else f"on {rec.host}"
+                left.append(f"{what}: run {run_id} may still be running {where}")
+            else:
+                sweep[run_id] = things
+        return sweep, left
+
+    def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        try:
+            sweep, _ = self._leftovers(params, ctx)
+        except ErpopsError:
+            return PlanResult(Change.MAY, "drop what dead runs of this environment left (scratch databases, files)")
+        if not sweep:
+            return PlanResult(Change.NONE, "no dead run of this environment left anything")
+        what = "; ".join(f"run {r}: {', '.join(t['databases'] + t['directories'])}" for r, t in sweep.items())
+        return PlanResult(Change.WILL, f"drop what dead runs left: {what}")
+
+    def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        from erpops import process
+        from erpops.backends.odoo import restore as R
+        from erpops.state import utcnow
+
+        sweep, left = self._leftovers(params, ctx)
+        dsn = dsn_of(ctx, params.dsn)
+        swept = []
+        for run_id, things in sweep.items():
+            killed = process.reap_run(run_id)
+            dropped = [name for name in things["databases"] if R.drop_database(dsn, name, run_id=run_id)]
+            removed = [d for d in things["directories"] if R.remove_scratch(Path(d))]
+            rec = ctx.state.get_run(run_id)
+            if rec is not None and rec.state == "running":
+                ctx.state.finish_run(
+                    run_id,
+                    "interrupted",
+                    utcnow(),
+                    f"the erpops process ended without finishing this run; run {ctx.run.id} swept what it left",
+                )
+            ctx.log(f"run {run_id} (dead) left {', '.join(dropped + removed + killed) or 'nothing any more'}: swept")
+            swept.append({"run": run_id, "databases": dropped, "directories": removed, "processes": killed})
+        for line in left:
+            ctx.log(f"not swept: {line}")
+        return {"swept": swept, "left": left}
 
 
 class Cleanup(Action):

@@ -116,12 +116,51 @@ def scratch_dir(root: str | Path | None, database: str) -> Path:
     return base / f"erpops-scratch-{database}"
 
 
-def make_scratch(path: Path) -> Path:
+def make_scratch(path: Path, run_id: str | None = None) -> Path:
+    """Create (or reuse, when erpops made it) a scratch directory; its marker names ``run_id``."""
     if path.exists() and not (path / SCRATCH_MARKER).exists():
         raise InvalidInput(f"{path} exists and was not made by erpops; choose another scratch directory")
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (path / SCRATCH_MARKER).write_text("created by erpops for a restore; safe to delete\n")
+    run = f"run={run_id}\n" if run_id else ""
+    (path / SCRATCH_MARKER).write_text("created by erpops for a restore; safe to delete\n" + run)
     return path
+
+
+def scratch_run(path: Path) -> str | None:
+    """The run whose restore made scratch directory ``path`` (None: not erpops's, or not said)."""
+    try:
+        text = (path / SCRATCH_MARKER).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("run="):
+            return line[4:].strip() or None
+    return None
+
+
+def list_scratch(root: str | Path | None) -> list[tuple[Path, str | None]]:
+    """Scratch directories erpops made under ``root`` (default as :func:`scratch_dir`), each with
+    the run that made it."""
+    base = Path(root).expanduser() if root else Path(os.environ.get("ERPOPS_SCRATCH_DIR") or "/var/tmp")
+    try:
+        entries = sorted(base.glob("erpops-scratch-*"))
+    except OSError:
+        return []
+    return [(e, scratch_run(e)) for e in entries if e.is_dir() and (e / SCRATCH_MARKER).exists()]
+
+
+def marked_databases(dsn: str) -> list[tuple[str, str]]:
+    """(database, run id) of every database on the server carrying erpops's exact mark."""
+    with pg.connect(dsn, "postgres" if pg.parse_dsn(dsn).get("dbname") is None else None) as conn:
+        rows = conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database ORDER BY datname"
+        ).fetchall()
+    found = []
+    for name, comment in rows:
+        run = pg.marked_run(comment)
+        if run is not None:
+            found.append((str(name), run))
+    return found
 
 
 def remove_scratch(path: Path) -> bool:
@@ -143,13 +182,20 @@ def _admin(dsn: str, target: str) -> Any:
     return pg.connect(dsn, "postgres" if own in (None, target) else None)
 
 
-def check_new_database(dsn: str, name: str) -> None:
-    """Refuse before any work when ``name`` exists already: a restore goes into a new database."""
+def check_new_database(dsn: str, name: str, *, run_id: str | None = None) -> bool:
+    """Refuse before any work when ``name`` exists already: a restore goes into a new database —
+    unless run ``run_id`` created it (an earlier attempt of this very run, killed or failed mid-way):
+    that half-restored database is dropped, to be restored again. Returns True when it was."""
     pg.quote_ident(name)
     with _admin(dsn, name) as conn:
         pg.refuse_unless_primary(conn, dsn, f"a restore into {name}")
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
+        exists, comment = pg.database_comment(conn, name)
+        if not exists:
+            return False
+        if run_id is not None and pg.marked_run(comment) == run_id:
+            pg.drop_database(conn, name)
+            return True
+        raise InvalidInput(f"database {name!r} already exists on {pg.describe(dsn)}; restore into a new name")
 
 
 def owner_of(dsn: str, database: str) -> str | None:
