@@ -220,7 +220,8 @@ class VerifyMarker(_Doc):
 
 
 class RestoreTestMarker(_Doc):
-    """``restore-test.json``: a restore drill restored this backup and its checks passed."""
+    """``restore-test.json``: a restore drill restored this backup and its checks passed — or, with
+    ``ok: false`` and ``failed: restore``, could not restore it (``error`` says why)."""
 
     format_version: int = FORMAT_VERSION
     backup_id: str
@@ -233,6 +234,9 @@ class RestoreTestMarker(_Doc):
     durations: dict[str, float] = Field(default_factory=dict)
     rpo_seconds: float | None = None
     erpops_version: str | None = None
+    #: the drill phase that failed (``restore``: the backup could not be restored), when not ok
+    failed: str | None = None
+    error: str | None = None
 
     def to_json(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode()

@@ -37,8 +37,10 @@ COMPLETE = "complete"
 VERIFIED = "verified"
 RESTORE_TESTED = "restore-tested"
 CORRUPT = "corrupt"
+#: its artifacts match the manifest, but a restore drill could not restore it (pg_restore failed)
+UNRESTORABLE = "unrestorable"
 USABLE = frozenset({COMPLETE, VERIFIED, RESTORE_TESTED})
-STATES = frozenset({INCOMPLETE, COMPLETE, VERIFIED, RESTORE_TESTED, CORRUPT})
+STATES = frozenset({INCOMPLETE, COMPLETE, VERIFIED, RESTORE_TESTED, CORRUPT, UNRESTORABLE})
 
 #: Backups dated this far in the future are kept (clock skew between machines).
 FUTURE_SLACK = timedelta(minutes=5)
@@ -173,6 +175,8 @@ def decide(
                     reasons.append(f"incomplete (no manifest) and older than the {_span(policy.grace)} grace period")
             elif c.state == CORRUPT:
                 reasons.append("failed verification (checksum or size mismatch)")
+            elif c.state == UNRESTORABLE:
+                reasons.append("a restore drill could not restore it")
             else:
                 reasons.append(f"outside the retention policy ({policy.describe()})")
         if c.locked(now):

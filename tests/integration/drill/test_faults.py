@@ -11,7 +11,7 @@ import textwrap
 from xml.etree import ElementTree as ET
 
 from erpops.backends.postgres import client as pg
-from tests.fixtures.postgres import free_port
+from tests.fixtures.postgres import SeededDb, free_port
 from tests.fixtures.sql import scalar
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 from tests.integration.drill.test_cycle import parse_prometheus
@@ -60,6 +60,43 @@ def test_corrupted_artifact_fails_on_the_checksum_before_restoring(drill: Drill,
     assert runs.code == 0, runs.stderr
     states = [json.loads(line) for line in runs.stdout.splitlines() if line.startswith("{")]
     assert any(r.get("runbook") == "restore-test" and r.get("state") == "failed" for r in states), states
+
+
+def test_a_backup_pg_restore_cannot_restore_is_listed_unrestorable_and_not_picked_again(
+    drill: Drill, seeded_db: SeededDb
+) -> None:
+    """Regression (issue 16 item 5): a drill whose pg_restore failed on artifacts that match their
+    manifest left the backup listed verified, and every later drill chose it again."""
+    import hashlib
+
+    import zstandard
+
+    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    res = drill.run("backup", "--env", "local", "--param", "verify=false")
+    assert res.code == 0, res.stdout[-3000:]
+    backup_id = res.finished()["outputs"]["backup_id"]
+    folder = drill.store("local") / "local" / backup_id
+    # a dump pg_restore refuses, stored with a manifest that matches it byte for byte
+    bad = zstandard.ZstdCompressor().compress(b"PGDMP" + b"\x00" * 4096)
+    (folder / "db.dump.zst").write_bytes(bad)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["artifacts"]["db"].update(sha256=hashlib.sha256(bad).hexdigest(), size=len(bad))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    [entry] = drill.backups("local")
+    assert entry["state"] == "complete", entry
+
+    res = drill.run("restore-test", "--env", "local")
+    assert res.code == 1, res.stdout[-3000:]
+    assert "pg_restore failed" in res.step("restore")["error"], res.step("restore")
+    assert "recorded as unrestorable" in json.dumps(res.events)
+    [entry] = drill.backups("local")
+    assert entry["state"] == "unrestorable", entry
+    assert any("could not restore it" in p for p in entry["problems"]), entry
+    assert drill_databases(seeded_db) == []
+    again = drill.run("restore-test", "--env", "local")  # not picked again
+    assert again.code == 1 and "no complete backup" in (again.finished()["error"] or ""), again.stdout[-2000:]
+    named = drill.run("restore-test", "--env", "local", "--backup", backup_id)  # named: drilled again
+    assert named.code == 1 and "pg_restore failed" in named.step("restore")["error"]
 
 
 KILL_SCRIPT = textwrap.dedent(

@@ -27,7 +27,8 @@ from erpops.errors import ErpopsError, InvalidInput, PermanentError
 
 class SelectBackup(Action):
     """Choose the backup to restore: the given id (refused unless it is complete), or the newest
-    complete one. Incomplete (no manifest) and corrupt backups are never chosen.
+    complete one. Incomplete (no manifest), corrupt and unrestorable backups are never chosen (an
+    unrestorable one only when named, to drill it again).
 
     ```yaml
     - id: choose
@@ -190,9 +191,14 @@ class Restore(Action):
         except BaseException:
             fetched.close()  # restore() closes the checked archive; nothing else will now
             raise
-        seconds = R.restore(
-            fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner
-        )
+        try:
+            seconds = R.restore(
+                fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner
+            )
+        except R.RestoreFailed as exc:
+            if exc.backup_at_fault:
+                _record_unrestorable(ctx, catalog, params.backup, exc)
+            raise
         fetched.dump.unlink(missing_ok=True)
         if fetched.filestore_archive is not None:
             fetched.filestore_archive.unlink(missing_ok=True)
@@ -249,6 +255,34 @@ def _record_corrupt(ctx: ActionContext, catalog: Any, manifest: Any, manifest_sh
         ctx.log(f"could not record backup {manifest.backup_id} as corrupt: {err}", level="warning")
         return
     ctx.log(f"backup {manifest.backup_id} recorded as corrupt (verify.json): later drills will not pick it")
+
+
+def _record_unrestorable(ctx: ActionContext, catalog: Any, backup_id: str, exc: Exception) -> None:
+    """A drill whose artifacts matched the manifest but whose ``pg_restore`` failed (and not for
+    the moment's reasons: the server answered, no disk or connection error) records it
+    (``restore-test.json``, ``failed: restore``): the backup is listed ``unrestorable`` and no
+    later drill or restore picks it unless it is named."""
+    from erpops import __version__
+    from erpops.manifest import RestoreTestMarker
+    from erpops.secrets import redact
+    from erpops.state import utcnow
+
+    marker = RestoreTestMarker(
+        backup_id=backup_id,
+        tested_at=utcnow(),
+        ok=False,
+        run_id=ctx.run.id,
+        checks={"restore": False},
+        erpops_version=__version__,
+        failed="restore",
+        error=redact(str(exc))[:2000],
+    )
+    try:
+        catalog.write_restore_test_marker(marker)
+    except ErpopsError as err:  # the drill fails for the restore either way
+        ctx.log(f"could not record backup {backup_id} as unrestorable: {err}", level="warning")
+        return
+    ctx.log(f"backup {backup_id} recorded as unrestorable (restore-test.json): later drills will not pick it")
 
 
 class Neutralize(Action):

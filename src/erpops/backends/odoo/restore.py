@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tarfile
 import threading
@@ -33,7 +34,15 @@ from typing import IO, Any, cast
 from erpops.backends.postgres import client as pg
 from erpops.backends.storage.base import ObjectStore
 from erpops.backends.storage.local import LocalStore
-from erpops.backends.streams import CHUNK, CheckedFile, Child, HashingReader, ZstdError, decompress
+from erpops.backends.streams import (
+    CHUNK,
+    CheckedFile,
+    Child,
+    HashingReader,
+    StreamCancelled,
+    ZstdError,
+    decompress,
+)
 from erpops.errors import InvalidInput, PermanentError
 from erpops.manifest import MANIFEST, Artifact, Manifest, object_key
 
@@ -51,6 +60,35 @@ class ChecksumMismatch(PermanentError):
     def __init__(self, message: str, *, results: list[ArtifactResult] | None = None) -> None:
         super().__init__(message)
         self.results = list(results or [])
+
+
+class RestoreFailed(PermanentError):
+    """``pg_restore`` failed on artifacts that matched the manifest. ``backup_at_fault``: the
+    cause is in the backup (the archive cannot be restored), not the moment (the server went
+    away, the disk filled up, the step was cancelled)."""
+
+    def __init__(self, message: str, *, backup_at_fault: bool) -> None:
+        super().__init__(message)
+        self.backup_at_fault = backup_at_fault
+
+
+#: pg_restore errors that say something about the moment or the target, not about the backup
+_NOT_THE_BACKUP = (
+    "could not connect",
+    "connection to server",
+    "server closed the connection",
+    "terminating connection",
+    "no space left on device",
+    "could not extend file",
+    "out of memory",
+    "too many connections",
+    "the database system is",
+    "canceling statement",
+    "permission denied",
+)
+#: a real archive format version (1.x) pg_restore does not know: its pg_dump was newer (the tool's
+#: fault); a version no pg_dump ever wrote (0.0) is a damaged archive
+_NEWER_ARCHIVE = re.compile(r"unsupported version \(1\.\d+\) in file header")
 
 
 def _never() -> bool:
@@ -421,6 +459,15 @@ def _restore(
         try:
             child.finish(cancelled=cancelled, what=f"restoring into {database}")
             seconds["database"] = round(time.monotonic() - t0, 3)
+        except StreamCancelled:
+            stop.set()
+            raise
+        except PermanentError as exc:
+            stop.set()
+            said = " ".join(child.stderr_tail).lower()
+            moment = any(word in said for word in _NOT_THE_BACKUP) or _NEWER_ARCHIVE.search(said) is not None
+            at_fault = not moment and _reachable(dsn, database)
+            raise RestoreFailed(str(exc), backup_at_fault=at_fault) from None
         except BaseException:
             stop.set()
             raise
@@ -433,6 +480,16 @@ def _restore(
         seconds["filestore"] = box["seconds"]
     seconds["total"] = round(time.monotonic() - t0, 3)
     return seconds
+
+
+def _reachable(dsn: str, database: str) -> bool:
+    """Does the target database still answer (after a failed pg_restore)?"""
+    try:
+        with pg.connect(dsn, database) as conn:
+            conn.execute("SELECT 1")
+    except Exception:  # any failure means "not reachable" here
+        return False
+    return True
 
 
 def _extract(source: CheckedFile, art: Artifact, dest: Path, cancelled: Cancelled, box: dict[str, Any]) -> None:

@@ -7,7 +7,10 @@ Each folder ``<env>/<backup-id>/`` is one backup. Its state:
 - ``complete``: manifest written, every artifact present with the manifest's size;
 - ``verified``: ``verify.json`` says the artifacts were re-read and match the manifest;
 - ``restore-tested``: ``restore-test.json`` says a restore drill of it passed;
-- ``corrupt``: verification found a checksum or size mismatch.
+- ``corrupt``: verification found a checksum or size mismatch;
+- ``unrestorable``: its artifacts match the manifest, but a restore drill could not restore it
+  (``restore-test.json`` with ``failed: restore``). Never chosen unless named (to drill it again
+  once the cause is fixed: a passing drill makes it ``restore-tested``).
 
 ``locked``/``retain_until`` come from S3 Object Lock (the latest retain-until date over the
 backup's objects). Folders whose name is not a backup id are ignored — never listed, never pruned.
@@ -43,7 +46,16 @@ from erpops.manifest import (
     object_key,
     split_key,
 )
-from erpops.retention import COMPLETE, CORRUPT, INCOMPLETE, RESTORE_TESTED, USABLE, VERIFIED, Candidate
+from erpops.retention import (
+    COMPLETE,
+    CORRUPT,
+    INCOMPLETE,
+    RESTORE_TESTED,
+    UNRESTORABLE,
+    USABLE,
+    VERIFIED,
+    Candidate,
+)
 
 
 class BackupNotFound(ObjectNotFound):
@@ -165,7 +177,7 @@ class Catalog:
         """The backup to restore: ``backup_id`` if given (it must be usable), else the newest usable."""
         if backup_id:
             entry = self.get(backup_id)
-            if not entry.usable:
+            if not entry.usable and entry.state != UNRESTORABLE:
                 why = "; ".join(entry.problems) or entry.state
                 raise BackupNotFound(
                     f"backup {backup_id} of {self.environment} is {entry.state} ({why}); not restorable"
@@ -239,6 +251,9 @@ class Catalog:
                 entry.restore_test = drill
                 if drill.ok:
                     state = RESTORE_TESTED
+                elif drill.failed == "restore":
+                    entry.problems.append(f"a restore drill (run {drill.run_id}) could not restore it: {drill.error}")
+                    return UNRESTORABLE
                 else:
                     entry.problems.append("last restore drill failed")
         return state
