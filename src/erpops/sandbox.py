@@ -358,6 +358,14 @@ def reseed_standby(*, root: Path | str | None = None, report: Report | None = No
             current = _collect(p)
         prim = next(s for s in current.servers if s.name == current.primary)
         other = next(s for s in current.servers if s.name != current.primary)
+        if prim.role == "primary":
+            # promoted by a failover that died before reopening what the old primary's fence closed
+            # (replicated to it): reopen that first, or the copy made from it would be closed too
+            from erpops.backends.postgres import replication as pg_replication
+
+            lifted = pg_replication.lift_replicated_fence(pgserver.status(Path(prim.datadir)).dsn(), None)
+            if lifted:
+                say(f"reopened on {prim.name} what a failover's fence had closed: {', '.join(lifted)}")
         t = time.monotonic()
         pgserver.reseed_standby(pgserver.status(prim.datadir), Path(other.datadir), other.port, sync=SYNC)
         action = f"reseeded {other.name} as standby of {prim.name} ({time.monotonic() - t:.1f}s)"
@@ -365,3 +373,59 @@ def reseed_standby(*, root: Path | str | None = None, report: Report | None = No
         final = _collect(p)
     final.actions = [action]
     return final
+
+
+def align_topology(config: Any, state: Any, status: SandboxStatus) -> list[str]:
+    """After a reseed, make the failover topology recorded for every environment whose two servers
+    are the sandbox's say what the servers are: the record names the primary the reseed copied
+    from (none when the configuration already names it primary). Without this, a failover that
+    died before recording its topology left a record naming the former primary, which the reseed
+    turned into a standby — every later run would then target the standby as the primary."""
+    from erpops.records import CURRENT, TOPOLOGY, forget_topology
+
+    by_dir = {str(Path(s.datadir).resolve()): s for s in status.servers}
+    primary = next((s for s in status.servers if s.name == status.primary), None)
+    if primary is None:
+        return []
+
+    def server_dir(dsn: str) -> str | None:
+        try:
+            host = pg.parse_dsn(dsn).get("host")
+        except InvalidInput:
+            return None
+        return str(Path(host).resolve()) if host and host.startswith("/") else None
+
+    said = []
+    for env in config.environments.values():
+        if env.database is None or env.standby is None:
+            continue
+        configured, standby = server_dir(env.database.dsn), server_dir(env.standby.dsn)
+        if configured not in by_dir or standby not in by_dir or configured == standby:
+            continue
+        rec = state.get_record(TOPOLOGY, env.name, CURRENT)
+        if configured == str(Path(primary.datadir).resolve()):
+            if rec is not None:
+                forget_topology(state, env.name)
+                said.append(f"{env.name}: the configured database server is the primary again; topology record cleared")
+            continue
+        wanted = {"primary_dsn": env.standby.dsn, "standby_dsn": env.database.dsn}
+        if rec is not None and all(rec.data.get(k) == v for k, v in wanted.items()):
+            continue
+        state.put_record(
+            TOPOLOGY,
+            env.name,
+            CURRENT,
+            {
+                **wanted,
+                "primary": pg.describe(env.standby.dsn),
+                "standby": pg.describe(env.database.dsn),
+                "standby_state": "re-created as a standby of the primary by `erpops sandbox reseed-standby`",
+                "run_id": None,
+                "repointed_at": None,
+                "recorded_by": "sandbox reseed-standby",
+                "timeline": primary.timeline,
+                "verified": True,
+            },
+        )
+        said.append(f"{env.name}: recorded {primary.name} as the primary (the servers say so)")
+    return said

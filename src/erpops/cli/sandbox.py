@@ -140,6 +140,19 @@ def reseed_standby(json: bool = JsonOpt) -> None:
     console = _console()
     report = None if json else (lambda msg: console.print(f"[cyan]>[/cyan] {msg}"))
     st = sandbox.reseed_standby(report=report)
+    # the failover topology recorded for the sandbox's servers follows what the servers now are
+    from erpops.engine.store import open_state_store
+    from erpops.environments import load_config
+
+    config = load_config(None)
+    state = open_state_store(config)
+    try:
+        for line in sandbox.align_topology(config, state, st):
+            st.actions.append(line)
+            if report:
+                report(line)
+    finally:
+        state.close()
     if json:
         typer.echo(_json.dumps(st.as_dict()))
         return

@@ -124,7 +124,10 @@ class Pair:
                 env[key] = value
         return env
 
-    def cli(self, *args: str, state: str = "state.db", timeout: float = 120) -> CliResult:
+    def cli(
+        self, *args: str, state: str = "state.db", timeout: float = 120, program: tuple[str, ...] = ("-m", "erpops")
+    ) -> CliResult:
+        """The erpops CLI (``program``: how Python starts it) with the pair's state store."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "ERPOPS_"))}
         env.update(
             ERPOPS_STATE=f"sqlite:///{self.work / state}",
@@ -132,7 +135,7 @@ class Pair:
             ERPOPS_SANDBOX_DIR=str(self.root),
         )
         proc = subprocess.run(
-            [sys.executable, "-m", "erpops", *args],
+            [sys.executable, *program, *args],
             cwd=self.work,
             env=env,
             capture_output=True,

@@ -127,6 +127,8 @@ def test_dry_run_plans_without_changing_anything(fresh_state: tuple[Pair, Path, 
     assert plan["promote"]["change"] == "may change"  # waits for the fence's WAL position: known at run time
     assert plan["repoint"]["change"] == "will change" and str(standby) in plan["repoint"]["summary"]
     assert plan["preflight"]["change"] == "no change"
+    # the health gate waits for the promoted server (regression: it named the server being fenced)
+    assert str(standby) in plan["writable"]["summary"] and str(primary) not in plan["writable"]["summary"]
     _unchanged(pair, primary, standby)
 
 

@@ -237,6 +237,10 @@ class Unfence(Action):
                 f"not unfencing {where}: the standby {swhere} is not (or no longer known to be) in recovery; "
                 "two primaries must never accept writes — decide by hand which one is the primary"
             )
+        st = pg_replication.server_status(dsn, timeout=2.0)
+        if not st.in_recovery and not st.fenced:  # nothing of a fence on it (undone, or another server now)
+            ctx.log(f"{where} carries no fence: nothing to undo")
+            return {"unfenced": False, "undone": [], "server": where}
         undone = pg_replication.unfence(dsn, params.sql_fence)
         ctx.log(f"unfenced {where}: {', '.join(undone)}; it accepts writes again")
         if params.method == "sql+command":

@@ -73,7 +73,7 @@ class ReplicationStatus(Action):
         out: dict[str, Any] = {"server": where, **st.as_dict(), "primary_reachable": None, "forced": False}
         out.pop("system_identifier", None)
         if params.expect is not None and st.role != params.expect:
-            raise PermanentError(self._wrong_role(ctx, params, where, st.role))
+            raise PermanentError(self._wrong_role(ctx, params, where, st))
         if st.in_recovery and params.dsn is None and params.server == "standby":
             self._compare_with_primary(ctx, st, out, where)
         if st.in_recovery and params.max_lag is not None:
@@ -125,19 +125,50 @@ class ReplicationStatus(Action):
             out["lag_bytes"] = max(pg_replication.lsn_diff(pdsn, prim.current_lsn, st.replay_lsn), 0)
 
     @staticmethod
-    def _wrong_role(ctx: ActionContext, params: Any, where: str, role: str) -> str:
+    def _wrong_role(ctx: ActionContext, params: Any, where: str, st: Any) -> str:
+        from erpops.backends.postgres import replication as pg_replication
+
         if params.expect == "primary":
             return f"{where} is in recovery (a standby), not a primary"
         rec = ctx.state.get_record(TOPOLOGY, ctx.env.name, CURRENT) if ctx.state is not None else None
         msg = f"{where} is not a standby: it is not in recovery, so there is nothing to promote"
-        if rec is not None and params.dsn is None:
-            d = rec.data
-            msg += (
-                f". It is the former primary that failover run {d.get('run_id')} fenced on "
-                f"{str(d.get('repointed_at', ''))[:19]} (the primary is now {d.get('primary')}). Re-create it as a "
-                "standby of the new primary before failing over again (`erpops sandbox reseed-standby` on the "
-                "sandbox; pg_basebackup or pg_rewind elsewhere)"
+        if params.dsn is not None:
+            return msg
+        if st.fenced:
+            msg += ". It is a former primary that a failover fenced"
+            if rec is not None:
+                d = rec.data
+                msg += (
+                    f" (failover run {d.get('run_id')}, {str(d.get('repointed_at', ''))[:19]}; the primary is now "
+                    f"{d.get('primary')})"
+                )
+            return msg + (
+                ". Re-create it as a standby of the new primary before failing over again (`erpops sandbox "
+                "reseed-standby` on the sandbox; pg_basebackup or pg_rewind elsewhere)"
             )
+        # an unfenced primary where the record says standby: promoted, and the record not written
+        try:
+            pdsn, pwhere = target(ctx, "primary", None)
+            prim = pg_replication.server_status(pdsn, timeout=2.0)
+            pfacts = "in recovery" if prim.in_recovery else ("fenced" if prim.fenced else "a primary too")
+            pfacts += f", timeline {prim.timeline}"
+        except (Unreachable, InvalidInput):
+            pwhere, prim, pfacts = describe_ref(ctx, "primary", None), None, "not answering"
+        msg += f" — it is a primary on timeline {st.timeline}, while the recorded topology names {pwhere} ({pfacts})"
+        msg += " the primary"
+        unfinished = [
+            r
+            for r in (ctx.state.list_runs(environment=ctx.env.name, runbook="failover") if ctx.state else [])
+            if r.state in ("running", "interrupted", "failed") and r.id != ctx.run.id
+        ]
+        if unfinished and (prim is None or prim.fenced or prim.in_recovery):
+            r = unfinished[0]
+            msg += (
+                f". Failover run {r.id} ({r.state}, started {r.started_at:%Y-%m-%d %H:%M:%S}) promoted it and did not "
+                f"finish: `erpops runs resume {r.id}` finishes it (repoints the application, records the topology)"
+            )
+        elif prim is not None and not prim.in_recovery and not prim.fenced:
+            msg += ". Both servers take writes (two primaries): decide by hand which one is the primary"
         return msg
 
 
@@ -184,6 +215,7 @@ class Promote(Action):
         "catchup_seconds": "time spent waiting for replay",
         "behind_bytes": "bytes still to replay when promoted",
         "fence_lifted": "what of the old primary's replicated fence was reopened on the promoted server",
+        "already_promoted": "true when an earlier attempt of this run had promoted it (killed before it said so)",
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
@@ -193,9 +225,27 @@ class Promote(Action):
         from erpops.backends.postgres import replication as pg_replication
 
         dsn, where = target(ctx, params.server, params.dsn)
-        if not pg_replication.server_status(dsn).in_recovery:
-            raise PermanentError(f"{where} is not in recovery: it is already a primary; nothing promoted")
-        out: dict[str, Any] = {"server": where, "caught_up": None, "catchup_seconds": 0.0, "behind_bytes": None}
+        st = pg_replication.server_status(dsn)
+        other = self._other(ctx, params)
+        if not st.in_recovery:
+            return self._promoted_already(ctx, params, dsn, where, st, other)
+        ost = other[2] if other is not None else None
+        if params.lift_fence and other is not None and ost is not None and not ost.in_recovery and not ost.fenced:
+            # this run fenced it over SQL, and the fence is gone (the server re-created? unfenced?)
+            msg = f"{other[1]} is a primary that takes writes again (its fence is gone)"
+            if not params.force:
+                raise PermanentError(
+                    f"not promoting {where}: {msg}; promoting would make two primaries",
+                    hint="check which server is the primary (`erpops env check`); --force promotes anyway",
+                )
+            ctx.log(f"--force: {msg}; promoting anyway", level="warning")
+        out: dict[str, Any] = {
+            "server": where,
+            "caught_up": None,
+            "catchup_seconds": 0.0,
+            "behind_bytes": None,
+            "already_promoted": False,
+        }
         if params.wait_for_lsn:
             cu = pg_replication.wait_replayed(dsn, params.wait_for_lsn, params.catchup_timeout, cancel_event(ctx))
             out.update(caught_up=cu.caught_up, catchup_seconds=round(cu.seconds, 4), behind_bytes=cu.behind_bytes)
@@ -224,6 +274,87 @@ class Promote(Action):
             "fence_lifted": lifted,
         }
 
+    @staticmethod
+    def _other(ctx: ActionContext, params: Params) -> tuple[str, str, Any] | None:
+        """(DSN, description, status or None when it does not answer) of the other server of the
+        topology; None when the step names an explicit DSN (there is no "other")."""
+        from erpops.backends.postgres import replication as pg_replication
+
+        if params.dsn is not None:
+            return None
+        role: Role = "primary" if params.server == "standby" else "standby"
+        try:
+            odsn, owhere = target(ctx, role, None)
+        except (Unreachable, InvalidInput):
+            return None
+        try:
+            return odsn, owhere, pg_replication.server_status(odsn, timeout=2.0)
+        except Unreachable:
+            return odsn, owhere, None
+
+    def _promoted_already(
+        self, ctx: ActionContext, params: Params, dsn: str, where: str, st: Any, other: tuple[str, str, Any] | None
+    ) -> dict[str, Any]:
+        """The server to promote is a primary already. After a fence (``wait_for_lsn`` or
+        ``lift_fence``: this is a failover) it may be this run's own work, its earlier attempt killed
+        in the middle of promoting: then it is finished (the fence lifted there), provided the facts
+        say so — the server is not fenced itself, and the other server is a copy of it on an older
+        timeline that is fenced, a standby (re-created) or gone. Anything else is refused, naming
+        what each server is."""
+        from erpops.backends.postgres import replication as pg_replication
+
+        def facts(s: Any) -> str:
+            what = "a standby" if s.in_recovery else ("a fenced former primary" if s.fenced else "a primary")
+            return f"{what} on timeline {s.timeline}"
+
+        ostatus = other[2] if other else None
+        said = f"{where} is {facts(st)}"
+        if other is not None:
+            said += f"; {other[1]} is " + (facts(ostatus) if ostatus is not None else "not answering")
+        after_fence = bool(params.wait_for_lsn or params.lift_fence)
+        problem = None
+        if not after_fence:
+            problem = "it is already a primary"
+        elif st.fenced:
+            problem = "it is the former primary a failover fenced (the recorded topology is inverted)"
+        elif ostatus is not None and ostatus.system_identifier != st.system_identifier:
+            problem = "the two servers are not copies of one another"
+        elif ostatus is not None and not ostatus.in_recovery and not ostatus.fenced:
+            problem = "both servers take writes (two primaries)"
+        elif ostatus is not None and not ostatus.in_recovery and (ostatus.timeline or 0) >= (st.timeline or 0):
+            problem = "it is not on a newer timeline than the fenced primary"
+        if problem is not None:
+            raise PermanentError(f"nothing promoted: {said}: {problem}")
+        caught_up, behind = None, None
+        switch = pg_replication.timeline_switch(dsn, st.timeline or 0)
+        if params.wait_for_lsn and switch:
+            behind = max(pg_replication.lsn_diff(dsn, params.wait_for_lsn, switch), 0)
+            caught_up = behind == 0
+            if not caught_up and not params.force:
+                raise PermanentError(
+                    f"{where} was promoted (timeline {st.timeline} from {switch}) {behind} bytes before the fenced "
+                    f"primary's last position {params.wait_for_lsn}: those commits are not on it",
+                    hint="pass --force to accept the loss and finish the failover",
+                )
+        ctx.log(
+            f"{said}: an earlier attempt of this run promoted it (killed before it could say so); finishing",
+            level="warning",
+        )
+        lifted = pg_replication.lift_replicated_fence(dsn, params.lift_fence)
+        if lifted:
+            ctx.log(f"reopened on {where} what the old primary's fence closed: {', '.join(lifted)}")
+        return {
+            "server": where,
+            "timeline": st.timeline,
+            "lsn": st.current_lsn,
+            "promote_seconds": None,
+            "caught_up": caught_up,
+            "catchup_seconds": 0.0,
+            "behind_bytes": behind,
+            "fence_lifted": lifted,
+            "already_promoted": True,
+        }
+
 
 class WaitWritable(Action):
     """Wait until a server takes writes: a new session in the database creates and rolls back a
@@ -243,10 +374,20 @@ class WaitWritable(Action):
         database: str | None = Field(None, description="default: the application's database")
         timeout: Duration = Field(30.0, description="fail when it does not take writes within this")
         interval: Duration = Field(0.1, description="time between two checks")
+        after_promotion: bool = Field(
+            False,
+            description=(
+                "the step follows this run's promotion and repoint: the plan names the standby being promoted "
+                "(the primary once the run repointed), not the server being fenced"
+            ),
+        )
 
     outputs = {"server": "the server", "waited": "seconds waited", "checks": "checks made"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        if params.after_promotion and params.dsn is None and params.server == "primary":
+            promoted = describe_ref(ctx, "standby", None)
+            return PlanResult(Change.NONE, f"wait until the promoted server {promoted} takes writes")
         return PlanResult(Change.NONE, f"wait until {describe_ref(ctx, params.server, params.dsn)} takes writes")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:

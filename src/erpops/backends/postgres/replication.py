@@ -34,7 +34,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from erpops.backends.postgres import client as pg
-from erpops.errors import InvalidInput, PermanentError, TargetUnreachable
+from erpops.errors import ErpopsError, InvalidInput, PermanentError, TargetUnreachable
 
 #: Longest single statement a failover check may take on a server.
 STATEMENT_TIMEOUT_MS = 5000
@@ -86,6 +86,8 @@ class ServerStatus:
     system_identifier: str
     timeline: int | None
     read_only: bool  # default_transaction_read_only (a fenced primary says true)
+    #: a primary a failover fenced (``erpops.fence`` recorded on it): it takes no application writes
+    fenced: bool = False
     # primary
     current_lsn: str | None = None
     standbys: list[StandbyInfo] = field(default_factory=list)
@@ -132,6 +134,7 @@ def server_status(dsn: str, timeout: float = 3.0) -> ServerStatus:
             read_only=read_only,
         )
         if not in_recovery:
+            status.fenced = bool(_one(conn, f"SELECT coalesce(current_setting('{FENCE_SETTING}', true), '') <> ''"))
             status.current_lsn = str(_one(conn, "SELECT pg_current_wal_lsn()"))
             rows = conn.execute(
                 "SELECT application_name, coalesce(client_addr::text, 'local'), state, sync_state, "
@@ -161,6 +164,23 @@ def server_status(dsn: str, timeout: float = 3.0) -> ServerStatus:
     return status
 
 
+def timeline_switch(dsn: str, timeline: int) -> str | None:
+    """The WAL position where ``timeline`` began (the promotion's end of recovery), from the
+    timeline history file; None when it cannot be read (timeline 1, or no right to read files)."""
+    if timeline <= 1:
+        return None
+    try:
+        with connect(dsn, timeout=3.0) as conn:
+            text = str(_one(conn, "SELECT pg_read_file(%s)", (f"pg_wal/{timeline:08X}.history",)))
+    except (psycopg.Error, ErpopsError):
+        return None
+    for line in reversed(text.splitlines()):  # the last line: where this timeline branched off
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            return parts[1]
+    return None
+
+
 def _lag(seconds: float | None, lag_bytes: int | None) -> float | None:
     if seconds is not None:
         return round(seconds, 3)
@@ -180,6 +200,10 @@ def lsn_diff(dsn: str, newer: str, older: str) -> int:
 #: Where a fenced server keeps what its fence changed (``postgresql.auto.conf``, not replicated),
 #: so that :func:`unfence` undoes exactly that, even after erpops died part-way.
 FENCE_SETTING = "erpops.fence"
+#: The catalog part of the fence again, as a setting of the fenced database (``pg_db_role_setting``,
+#: replicated): a standby promoted by a failover that died before reopening it still says what to
+#: reopen (:func:`replicated_fence`, :func:`lift_replicated_fence`).
+REPLICATED_SETTING = "erpops.replicated_fence"
 
 
 @dataclass
@@ -265,6 +289,13 @@ def fence(
             )
             conn.execute("ALTER SYSTEM SET default_transaction_read_only = on")
             conn.execute("SELECT pg_reload_conf()")
+            if database:
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                        sql.Identifier(database), sql.Identifier(REPLICATED_SETTING),
+                        sql.Literal(json.dumps(record)),
+                    )
+                )  # fmt: skip
             if result.database_closed:
                 conn.execute(
                     sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(result.database_closed))
@@ -340,6 +371,32 @@ def confirm_read_only(dsn: str, dbname: str | None, timeout: float = 3.0) -> tup
             return False, f"write check failed unexpectedly: {_first_line(exc)}"
 
 
+def _replicated_record(conn: psycopg.Connection[Any]) -> dict[str, Any] | None:
+    """The fence record kept as a database setting (:data:`REPLICATED_SETTING`), if any."""
+    rows = conn.execute(
+        "SELECT d.datname, s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE s.setrole = 0"
+    ).fetchall()
+    prefix = REPLICATED_SETTING + "="
+    for _name, config in rows:
+        for item in config or []:
+            if str(item).startswith(prefix):
+                try:
+                    data = json.loads(str(item)[len(prefix) :])
+                except ValueError:
+                    continue
+                return {"database": data.get("database"), "roles": list(data.get("roles") or [])}
+    return None
+
+
+def replicated_fence(dsn: str, timeout: float = 3.0) -> dict[str, Any] | None:
+    """What a fence closed on this server's catalog and nobody reopened yet (None: nothing). On a
+    primary that is not fenced itself, that is a promoted standby whose failover died before
+    reopening the application's database and roles."""
+    with connect(dsn, timeout=timeout) as conn:
+        return _replicated_record(conn)
+
+
 def _catalog_lift(conn: psycopg.Connection[Any], record: Mapping[str, Any]) -> list[str]:
     done = []
     for role in record.get("roles") or []:
@@ -350,6 +407,14 @@ def _catalog_lift(conn: psycopg.Connection[Any], record: Mapping[str, Any]) -> l
     if database and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
         conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(database)))
         done.append(f"database {database} accepts connections")
+    for row in conn.execute(
+        "SELECT d.datname FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+        "WHERE s.setrole = 0 AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE %s)",
+        (REPLICATED_SETTING + "=%",),
+    ).fetchall():
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} RESET {}").format(sql.Identifier(row[0]), sql.Identifier(REPLICATED_SETTING))
+        )
     return done
 
 
@@ -376,16 +441,22 @@ def unfence(dsn: str, record: Mapping[str, Any] | None = None, timeout: float = 
 
 def lift_replicated_fence(dsn: str, record: Mapping[str, Any] | None, timeout: float = 3.0) -> list[str]:
     """On the promoted standby: the catalog part of the old primary's fence (database closed, roles
-    without LOGIN) was replicated to it before it was promoted; open exactly that again. The
-    read-only default (``ALTER SYSTEM``, not replicated) never reached it."""
-    if not record or not (record.get("database") or record.get("roles")):
-        return []
+    without LOGIN) was replicated to it before it was promoted; open exactly that again (``record``,
+    the fence step's output, and what the replicated setting says). The read-only default
+    (``ALTER SYSTEM``, not replicated) never reached it."""
     with connect(dsn, timeout=timeout) as conn:
+        kept = _replicated_record(conn) or {}
+        known = {
+            "database": (record or {}).get("database") or kept.get("database"),
+            "roles": sorted({*((record or {}).get("roles") or []), *(kept.get("roles") or [])}),
+        }
+        if not (known["database"] or known["roles"]):
+            return []
         if pg.in_recovery(conn):
             raise PermanentError(f"{pg.describe(dsn)} is still in recovery: lift the fence after promoting it")
         try:
             conn.execute("SET default_transaction_read_only = off")
-            return _catalog_lift(conn, record)
+            return _catalog_lift(conn, known)
         except psycopg.Error as exc:
             raise PermanentError(f"cannot reopen {pg.describe(dsn)} after promotion: {_first_line(exc)}") from None
 
