@@ -7,6 +7,8 @@ Secrets are never written here: a value may be a reference ``env:VAR``, ``file:P
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +39,120 @@ class Runtime(_Model):
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+#: libpq connection keywords (https://www.postgresql.org/docs/current/libpq-connect.html)
+_LIBPQ_KEYWORDS = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "require_auth",
+        "channel_binding",
+        "connect_timeout",
+        "client_encoding",
+        "options",
+        "application_name",
+        "fallback_application_name",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "replication",
+        "gssencmode",
+        "sslmode",
+        "requiressl",
+        "sslnegotiation",
+        "sslcompression",
+        "sslcert",
+        "sslkey",
+        "sslkeylogfile",
+        "sslpassword",
+        "sslcertmode",
+        "sslrootcert",
+        "sslcrl",
+        "sslcrldir",
+        "sslsni",
+        "requirepeer",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "min_protocol_version",
+        "max_protocol_version",
+        "krbsrvname",
+        "gsslib",
+        "gssdelegation",
+        "scram_client_key",
+        "scram_server_key",
+        "service",
+        "target_session_attrs",
+        "load_balance_hosts",
+    }
+)
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_CONNINFO_PAIR = re.compile(r"\s*([A-Za-z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']*)")
+
+
+def dsn_problem(value: str) -> str | None:
+    """Why ``value`` is not a PostgreSQL DSN (a URL or key=value pairs) or a secret reference
+    to one; None when it is. Checked when erpops.yaml is read, before any run is journaled."""
+    from erpops import secrets
+
+    if secrets.is_reference(value):
+        return None
+    scheme = secrets.unknown_scheme(value)
+    if scheme is not None:
+        return secrets.unknown_scheme_message(scheme)
+    value = value.strip()
+    if not value:
+        return "empty DSN: expected postgresql://user@host:port/dbname or key=value pairs"
+    if value.startswith(("postgresql://", "postgres://")):
+        parts = urllib.parse.urlsplit(value)
+        try:
+            for host_port in parts.netloc.rpartition("@")[2].split(","):
+                port = host_port.rpartition("]")[2].rpartition(":")[2] if ":" in host_port else ""
+                if port and not (port.isdigit() and 0 < int(port) < 65536):
+                    return f"malformed PostgreSQL DSN: port {port!r} is not a port number"
+        except ValueError:
+            return "malformed PostgreSQL DSN"
+        for key, val in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+            if key not in _LIBPQ_KEYWORDS:
+                return f"malformed PostgreSQL DSN: unknown parameter {key!r} in its query"
+            if key == "sslmode" and val not in _SSLMODES:
+                return f"malformed PostgreSQL DSN: sslmode {val!r} is not one of {', '.join(_SSLMODES)}"
+        return None
+    if "://" in value:
+        return f"not a PostgreSQL DSN: {value.split('://', 1)[0]}://... (expected postgresql://...)"
+    pos = 0
+    while pos < len(value):
+        m = _CONNINFO_PAIR.match(value, pos)
+        if m is None or m.end() == pos:
+            return f"malformed PostgreSQL DSN: expected key=value at {value[pos:].split()[0]!r}"
+        key, raw = m.group(1), m.group(2)
+        if key not in _LIBPQ_KEYWORDS:
+            return f"malformed PostgreSQL DSN: unknown keyword {key!r}"
+        if key == "sslmode" and raw.strip("'") not in _SSLMODES:
+            return f"malformed PostgreSQL DSN: sslmode {raw!r} is not one of {', '.join(_SSLMODES)}"
+        if key == "port" and raw and not all(p.isdigit() and 0 < int(p) < 65536 for p in raw.strip("'").split(",")):
+            return f"malformed PostgreSQL DSN: port {raw!r} is not a port number"
+        pos = m.end()
+        while pos < len(value) and value[pos].isspace():
+            pos += 1
+    return None
+
+
+def _secret_value(value: str | None) -> str | None:
+    """A field that may hold a secret reference: a reference erpops cannot resolve is refused."""
+    from erpops import secrets
+
+    scheme = secrets.unknown_scheme(value) if value else None
+    if scheme is not None:
+        raise ValueError(secrets.unknown_scheme_message(scheme))
+    return value
+
+
 class Database(_Model):
     dsn: str
     name: str = "odoo"
@@ -45,6 +161,14 @@ class Database(_Model):
     #: Roles the application logs in as: a failover's fence takes their LOGIN right on the old
     #: primary (with the role that owns the database ``name``), and gives it back on the new one.
     app_roles: list[str] = Field(default_factory=list)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str) -> str:
+        problem = dsn_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class Storage(_Model):
@@ -56,6 +180,11 @@ class Storage(_Model):
     secret_key: str | None = None
     object_lock: Literal["compliance", "governance"] | None = None
     retention_days: int | None = None
+
+    @field_validator("access_key", "secret_key")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return _secret_value(value)
 
     @field_validator("url")
     @classmethod
@@ -195,7 +324,7 @@ def load_config(explicit: str | None = None) -> Config:
     try:
         cfg = Config.model_validate(doc.data)
     except ValidationError as exc:
-        raise ValidationFailed(yamlfile.pydantic_issues(doc, exc)) from None
+        raise ValidationFailed(yamlfile.pydantic_issues(doc, exc) + _service_issues(doc)) from None
     issues: list[Issue] = []
     for env_name, env in cfg.environments.items():
         for rb, spec in env.runbooks.items():
@@ -205,7 +334,29 @@ def load_config(explicit: str | None = None) -> Config:
                 SpecifierSet(spec)
             except Exception:
                 issues.append(doc.issue(("environments", env_name, "runbooks", rb), f"bad version specifier {spec!r}"))
+    issues += _service_issues(doc)
     if issues:
         raise ValidationFailed(issues)
     cfg.source = str(path)
     return cfg
+
+
+def _service_issues(doc: Any) -> list[Issue]:
+    """``runtime.services`` entries checked as the runtimes will read them, with file:line (an
+    unknown key such as ``replicaz`` would otherwise run with the default)."""
+    from erpops.service_spec import ServiceSpec
+
+    issues: list[Issue] = []
+    envs = doc.data.get("environments") if isinstance(doc.data, dict) else None
+    for env_name, env in (envs or {}).items() if isinstance(envs, dict) else ():
+        runtime = env.get("runtime") if isinstance(env, dict) else None
+        services = runtime.get("services") if isinstance(runtime, dict) else None
+        for name, raw in (services or {}).items() if isinstance(services, dict) else ():
+            if raw is not None and not isinstance(raw, dict):
+                continue  # the model's own check names it
+            try:
+                ServiceSpec.model_validate(raw or {})
+            except ValidationError as exc:
+                base = ("environments", env_name, "runtime", "services", name)
+                issues += yamlfile.pydantic_issues(doc, exc, base)
+    return issues

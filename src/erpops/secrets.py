@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -128,6 +129,32 @@ def is_reference(value: str) -> bool:
     return bool(sep) and (scheme in ("env", "file") or scheme in _extra_resolvers or scheme == "k8s-secret")
 
 
+#: what a secret reference looks like: a scheme, a colon, something after it
+_REFERENCE = re.compile(r"([a-z][a-z0-9+.-]{1,30}):\S")
+#: schemes that are not secret references but values erpops takes as they are (DSNs, URLs)
+_NOT_SECRETS = ("postgresql", "postgres", "http", "https", "s3", "sqlite")
+
+
+def unknown_scheme(value: str) -> str | None:
+    """The scheme of ``value`` when it looks like a secret reference erpops cannot resolve
+    (``vault:secret/db``), else None. Such a value is refused, never taken as a literal secret."""
+    m = _REFERENCE.match(value)
+    if m is None or value[m.end(1) :].startswith("://"):
+        return None  # not scheme:rest, or a URL
+    scheme = m.group(1)
+    if scheme in ("env", "file", "k8s-secret") or scheme in _extra_resolvers or scheme in _NOT_SECRETS:
+        return None
+    return scheme
+
+
+def unknown_scheme_message(scheme: str) -> str:
+    return (
+        f"unknown secret reference scheme '{scheme}:' (erpops resolves env:VAR, file:PATH and "
+        "k8s-secret:namespace/name#key); a literal value that looks like a reference is refused too: "
+        "give it as env:VAR or file:PATH"
+    )
+
+
 def resolve(value: str) -> str:
     """Resolve ``env:VAR``, ``file:PATH`` or a registered scheme; register the result for redaction.
 
@@ -153,6 +180,8 @@ def resolve(value: str) -> str:
         raise SecretReferenceError(
             f"k8s-secret reference {rest!r} needs the Kubernetes backend, which is not available"
         )
+    elif unknown_scheme(value):
+        raise SecretReferenceError(unknown_scheme_message(scheme))
     else:
         REDACTOR.register(value)
         return value

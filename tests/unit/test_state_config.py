@@ -138,3 +138,79 @@ def test_an_unparsable_state_url_is_a_user_error(tmp_path, monkeypatch) -> None:
             open_state_store(Config(state=url))
         assert caught.value.exit_code == ExitCode.INVALID_INPUT
         assert "is not a port number" in str(caught.value) and "state:" in str(caught.value)
+
+
+BAD_INPUT = """
+environments:
+  typo:
+    database: {dsn: "postgresql://u@h:5432/postgres", name: odoo}
+    runtime:
+      kind: docker
+      services:
+        web: {image: "odoo:18", replicaz: 3}
+        worker: {image: "odoo:18", vars: {queue: mail}}
+  vault:
+    database: {dsn: "vault:secret/data/db", name: odoo}
+  port:
+    database: {dsn: "postgresql://u@h:54x32/postgres", name: odoo}
+  query:
+    database: {dsn: "postgresql://u@h/postgres?sslmod=require", name: odoo}
+  pairs:
+    database: {dsn: "host=h port=5432 dbname", name: odoo}
+  keyword:
+    database: {dsn: "host=h prot=5432", name: odoo}
+  ftp:
+    database: {dsn: "mysql://u@h/db", name: odoo}
+  keys:
+    database: {dsn: "env:DSN", name: odoo}
+    storage: {url: "s3://b/p", secret_key: "vault:aws/key"}
+"""
+
+
+def test_bad_services_dsns_and_secret_schemes_are_found_when_the_file_is_read(tmp_path: Path) -> None:
+    """Regression (issue 16 item 11): these ran (a typo'd service key with the default), or were
+    found only after the run was journaled, without file:line; `vault:` was taken as a literal."""
+    bad = tmp_path / "erpops.yaml"
+    bad.write_text(BAD_INPUT.lstrip())
+    with pytest.raises(ValidationFailed) as exc:
+        load_config(str(bad))
+    issues = {str(i).split(" ", 1)[0].rsplit(":", 1)[1]: str(i) for i in exc.value.issues}
+    expected = {
+        "7": "environments.typo.runtime.services.web.replicaz: unknown field",
+        "10": "unknown secret reference scheme 'vault:'",
+        "12": "port '54x32' is not a port number",
+        "14": "unknown parameter 'sslmod'",
+        "16": "expected key=value at 'dbname'",
+        "18": "unknown keyword 'prot'",
+        "20": "not a PostgreSQL DSN: mysql://",
+        "23": "environments.keys.storage.secret_key: unknown secret reference scheme 'vault:'",
+    }
+    for line, fragment in expected.items():
+        assert line in issues and fragment in issues[line], (line, issues)
+    assert len(exc.value.issues) == len(expected), issues  # `vars` and the good DSNs pass
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://odoo:pw@db1:5432,db2:5433/odoo?sslmode=verify-full&target_session_attrs=read-write",
+        "postgresql://postgres@/postgres?host=/var/run/postgresql&port=5432",
+        "postgres://[::1]:5432/odoo",
+        "host=/tmp port=5432 dbname=odoo user=postgres password='a b\\'c' connect_timeout=5",
+        "dbname=odoo",
+        "env:ODOO_DSN",
+        "file:~/.secrets/dsn",
+    ],
+)
+def test_dsns_libpq_takes_are_accepted(tmp_path: Path, dsn: str) -> None:
+    from erpops.environments import dsn_problem
+
+    assert dsn_problem(dsn) is None
+
+
+def test_a_secret_parameter_with_an_unknown_scheme_is_refused() -> None:
+    from erpops import secrets
+
+    with pytest.raises(secrets.SecretReferenceError, match="unknown secret reference scheme 'vault:'"):
+        secrets.resolve("vault:secret/db")
+    assert secrets.resolve("s3cr3t-literal") == "s3cr3t-literal"  # a literal secret is still a literal
