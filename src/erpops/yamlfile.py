@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,12 @@ class Located:
 MAX_VALUES = 100_000
 
 
-class _Loader(yaml.SafeLoader):
+#: libyaml's parser when PyYAML was built with it (ten times faster on a large runbook), else
+#: PyYAML's own; both give every node its line
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # the base is chosen at import time (libyaml or not)
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.built = 0
@@ -98,6 +104,9 @@ def _build_collection(node: yaml.Node, path: PathT, lines: dict[PathT, int], loa
 def loads(text: str, file: str) -> Located:
     """Parse one YAML document; YAML syntax errors become a ValidationFailed with file:line."""
     loader = _Loader(text)
+    frozen = gc.isenabled()
+    gc.disable()  # a large document is hundreds of thousands of objects, none of them garbage yet:
+    # the collector's passes over them made loading quadratic in the document's size
     try:
         node = loader.get_single_node()
         lines: dict[PathT, int] = {}
@@ -111,6 +120,8 @@ def loads(text: str, file: str) -> Located:
         raise ValidationFailed([Issue(file, None, "", f"YAML error: {exc}")]) from None
     finally:
         loader.dispose()
+        if frozen:
+            gc.enable()
     return Located(data=data, file=file, lines=lines, text=text)
 
 

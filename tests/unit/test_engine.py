@@ -161,6 +161,39 @@ steps:
     assert result.steps[0].status == "timeout"
 
 
+def test_a_step_timeout_may_be_a_template(runner, write_runbook):
+    """Regression (issue 16 item 12): a step's timeout could not come from a parameter (the README's
+    own example did not validate)."""
+    rb = write_runbook(
+        HEADER
+        + """
+params:
+  limit: {type: duration, default: 5m}
+steps:
+  - id: hung
+    action: exec
+    with: {argv: [sleep, "30"]}
+    timeout: "{{ params.limit }}"
+"""
+    )
+    start = time.monotonic()
+    result = runner.run(rb, {"limit": "300ms"})
+    assert time.monotonic() - start < 5
+    assert result.steps[0].status == "timeout", result.steps[0]
+    free = write_runbook(
+        HEADER
+        + """
+params:
+  limit: {type: string}
+steps:
+  - {id: s, action: log, with: {message: x}, timeout: "{{ params.limit }}"}
+"""
+    )
+    res = runner.run(free, {"limit": "later"})  # not a duration: the step fails, naming it
+    assert res.state == "failed" and (res.steps[0].error or "").startswith("timeout: bad duration 'later'"), res
+    assert runner.run(free).state == "succeeded"  # unset: no timeout
+
+
 def test_undo_runs_in_reverse_order_then_finally(runner, write_runbook, tmp_path):
     log = tmp_path / "log"
     rb = write_runbook(

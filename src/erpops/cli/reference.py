@@ -8,11 +8,13 @@ from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-from erpops.runbook.durations import parse_duration
+from erpops.runbook.durations import DurationOrTemplate, parse_duration
 from erpops.runbook.schema import ActionCall, Metadata, ParamSpec, RetrySpec, RunbookSpec, StepSpec
 
 
 def _type_name(annotation: Any) -> str:
+    if DurationOrTemplate in get_args(annotation) or annotation == DurationOrTemplate:
+        return "duration or template" + (" | null" if type(None) in get_args(annotation) else "")
     if get_origin(annotation) is Annotated:
         args = get_args(annotation)
         if any(getattr(m, "func", None) is parse_duration for m in args[1:]):

@@ -434,9 +434,10 @@ class Engine:
                 return self._finish_without_attempt(rs, step, phase, "skipped", None, None)
         try:
             params = self._params(rs, cls, step.with_, step.id, phase, index, at_run=True)
+            timeout = _timeout(rs, step.timeout)
         except ErpopsError as exc:
             return self._finish_without_attempt(rs, step, phase, "failed", str(exc), exc)
-        return self._attempts(rs, step.id, step.action, cls, params, phase, step.timeout, step.retry, in_finally)
+        return self._attempts(rs, step.id, step.action, cls, params, phase, timeout, step.retry, in_finally)
 
     def _run_undo(self, rs: RunState, step: StepSpec, index: int) -> tuple[StepResult, BaseException | None]:
         undo = step.undo
@@ -445,9 +446,10 @@ class Engine:
         cls = _action(undo.action)
         try:
             params = self._params(rs, cls, undo.with_, step.id, "main", index, at_run=True)
+            timeout = _timeout(rs, undo.timeout)
         except ErpopsError as exc:
             return self._finish_without_attempt(rs, step, "undo", "failed", str(exc), exc)
-        return self._attempts(rs, step.id, undo.action, cls, params, "undo", undo.timeout, None, True)
+        return self._attempts(rs, step.id, undo.action, cls, params, "undo", timeout, None, True)
 
     def _finish_without_attempt(
         self, rs: RunState, step: StepSpec, phase: str, status: str, error: str | None, exc: BaseException | None
@@ -659,3 +661,22 @@ def _check_pin(runbook: Runbook, env: Environment) -> None:
             f"runbook {runbook.name} is version {runbook.version} ({runbook.path}), but environment {env.name} "
             f"pins it to {spec!r}; use a runbook version inside the pin or change the pin in erpops.yaml"
         )
+
+
+def _timeout(rs: RunState, value: float | str | None) -> float | None:
+    """A step's timeout: a duration, or a template rendered now (``"{{ params.timeout }}"``)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    from erpops.runbook.durations import parse_duration
+
+    try:
+        rendered = templating.render(value, rs.template_context())
+    except templating.RenderError as exc:
+        raise InvalidInput(f"timeout: {exc}") from None
+    if rendered in (None, ""):
+        return None  # an unset optional parameter: no timeout
+    try:
+        return parse_duration(rendered)
+    except ValueError as exc:
+        raise InvalidInput(f"timeout: {exc}") from None
+

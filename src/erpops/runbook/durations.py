@@ -41,3 +41,14 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _duration_or_template(value: Any) -> Any:
+    if isinstance(value, str) and "{{" in value:
+        return value  # rendered when the step runs (a parameter, an earlier step's output)
+    return parse_duration(value)
+
+
+#: A duration, or a template rendering to one when the step runs (``"{{ params.timeout }}"``).
+DurationOrTemplate = Annotated[float | str, BeforeValidator(_duration_or_template)]
+

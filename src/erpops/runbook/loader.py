@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,9 @@ def _semantic_issues(spec: RunbookSpec, doc: Located, actions: Actions) -> list[
     all_ids = {s.id for s in [*spec.steps, *spec.finally_]}
     main_ids = [s.id for s in spec.steps]
     for phase, steps in (("steps", spec.steps), ("finally", spec.finally_)):
+        # the steps a step may refer to: the main steps before it (in finally: every main step and
+        # the finally steps before it), grown as we go — never rebuilt per step (quadratic)
+        before: set[str] = set() if phase == "steps" else set(main_ids)
         for i, step in enumerate(steps):
             base: PathT = (phase, i)
             if step.id in seen:
@@ -100,8 +103,8 @@ def _semantic_issues(spec: RunbookSpec, doc: Located, actions: Actions) -> list[
                 issues.append(doc.issue((*base, "id"), f"duplicate step id {step.id!r} (first at line {first})"))
             else:
                 seen[step.id] = base
-            before = set(main_ids[:i]) if phase == "steps" else set(main_ids) | {s.id for s in spec.finally_[:i]}
             issues += _step_issues(doc, step, base, actions, before, all_ids, param_names)
+            before.add(step.id)
     for path, text in templating.iter_strings(spec.outputs, ("outputs",)):
         issues += _template_issues(doc, path, text, set(main_ids) | {s.id for s in spec.finally_}, all_ids, param_names)
     return issues
@@ -122,10 +125,13 @@ def _step_issues(
         issues += _template_issues(doc, path, text, before, all_ids, params)
     if isinstance(step.when, str):
         issues += _template_issues(doc, (*base, "when"), step.when, before, all_ids, params)
+    if isinstance(step.timeout, str):
+        issues += _template_issues(doc, (*base, "timeout"), step.timeout, before, all_ids, params)
     if step.undo is not None:
         issues += _action_issues(doc, step.undo.action, step.undo.with_, (*base, "undo"), actions)
         for path, text in templating.iter_strings(step.undo.with_, (*base, "undo", "with")):
-            issues += _template_issues(doc, path, text, before | {step.id}, all_ids, params)
+            itself = {step.id}  # an undo may read its own step's outputs (no copy of `before`: quadratic)
+            issues += _template_issues(doc, path, text, _Either(before, itself), all_ids, params)
     return issues
 
 
@@ -169,8 +175,18 @@ def _has_template(value: Any) -> bool:
     return any(templating.is_template(s) for _, s in templating.iter_strings(value))
 
 
+class _Either(Container[str]):
+    """Membership in either of two sets, without building their union."""
+
+    def __init__(self, a: Container[str], b: Container[str]) -> None:
+        self.a, self.b = a, b
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.a or item in self.b
+
+
 def _template_issues(
-    doc: Located, path: PathT, text: str, allowed_steps: set[str], all_steps: set[str], params: set[str]
+    doc: Located, path: PathT, text: str, allowed_steps: Container[str], all_steps: set[str], params: set[str]
 ) -> list[Issue]:
     if not templating.is_template(text):
         return []

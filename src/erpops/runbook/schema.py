@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from erpops.runbook.durations import Duration
+from erpops.runbook.durations import Duration, DurationOrTemplate
 
 API_VERSION = "erpops/v1"
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
@@ -63,7 +63,9 @@ class ActionCall(_Model):
 
     action: str = Field(description="action name, e.g. storage.delete")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="action parameters")
-    timeout: Duration | None = Field(None, description="stop the action after this long")
+    timeout: DurationOrTemplate | None = Field(
+        None, description="stop the action after this long (a duration, or a template rendering to one)"
+    )
 
 
 class StepSpec(_Model):
@@ -74,7 +76,10 @@ class StepSpec(_Model):
     description: str | None = Field(None, description="what the step is for")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="action parameters (templated)")
     when: str | bool | None = Field(None, description="template; the step is skipped when it is false")
-    timeout: Duration | None = Field(None, description="stop the step's work after this long (per attempt)")
+    timeout: DurationOrTemplate | None = Field(
+        None,
+        description="stop the step's work after this long (per attempt): a duration, or a template rendering to one",
+    )
     retry: RetrySpec | None = Field(None, description="retry temporary errors")
     on_failure: Literal["abort", "continue"] = Field("abort", description="abort (undo + finally) or continue")
     undo: ActionCall | None = Field(None, description="compensation run in reverse order if a later step fails")
