@@ -23,8 +23,8 @@ lint: setup check
 
 # Seconds, and each finding names its file and line: lint, format, types, import contracts.
 check:
-	uv run ruff check src tests bench
-	uv run ruff format --check src tests bench
+	uv run ruff check src tests bench scripts
+	uv run ruff format --check src tests bench scripts
 	uv run mypy
 	uv run lint-imports
 

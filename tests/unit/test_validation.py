@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from erpops.actions.base import load_actions
@@ -255,7 +257,7 @@ def test_the_readme_runbook_example_validates(tmp_path):
     assert runbook.name == "nightly-vacuum" and [s.id for s in runbook.spec.steps] == ["analyze", "health"]
 
 
-def test_a_templated_timeout_is_checked_like_any_template(tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixture
+def test_a_templated_timeout_is_checked_like_any_template(tmp_path: Path) -> None:
     path = tmp_path / "rb.yaml"
     path.write_text(HEADER + 'steps:\n  - {id: a, action: log, with: {message: x}, timeout: "{{ params.nope }}"}\n')
     with pytest.raises(ValidationFailed) as exc:
@@ -268,7 +270,7 @@ def _steps(n: int) -> str:
     return HEADER + "params: {x: {type: string, default: a}}\nsteps:\n" + "\n".join(lines) + "\n"
 
 
-def test_validation_time_grows_linearly_with_the_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]  # pytest fixture
+def test_validation_time_grows_linearly_with_the_steps(tmp_path: Path) -> None:
     """Regression (issue 16 item 12): validation was quadratic in the step count (16,000 steps took
     11.9 s): each step rebuilt the set of the steps before it, and the garbage collector walked the
     parsed document again and again. Four times the steps must take about four times as long (a

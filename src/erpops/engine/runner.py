@@ -679,4 +679,3 @@ def _timeout(rs: RunState, value: float | str | None) -> float | None:
         return parse_duration(rendered)
     except ValueError as exc:
         raise InvalidInput(f"timeout: {exc}") from None
-

@@ -51,4 +51,3 @@ def _duration_or_template(value: Any) -> Any:
 
 #: A duration, or a template rendering to one when the step runs (``"{{ params.timeout }}"``).
 DurationOrTemplate = Annotated[float | str, BeforeValidator(_duration_or_template)]
-

@@ -1,0 +1,815 @@
+"""A Kubernetes API server for the tests: HTTP on 127.0.0.1, driven by the real ``kubernetes``
+client and the real ``kubectl``.
+
+What it does as a cluster does: discovery; create, get, list, update, patch (JSON, merge,
+strategic merge, server-side apply with managedFields and conflicts), delete (dependents by
+owner reference too); monotonic resourceVersions, ``generation`` bumped on spec changes,
+optimistic concurrency (409); the ``status`` and ``scale`` subresources; label and field
+selectors; watches from a resourceVersion (410 Gone when too old, bookmarks, initial events);
+server-side defaults; and controllers (:mod:`tests.kube.controllers`): Deployments roll out
+ReplicaSets, ReplicaSets keep their pods, pods get ready (or not) by a rule on their image, Jobs
+run and finish with an exit code and a log, the service proxy answers as the ready pods' image
+would.
+
+Every object it stores or returns is checked with ``kubernetes-validate`` (strict); a request to
+a path or verb the real API does not have is recorded in ``errors`` (the tests fail on it).
+
+Try it by hand::
+
+    uv run python -m tests.kube.server --kubeconfig /tmp/kubeconfig   # then KUBECONFIG=/tmp/kubeconfig kubectl ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.kube import patch as P
+from tests.kube.resources import (
+    BY_PATH,
+    RESOURCES,
+    Resource,
+    api_group,
+    api_group_list,
+    api_versions,
+    defaults,
+    resource_list,
+)
+
+VALIDATE_VERSION = "1.37.0"
+WATCH_WINDOW = 2000  # events kept for watches; an older resourceVersion is 410 Gone
+KIND_OF = {r.kind: r for r in RESOURCES}
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            out["details"] = self.details
+        return out
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Strict schema check of one object (a list: each item); raises AssertionError naming the problem."""
+    import kubernetes_validate  # type: ignore[import-untyped]  # the package ships no type information
+
+    kind = str(obj.get("kind", ""))
+    if kind == "Status" or kind.endswith("List"):
+        for item in obj.get("items") or []:
+            validate({"apiVersion": obj.get("apiVersion"), "kind": kind[:-4], **item})
+        return
+    try:
+        kubernetes_validate.validate(obj, VALIDATE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        raise AssertionError(
+            f"{kind} {obj.get('metadata', {}).get('name')}: {exc.message} at {list(exc.path)}"
+        ) from None
+
+
+class Store:
+    """Objects by (resource, namespace, name), the resourceVersion counter and the watch log."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self.objects: dict[tuple[Resource, str, str], dict[str, Any]] = {}
+        self.rv = 100
+        self.log: list[tuple[int, str, Resource, dict[str, Any]]] = []
+        self.errors: list[str] = []
+        self.requests: list[tuple[str, str]] = []
+
+    def next_rv(self) -> str:
+        self.rv += 1
+        return str(self.rv)
+
+    def _record(self, event: str, res: Resource, obj: dict[str, Any]) -> None:
+        self.log.append((int(obj["metadata"]["resourceVersion"]), event, res, copy.deepcopy(obj)))
+        if len(self.log) > WATCH_WINDOW:
+            del self.log[: len(self.log) - WATCH_WINDOW]
+        self.changed.notify_all()
+
+    def oldest_rv(self) -> int:
+        return self.log[0][0] if self.log else self.rv
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get(self, res: Resource, ns: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            obj = self.objects.get((res, ns, name))
+            if obj is None:
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    f'{res.plural}{"." + res.group if res.group else ""} "{name}" not found',
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
+            return copy.deepcopy(obj)
+
+    def find(self, res: Resource, ns: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                copy.deepcopy(o)
+                for (r, n, _), o in sorted(self.objects.items(), key=lambda kv: (kv[0][1], kv[0][2]))
+                if r == res and (ns is None or n == ns)
+            ]
+
+    # --- writes ---------------------------------------------------------------------------------
+    def create(self, res: Resource, ns: str, obj: dict[str, Any], manager: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            name = meta.get("name")
+            if not name:
+                raise ApiError(422, "Invalid", f"{res.kind}: metadata.name: Required value")
+            if res.namespaced:
+                if (KIND_OF["Namespace"], "", ns) not in self.objects and ns != "default":
+                    raise ApiError(404, "NotFound", f'namespaces "{ns}" not found', {"name": ns, "kind": "namespaces"})
+                meta["namespace"] = ns
+            if (res, ns if res.namespaced else "", name) in self.objects:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{res.plural}{"." + res.group if res.group else ""} "{name}" already exists',
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
+            obj["apiVersion"], obj["kind"] = res.api_version, res.kind
+            obj = defaults(res.kind, obj)
+            meta = obj["metadata"]
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
+            meta.pop("managedFields", None)
+            meta.pop("generateName", None) if meta.get("name") else None
+            if manager:
+                meta["managedFields"] = [_entry(manager, "Update", res, P.leaf_paths(obj))]
+            obj.pop("status", None)  # status is the controllers' to write
+            meta["resourceVersion"] = self.next_rv()
+            validate(obj)
+            self.objects[(res, ns if res.namespaced else "", name)] = obj
+            self._record("ADDED", res, obj)
+            return copy.deepcopy(obj)
+
+    def replace(
+        self,
+        res: Resource,
+        ns: str,
+        name: str,
+        new: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        manager: str | None = None,
+        operation: str = "Update",
+        check_rv: bool = True,
+        applied: set[P.Path] | None = None,
+    ) -> dict[str, Any]:
+        """Store ``new`` as the object (an update of the main resource ignores status, of status
+        changes only status); generation bumps when the spec changed."""
+        with self.lock:
+            key = (res, ns if res.namespaced else "", name)
+            old = self.objects.get(key)
+            if old is None:
+                self.get(res, ns, name)  # raises 404
+                raise AssertionError("unreachable")
+            given_rv = (new.get("metadata") or {}).get("resourceVersion")
+            if check_rv and given_rv and given_rv != old["metadata"]["resourceVersion"]:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {res.plural}{"." + res.group if res.group else ""} "{name}": '
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                    {"name": name, "group": res.group, "kind": res.plural},
+                )
+            new = copy.deepcopy(new)
+            new["apiVersion"], new["kind"] = res.api_version, res.kind
+            if subresource == "status":
+                merged = copy.deepcopy(old)
+                merged["status"] = new.get("status", {})
+                new = merged
+            else:
+                new = defaults(res.kind, new)
+                if "status" in res.subresources and "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                meta = new.setdefault("metadata", {})
+                for k in ("uid", "creationTimestamp", "namespace", "name", "generation"):  # not the client's to change
+                    if k in old["metadata"]:
+                        meta[k] = old["metadata"][k]
+                if "ownerReferences" not in meta and "ownerReferences" in old["metadata"]:
+                    meta["ownerReferences"] = old["metadata"]["ownerReferences"]
+                meta["managedFields"] = copy.deepcopy(old["metadata"].get("managedFields", []))
+                if old.get("spec") != new.get("spec"):
+                    meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            if new == {
+                **old,
+                "metadata": {**old["metadata"], **{"resourceVersion": old["metadata"]["resourceVersion"]}},
+            }:
+                return copy.deepcopy(old)  # nothing changed: no new resourceVersion, no event
+            if manager:
+                _own(new, old, res, manager, operation, subresource, applied)
+            if _same(new, old):
+                return copy.deepcopy(old)
+            new["metadata"]["resourceVersion"] = self.next_rv()
+            validate(new)
+            self.objects[key] = new
+            self._record("MODIFIED", res, new)
+            return copy.deepcopy(new)
+
+    def delete(self, res: Resource, ns: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            obj = self.get(res, ns, name)
+            del self.objects[(res, ns if res.namespaced else "", name)]
+            obj["metadata"]["resourceVersion"] = self.next_rv()
+            self._record("DELETED", res, obj)
+            uid = obj["metadata"]["uid"]
+            for (r, n, child), o in list(self.objects.items()):  # dependents go too (background)
+                if any(ref.get("uid") == uid for ref in o["metadata"].get("ownerReferences", [])):
+                    self.delete(r, n, child)
+            return obj
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = lambda o: {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "resourceVersion"}}  # noqa: E731
+    return bool(strip(a) == strip(b))
+
+
+def _entry(
+    manager: str, operation: str, res: Resource, paths: set[P.Path], subresource: str | None = None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": res.api_version,
+        "time": now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": P.fields_v1(paths),
+    }
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+def _own(
+    new: dict[str, Any],
+    old: dict[str, Any],
+    res: Resource,
+    manager: str,
+    operation: str,
+    subresource: str | None,
+    applied: set[P.Path] | None,
+) -> None:
+    """Record who owns what: an Apply owns exactly what it applied; an Update owns what it changed
+    (taken from any other manager)."""
+    entries = [e for e in new["metadata"].get("managedFields", [])]
+    if operation == "Apply":
+        mine = set(applied or set())
+    else:
+        before, after = P.leaf_paths(old), P.leaf_paths(new)
+        mine = {p for p in after if P.value_at(new, p) != P.value_at(old, p)} | (after - before)
+        current = next((e for e in entries if e["manager"] == manager and e["operation"] == operation
+                        and e.get("subresource") == subresource), None)  # fmt: skip
+        if current:
+            mine |= {p for p in P.paths_of(current["fieldsV1"]) if P.value_at(new, p) is not P._MISSING}
+    # what changed value goes to this manager alone; an unchanged field applied by two managers is
+    # owned by both (shared ownership)
+    taken = {p for p in mine if P.value_at(new, p) != P.value_at(old, p)}
+    kept = []
+    for e in entries:
+        if e["manager"] == manager and e["operation"] == operation and e.get("subresource") == subresource:
+            continue
+        theirs = P.paths_of(e.get("fieldsV1", {})) - taken
+        if theirs:
+            kept.append({**e, "fieldsV1": P.fields_v1(theirs)})
+    if mine:
+        kept.append(_entry(manager, operation, res, mine, subresource))
+    new["metadata"]["managedFields"] = kept
+
+
+class Server:
+    """The API server: a store, the HTTP front and the controllers (``start``/``stop``)."""
+
+    def __init__(self, *, image_rules: dict[str, Any] | None = None) -> None:
+        self.store = Store()
+        self.httpd: ThreadingHTTPServer | None = None
+        self.url = ""
+        self.stopping = threading.Event()
+        from tests.kube.controllers import Controllers
+
+        self.controllers = Controllers(self.store, image_rules or {})
+
+    def start(self) -> Server:
+        handler = type("Handler", (_Handler,), {"server_ref": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True, name="kube-api").start()
+        self.controllers.start()
+        self.store.create(KIND_OF["Namespace"], "", {"metadata": {"name": "default"}})
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.controllers.stop()
+        with self.store.lock:
+            self.store.changed.notify_all()
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def kubeconfig(self, path: Path, namespace: str = "default", context: str = "test") -> Path:
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "contexts": [{"name": context, "context": {"cluster": "test", "user": "tester", "namespace": namespace}}],
+            "current-context": context,
+        }
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+
+@contextmanager
+def serving(**kwargs: Any) -> Iterator[Server]:
+    server = Server(**kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def _labels_match(labels: dict[str, str], selector: str) -> bool:
+    """A label selector string (``a=b,c!=d,e in (x,y),f notin (z),g,!h``)."""
+    if not selector:
+        return True
+    parts: list[str] = []
+    depth, cur = 0, ""
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    for raw in (p.strip() for p in parts if p.strip()):
+        if " notin " in raw:
+            key, values = raw.split(" notin ", 1)
+            if labels.get(key.strip()) in {v.strip() for v in values.strip(" ()").split(",")}:
+                return False
+        elif " in " in raw:
+            key, values = raw.split(" in ", 1)
+            if labels.get(key.strip()) not in {v.strip() for v in values.strip(" ()").split(",")}:
+                return False
+        elif "!=" in raw:
+            key, value = raw.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in raw:
+            key, value = raw.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif raw.startswith("!"):
+            if raw[1:] in labels:
+                return False
+        elif raw not in labels:
+            return False
+    return True
+
+
+def _fields_match(obj: dict[str, Any], selector: str) -> bool:
+    for raw in (p.strip() for p in selector.split(",") if p.strip()):
+        neg = "!=" in raw
+        key, value = raw.replace("==", "=").split("!=" if neg else "=", 1)
+        cur: Any = obj
+        for part in key.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if (str(cur) == value) == neg:
+            return False
+    return True
+
+
+def selector_of(match: dict[str, Any]) -> str:
+    """A LabelSelector as the string form."""
+    parts = [f"{k}={v}" for k, v in sorted((match.get("matchLabels") or {}).items())]
+    for expr in match.get("matchExpressions") or []:
+        op, key, values = expr["operator"], expr["key"], ",".join(expr.get("values") or [])
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                      "DoesNotExist": f"!{key}"}[op])  # fmt: skip
+    return ",".join(parts)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_ref: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        try:
+            if ctype == "application/apply-patch+yaml":
+                return yaml.safe_load(raw) if raw else {}
+            return json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the body of the request could not be decoded: {exc}") from None
+
+    def _unknown(self) -> None:
+        store = self.server_ref.store
+        store.errors.append(f"{self.command} {self.path}: the Kubernetes API has no such path or verb")
+        self._send(404, ApiError(404, "NotFound", "the server could not find the requested resource").status())
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
+        store = self.server_ref.store
+        store.requests.append((self.command, self.path))
+        try:
+            if self.command == "GET" and self._discovery(parts):
+                return
+            target = self._target(parts)
+            if target is None:
+                return self._unknown()
+            res, ns, name, sub, rest = target
+            self._serve(res, ns, name, sub, rest, query)
+        except ApiError as exc:
+            self._send(exc.code, exc.status())
+        except P.PatchError as exc:
+            self._send(422, ApiError(422, "Invalid", str(exc)).status())
+        except AssertionError as exc:  # an object the real API would never store or return
+            store.errors.append(f"{self.command} {self.path}: {exc}")
+            self._send(500, ApiError(500, "InternalError", f"invalid object: {exc}").status())
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception as exc:  # a bug of the test server, or a request it cannot read: the test fails
+            store.errors.append(f"{self.command} {self.path}: {type(exc).__name__}: {exc}")
+            self._send(500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}").status())
+
+    def _discovery(self, parts: list[str]) -> bool:
+        doc: Any = None
+        if parts == ["version"]:
+            doc = {"major": "1", "minor": "37", "gitVersion": "v1.37.0-erpops-test", "platform": "linux/amd64",
+                   "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                   "goVersion": "go1.25", "compiler": "gc"}  # fmt: skip
+        elif parts == ["api"]:
+            doc = api_versions()
+        elif parts == ["apis"]:
+            doc = api_group_list()
+        elif parts == ["api", "v1"]:
+            doc = resource_list("", "v1")
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = api_group(parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = resource_list(parts[1], parts[2])
+        elif parts and parts[0] in ("openapi", "healthz", "livez", "readyz"):
+            if parts[0] == "openapi":  # discovery of the OpenAPI documents: none served (clients fall back)
+                self._send(404, ApiError(404, "NotFound", "the server could not find the requested resource").status())
+            else:
+                self._send(200, b"ok", "text/plain")
+            return True
+        else:
+            return False
+        if doc is None:
+            self._unknown()
+        else:
+            self._send(200, doc)
+        return True
+
+    def _target(self, parts: list[str]) -> tuple[Resource, str, str | None, str | None, list[str]] | None:
+        if parts[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", parts[2:]
+        elif parts and parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            return None
+        ns = ""
+        if len(rest) >= 3 and rest[0] == "namespaces" and (group, version, rest[2]) in BY_PATH:
+            ns, rest = rest[1], rest[2:]
+        if not rest:
+            return None
+        res = BY_PATH.get((group, version, rest[0]))
+        if res is None or (res.namespaced and not ns and len(rest) > 1):
+            return None
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if sub is not None and sub not in res.subresources:
+            return None
+        return res, ns, name, sub, rest[3:]
+
+    # -- verbs -----------------------------------------------------------------------------------
+    def _serve(
+        self, res: Resource, ns: str, name: str | None, sub: str | None, rest: list[str], query: dict[str, str]
+    ) -> None:
+        store = self.server_ref.store
+        verb = self.command
+        manager = query.get("fieldManager") or (self.headers.get("User-Agent") or "unknown").split("/")[0]
+        if name is None:
+            if verb == "GET":
+                if query.get("watch") in ("true", "1"):
+                    return self._watch(res, ns or None, query)
+                return self._list(res, ns or None, query)
+            if verb == "POST":
+                obj = self._body()
+                out = store.create(res, ns, obj, manager)
+                return self._send(201, out)
+            return self._unknown()
+        if sub == "scale":
+            return self._scale(res, ns, name, query, manager)
+        if sub == "log":
+            if verb != "GET":
+                return self._unknown()
+            pod = store.get(res, ns, name)
+            text = self.server_ref.controllers.pod_log(pod)
+            if query.get("tailLines"):
+                text = "\n".join(text.splitlines()[-int(query["tailLines"]) :]) + "\n"
+            return self._send(200, text.encode(), "text/plain")
+        if sub == "proxy":
+            svc = store.get(res, ns, name.split(":")[0])
+            code, body = self.server_ref.controllers.proxy(svc, "/" + "/".join(rest))
+            return self._send(code, body.encode(), "text/plain")
+        if verb == "GET":
+            return self._send(200, store.get(res, ns, name))
+        if verb == "PUT":
+            out = store.replace(res, ns, name, self._body(), subresource=sub, manager=manager)
+            return self._send(200, out)
+        if verb == "PATCH":
+            return self._patch(res, ns, name, sub, query, manager)
+        if verb == "DELETE" and sub is None:
+            obj = store.delete(res, ns, name)
+            details = {"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]}
+            return self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                                    "details": details})  # fmt: skip
+        return self._unknown()
+
+    def _list(self, res: Resource, ns: str | None, query: dict[str, str]) -> None:
+        store = self.server_ref.store
+        with store.lock:
+            items = self._matching(res, ns, query)
+            rv = str(store.rv)
+        for item in items:
+            item.pop("apiVersion", None)
+            item.pop("kind", None)
+        doc = {"kind": f"{res.kind}List", "apiVersion": res.api_version, "metadata": {"resourceVersion": rv},
+               "items": items}  # fmt: skip
+        self._send(200, doc)
+
+    def _matching(self, res: Resource, ns: str | None, query: dict[str, str]) -> list[dict[str, Any]]:
+        store = self.server_ref.store
+        out = []
+        for obj in store.find(res, ns):
+            if _labels_match(obj["metadata"].get("labels") or {}, query.get("labelSelector", "")) and _fields_match(
+                obj, query.get("fieldSelector", "")
+            ):
+                out.append(obj)
+        return out
+
+    def _chunk(self, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _watch(self, res: Resource, ns: str | None, query: dict[str, str]) -> None:
+        store = self.server_ref.store
+        timeout = float(query.get("timeoutSeconds") or 30)
+        deadline = time.monotonic() + min(timeout, 300)
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def visible(obj: dict[str, Any]) -> bool:
+            return (ns is None or obj["metadata"].get("namespace") == ns) and _labels_match(
+                obj["metadata"].get("labels") or {}, query.get("labelSelector", "")
+            ) and _fields_match(obj, query.get("fieldSelector", ""))  # fmt: skip
+
+        with store.lock:
+            start = query.get("resourceVersion", "")
+            initial = query.get("sendInitialEvents") in ("true", "1") or start in ("", "0")
+            if start not in ("", "0") and not initial and int(start) < store.oldest_rv() - 1:
+                gone = ApiError(410, "Expired", f"too old resource version: {start} ({store.oldest_rv()})")
+                self._chunk({"type": "ERROR", "object": gone.status()})
+                self.wfile.write(b"0\r\n\r\n")
+                return
+            since = store.rv if initial else int(start)
+            first = [o for o in store.find(res, ns) if visible(o)] if initial else []
+        for obj in first:
+            self._chunk({"type": "ADDED", "object": obj})
+        if initial and bookmarks and query.get("sendInitialEvents") in ("true", "1"):
+            mark = {"apiVersion": res.api_version, "kind": res.kind,
+                    "metadata": {"resourceVersion": str(since),
+                                 "annotations": {"k8s.io/initial-events-end": "true"}}}  # fmt: skip
+            self._chunk({"type": "BOOKMARK", "object": mark})
+        while not self.server_ref.stopping.is_set():
+            with store.lock:
+                events = [(rv, t, o) for rv, t, r, o in store.log if r == res and rv > since and visible(o)]
+                if not events:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    store.changed.wait(min(left, 0.5))
+                    continue
+            for rv, kind, obj in events:
+                self._chunk({"type": kind, "object": obj})
+                since = rv
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _patch(self, res: Resource, ns: str, name: str, sub: str | None, query: dict[str, str], manager: str) -> None:
+        store = self.server_ref.store
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        body = self._body()
+        with store.lock:
+            if ctype == "application/apply-patch+yaml":
+                return self._apply(res, ns, name, sub, body, query)
+            current = store.get(res, ns, name)
+            if ctype == "application/json-patch+json":
+                new = P.json_patch(current, body)
+            elif ctype == "application/merge-patch+json":
+                new = P.merge_patch(current, body)
+            elif ctype == "application/strategic-merge-patch+json":
+                new = P.strategic_merge(current, body)
+            else:
+                raise ApiError(
+                    415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {ctype}"
+                )
+            check = bool((body or {}).get("metadata", {}).get("resourceVersion")) if isinstance(body, dict) else False
+            out = store.replace(res, ns, name, new, subresource=sub, manager=manager, check_rv=check)
+        self._send(200, out)
+
+    def _apply(
+        self, res: Resource, ns: str, name: str, sub: str | None, body: dict[str, Any], query: dict[str, str]
+    ) -> None:
+        store = self.server_ref.store
+        manager = query.get("fieldManager")
+        if not manager:
+            raise ApiError(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                           "is required for apply patch")  # fmt: skip
+        force = query.get("force") in ("true", "1")
+        body.setdefault("metadata", {}).setdefault("name", name)
+        if body.get("kind") != res.kind:
+            raise ApiError(400, "BadRequest", f"apply: kind {body.get('kind')!r} does not match {res.kind}")
+        applied = P.leaf_paths(body)
+        try:
+            current = store.get(res, ns, name)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            created = store.create(res, ns, copy.deepcopy(body))
+            key = (res, ns if res.namespaced else "", created["metadata"]["name"])
+            with store.lock:
+                store.objects[key]["metadata"]["managedFields"] = [_entry(manager, "Apply", res, applied)]
+                out = copy.deepcopy(store.objects[key])
+            return self._send(201, out)
+        conflicts = []
+        previous: set[P.Path] = set()
+        for entry in current["metadata"].get("managedFields", []):
+            owned = P.paths_of(entry.get("fieldsV1", {}))
+            if entry["manager"] == manager and entry["operation"] == "Apply":
+                previous = owned
+                continue
+            for path in applied & owned:
+                if P.value_at(current, path) != P.value_at(body, path) and path[-1] != ".":
+                    conflicts.append((entry["manager"], path))
+        if conflicts and not force:
+            causes = [
+                {
+                    "reason": "FieldManagerConflict",
+                    "message": f'conflict with "{m}"',
+                    "field": "." + ".".join(p[2:] if p.startswith("f:") else p for p in path),
+                }
+                for m, path in conflicts
+            ]
+            raise ApiError(409, "Conflict", f"Apply failed with {len(conflicts)} conflicts: "
+                           + "; ".join(f"conflict with \"{c['message'][15:-1]}\": {c['field']}" for c in causes),
+                           {"causes": causes})  # fmt: skip
+        merged = P.apply_merge(current, {k: v for k, v in body.items() if k != "status" or sub == "status"})
+        others = set()
+        for entry in current["metadata"].get("managedFields", []):
+            if not (entry["manager"] == manager and entry["operation"] == "Apply"):
+                others |= P.paths_of(entry.get("fieldsV1", {}))
+        for path in sorted(previous - applied - others, key=len, reverse=True):  # no longer applied, nobody else's
+            P.remove_path(merged, path)
+        out = store.replace(res, ns, name, merged, subresource=sub, manager=manager, operation="Apply",
+                            check_rv=False, applied=applied)  # fmt: skip
+        self._send(200, out)
+
+    def _scale(self, res: Resource, ns: str, name: str, query: dict[str, str], manager: str) -> None:
+        store = self.server_ref.store
+        with store.lock:
+            obj = store.get(res, ns, name)
+
+            def scale_of(o: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    "kind": "Scale",
+                    "apiVersion": "autoscaling/v1",
+                    "metadata": {
+                        k: o["metadata"][k]
+                        for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                    },
+                    "spec": {"replicas": o["spec"].get("replicas", 1)},
+                    "status": {
+                        "replicas": (o.get("status") or {}).get("replicas", 0),
+                        "selector": selector_of(o["spec"].get("selector") or {}),
+                    },
+                }
+
+            if self.command == "GET":
+                return self._send(200, scale_of(obj))
+            body = self._body()
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+            current = scale_of(obj)
+            if self.command == "PUT":
+                wanted = body
+            elif ctype == "application/json-patch+json":
+                wanted = P.json_patch(current, body)
+            elif ctype in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+                wanted = P.merge_patch(current, body)
+            else:
+                return self._unknown()
+            validate(wanted)
+            rv = (wanted.get("metadata") or {}).get("resourceVersion")
+            new = copy.deepcopy(obj)
+            new["spec"]["replicas"] = int(wanted["spec"]["replicas"])
+            if self.command == "PUT" and rv:
+                new["metadata"]["resourceVersion"] = rv
+            out = store.replace(res, ns, name, new, manager=manager, subresource="scale",
+                                check_rv=self.command == "PUT")  # fmt: skip
+            self._send(200, scale_of(out))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A Kubernetes API server for trying erpops by hand")
+    parser.add_argument("--kubeconfig", type=Path, required=True, help="write a kubeconfig pointing at it here")
+    args = parser.parse_args()
+    server = Server().start()
+    server.kubeconfig(args.kubeconfig)
+    print(f"serving {server.url}; KUBECONFIG={args.kubeconfig} (Ctrl-C stops it)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
