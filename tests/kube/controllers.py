@@ -65,7 +65,14 @@ def _without_hash(template: dict[str, Any]) -> dict[str, Any]:
     return t
 
 
-def behaviour(image: str) -> dict[str, Any]:
+def behaviour(image: str, rules: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a container of ``image`` does (the rule on its name, or the server's ``image_rules``)."""
+    found = _by_name(image)
+    found.update((rules or {}).get(image, {}))
+    return found
+
+
+def _by_name(image: str) -> dict[str, Any]:
     tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
     exit_code = 0
     m = re.search(r"exit-(\d+)", tag)
@@ -357,6 +364,7 @@ class Controllers:
                     "name": f"{rs['metadata']['name']}-{uuid.uuid4().hex[:5]}",
                     "namespace": ns,
                     "labels": tmpl.get("metadata", {}).get("labels", {}),
+                    "annotations": tmpl.get("metadata", {}).get("annotations", {}),
                     "ownerReferences": [_owner_ref(rs)],
                 },
                 "spec": tmpl["spec"],
@@ -385,7 +393,7 @@ class Controllers:
         t0 = self.started.setdefault(uid, time.monotonic())
         age = time.monotonic() - t0
         containers = pod["spec"]["containers"]
-        b = behaviour(containers[0].get("image", ""))
+        b = behaviour(containers[0].get("image", ""), self.rules)
         job = any(r.get("kind") == "Job" for r in pod["metadata"].get("ownerReferences", []))
         stamp = pod["metadata"]["creationTimestamp"]
         old = pod.get("status") or {}
@@ -406,9 +414,8 @@ class Controllers:
                 cs.update(started=False, state={"terminated": {"exitCode": code, "reason": "Completed" if code == 0
                           else "Error", "startedAt": stamp, "finishedAt": now()}})  # fmt: skip
                 command = " ".join([*(c.get("command") or []), *(c.get("args") or [])])
-                self.logs[uid] = f"{c.get('image')}: {command}\n" + (
-                    "done\n" if code == 0 else f"error: the command failed with exit code {code}\n"
-                )
+                said = b.get("log") or ("done" if code == 0 else f"error: the command failed with exit code {code}")
+                self.logs[uid] = f"{c.get('image')}: {command}\n{said}\n"
             else:
                 cs.update(containerID=f"containerd://{uid.replace('-', '')}", state={"running": {"startedAt": stamp}})
                 is_ready = b["ready_after"] is not None and age >= b["ready_after"] and not job
@@ -473,8 +480,9 @@ class Controllers:
                 labels = {**(tmpl.get("metadata") or {}).get("labels", {}), "job-name": job["metadata"]["name"],
                           "batch.kubernetes.io/job-name": job["metadata"]["name"],
                           "controller-uid": job["metadata"]["uid"]}  # fmt: skip
+                notes = (tmpl.get("metadata") or {}).get("annotations", {})
                 pod = {"metadata": {"name": f"{job['metadata']['name']}-{uuid.uuid4().hex[:5]}", "namespace": ns,
-                                    "labels": labels, "ownerReferences": [_owner_ref(job)]},
+                                    "labels": labels, "annotations": notes, "ownerReferences": [_owner_ref(job)]},
                        "spec": tmpl["spec"]}  # fmt: skip
                 self.store.create(KIND["Pod"], ns, pod, MANAGER)
                 active = 1
@@ -499,10 +507,14 @@ class Controllers:
                 and self._ready(p)]  # fmt: skip
         if not pods:
             return 503, f'no endpoints available for service "{svc["metadata"]["name"]}"'
-        b = behaviour(pods[0]["spec"]["containers"][0].get("image", ""))
-        if b["sick"]:
-            return 500, f"{path}: unhealthy"
-        return 200, f"{path}: ok"
+        container = pods[0]["spec"]["containers"][0]
+        image = container.get("image", "")
+        b = behaviour(image, self.rules)
+        env = {e["name"]: e.get("value") for e in container.get("env") or []}
+        version = image.rsplit(":", 1)[-1].split("-")[0] if ":" in image else "latest"
+        body = {"status": "fail" if b["sick"] else "pass", "version": version, "marker": env.get("MARKER"),
+                "path": path}  # fmt: skip
+        return (500 if b["sick"] else 200), json.dumps(body)
 
 
 def _comparable(status: dict[str, Any]) -> Any:

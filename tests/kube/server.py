@@ -585,7 +585,7 @@ class _Handler(BaseHTTPRequestHandler):
         if sub == "proxy":
             svc = store.get(res, ns, name.split(":")[0])
             code, body = self.server_ref.controllers.proxy(svc, "/" + "/".join(rest))
-            return self._send(code, body.encode(), "text/plain")
+            return self._send(code, body.encode(), "application/json" if body.startswith("{") else "text/plain")
         if verb == "GET":
             return self._send(200, store.get(res, ns, name))
         if verb == "PUT":

@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_the_documented_configuration_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (example,) = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    example, kubernetes = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     path = tmp_path / "erpops.yaml"
     path.write_text(example)
     cfg = load_config(str(path))
@@ -32,6 +32,10 @@ def test_the_documented_configuration_loads(tmp_path: Path, capsys: pytest.Captu
     assert specs["web"].docker.front is not None and specs["web"].docker.front.port == 8069
     assert specs["web"].health_url == "https://erp.example.com/web/health"
     assert "deprecated" not in capsys.readouterr().err  # the documented spelling is the current one
+    path.write_text(kubernetes)  # the Kubernetes example loads too
+    k8s = load_config(str(path)).environment("prod")
+    assert k8s.runtime.kind == "kubernetes" and k8s.runtime.project == "odoo"
+    assert service_specs(k8s)["web"].healthcheck.start_period == 60
 
 
 def test_the_old_docker_spelling_works_with_one_line_notice_each(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,8 +2,8 @@
 
 Every test takes a ``target`` (one runtime kind with its test images and a fresh environment) and
 talks to it through :func:`open_runtime` alone: no SDK, no container or pod. The module is
-parametrized by runtime kind — Docker today; the Kubernetes runtime joins ``KINDS`` when it lands,
-with a target built on its test API server.
+parametrized by runtime kind: Docker (the real engine) and Kubernetes (the test API server of
+``tests/kube``, with the Deployments and Services ``erpops provision`` would make).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
 from tests.fixtures.docker import cleanup, docker_environment, free_port
 
-KINDS = ["docker"]
+KINDS = ["docker", "kubernetes"]
 
 
 @dataclass
@@ -70,6 +71,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
         )
         for name in made:
             cleanup(client, name, repository="erpops-no-such-repository")
+    elif request.param == "kubernetes":
+        yield from _kubernetes_target(request.getfixturevalue("tmp_path"))
     else:  # pragma: no cover - a kind in KINDS without a target is a mistake in this file
         pytest.fail(f"no contract target for runtime kind {request.param!r}")
 
@@ -155,3 +158,65 @@ def test_scale_stop_start_restart_and_set_env_wait_until_done(target: Target) ->
         changed = rt.set_env("web", {"MARKER": "contract"}, timeout=120)
         _rolled_out(changed, 1, "r1")
         assert _health_body(rt, "web")["marker"] == "contract"
+
+
+K8S_V1, K8S_V2 = "erpops-test/odoo:v1", "erpops-test/odoo:v2"
+K8S_RULES = {
+    K8S_V1: {"log": "migration done"},
+    K8S_V2: {"log": "migration done"},
+    "erpops-test/odoo:v1-exit-3": {"exit_code": 3, "log": "ERROR: column x does not exist"},
+}
+
+
+def _kubernetes_target(tmp: Path) -> Iterator[Target]:
+    from kubernetes import client, config
+
+    from tests.kube.server import serving
+
+    with serving(image_rules=K8S_RULES) as server:
+        kubeconfig = server.kubeconfig(tmp / "kubeconfig")
+        api = config.new_client_from_config(str(kubeconfig))
+        apps: Any = client.AppsV1Api(api)
+        core: Any = client.CoreV1Api(api)
+        made: list[int] = []
+
+        def new_env() -> Environment:
+            name = f"k{len(made)}"
+            made.append(1)
+            project = f"erpops-{name}"
+            services: dict[str, Any] = {}
+            for service, replicas in (("web", 2), ("worker", 1)):
+                labels = {"erpops.io/environment": name, "erpops.io/service": service}
+                full = f"{project}-{service}"
+                apps.create_namespaced_deployment("default", {  # what `erpops provision` makes
+                    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": full, "labels": labels},
+                    "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": [{"name": "odoo", "image": K8S_V1,
+                                                 "ports": [{"containerPort": 8069}]}]}}}})  # fmt: skip
+                core.create_namespaced_service("default", {
+                    "apiVersion": "v1", "kind": "Service", "metadata": {"name": full, "labels": labels},
+                    "spec": {"selector": labels, "ports": [{"port": 8069}]}})  # fmt: skip
+                services[service] = {
+                    "replicas": replicas,
+                    "port": 8069,
+                    "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2},
+                }
+            services["web"]["health_url"] = (
+                f"{server.url}/api/v1/namespaces/default/services/{project}-web:8069/proxy/web/health"
+            )
+            raw = {"name": name, "runtime": {"kind": "kubernetes", "kubeconfig": str(kubeconfig),
+                                             "namespace": "default", "services": services}}  # fmt: skip
+            return Environment.model_validate(raw)
+
+        yield Target(
+            "kubernetes",
+            K8S_V1,
+            K8S_V2,
+            "erpops-test/odoo:v1-never-ready",
+            "erpops-test/odoo:v1-exit-3",
+            "erpops-test/no-such-image:1",
+            new_env,
+        )
+        api.close()
+        assert server.store.errors == [], server.store.errors

@@ -1,0 +1,91 @@
+"""The Kubernetes runtime against the test API server: what the contract tests do not cover —
+bad input (each one clear line, exit 3, nothing changed) and the capacity kept during a failed
+deploy (issue 11, items 2 and 4)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from erpops.backends.runtime import DeployFailed, open_runtime
+from erpops.environments import Environment
+from erpops.errors import ExitCode, Unreachable
+from tests.kube.server import Server
+
+LABELS = {"erpops.io/environment": "k", "erpops.io/service": "web"}
+
+
+def _env(kubeconfig: Path | str, **runtime: Any) -> Environment:
+    web = {"replicas": 2, "port": 8069, "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}
+    raw = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "namespace": "default", "services": {"web": web}}
+    raw.update(runtime)
+    return Environment.model_validate({"name": "k", "runtime": raw})
+
+
+def _provision(api: Any, image: str = "erpops-test/odoo:v1") -> None:
+    apps: Any = client.AppsV1Api(api)
+    apps.create_namespaced_deployment("default", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-k-web", "labels": LABELS},
+        "spec": {"replicas": 0, "selector": {"matchLabels": LABELS}, "template": {"metadata": {"labels": LABELS},
+                 "spec": {"containers": [{"name": "odoo", "image": image}]}}}})  # fmt: skip
+    core: Any = client.CoreV1Api(api)
+    core.create_namespaced_service("default", {"apiVersion": "v1", "kind": "Service",
+                                               "metadata": {"name": "erpops-k-web", "labels": LABELS},
+                                               "spec": {"selector": LABELS, "ports": [{"port": 8069}]}})  # fmt: skip
+
+
+def test_bad_configuration_is_one_clear_line_exit_3(kube: Server, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    with pytest.raises(Unreachable) as exc:
+        open_runtime(_env(tmp_path / "nowhere"))
+    assert "kubeconfig" in str(exc.value) and "nowhere" in str(exc.value)
+    assert exc.value.exit_code == ExitCode.UNREACHABLE
+    with pytest.raises(Unreachable) as exc:
+        open_runtime(_env(kubeconfig, context="no-such-context"))
+    assert "no-such-context" in str(exc.value)
+    with open_runtime(_env(kubeconfig)) as rt, pytest.raises(Unreachable) as missing:
+        rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=30)
+    assert "no Deployment erpops-k-web" in str(missing.value) and "erpops provision" in str(missing.value)
+    assert kube.store.find(next(r for r in kube.store.objects if r[0].kind == "Namespace")[0]) != []  # still up
+    dead = tmp_path / "dead"
+    dead.write_text(kubeconfig.read_text().replace(kube.url, "http://127.0.0.1:9"))
+    with open_runtime(_env(dead)) as rt, pytest.raises(Unreachable) as unreachable:
+        rt.current()
+    assert "cannot reach the Kubernetes API" in str(unreachable.value)
+
+
+def test_a_failed_deploy_keeps_capacity_names_the_cause_and_restores(api: Any, tmp_path: Path) -> None:
+    _provision(api)
+    apps: Any = client.AppsV1Api(api)
+    with open_runtime(_env(tmp_path / "kubeconfig")) as rt:
+        rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=60)
+        lowest = [2]
+        stop = threading.Event()
+
+        def sample() -> None:  # the serving capacity while the bad deploys run
+            while not stop.is_set():
+                st = apps.read_namespaced_deployment("erpops-k-web", "default").status
+                lowest[0] = min(lowest[0], st.available_replicas or 0)
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            with pytest.raises(DeployFailed) as pull:
+                rt.deploy("web", "erpops-test/odoo:v2-no-pull", release="r2", timeout=60)
+            assert "ImagePullBackOff" in str(pull.value) and "rolled back" in str(pull.value)
+            with pytest.raises(DeployFailed) as never:
+                rt.deploy("web", "erpops-test/odoo:v2-never-ready", release="r3", timeout=60)
+            assert "ready" in str(never.value) and never.value.restored_at >= never.value.verdict_at
+        finally:
+            stop.set()
+            sampler.join()
+        assert lowest[0] == 2  # maxUnavailable 0: the serving pods were never fewer than desired
+        state = rt.service_state("web")
+        assert (state.revision, state.image, state.desired, state.ready) == ("r1", "erpops-test/odoo:v1", 2, 2)
+        assert getattr(rt, "requests", 0) > 0  # the Kubernetes runtime counts its API requests
