@@ -123,8 +123,11 @@ def test_server_side_apply_owns_fields_reports_conflicts_and_prunes(api: Any) ->
     assert ("erpops", "Apply") in managers
     fields = next(m for m in first["metadata"]["managedFields"] if m["manager"] == "erpops")["fieldsV1"]
     assert 'k:{"name":"web"}' in fields["f:spec"]["f:template"]["f:spec"]["f:containers"]
+    apps: Any = _apps(api)
+    wait(lambda: _rolled_out(apps), "the rollout (the controllers stop writing)")
+    settled = apps.read_namespaced_deployment("web", NS).metadata.resource_version
     again = _apply(api, deployment(), "erpops")  # the same configuration: no write
-    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert again["metadata"]["resourceVersion"] == settled
     with pytest.raises(ApiException) as exc:  # another manager, another value for an owned field
         _apply(api, deployment(image="odoo:19"), "someone-else")
     assert exc.value.status == 409 and "conflict" in str(exc.value.body).lower()

@@ -391,7 +391,7 @@ class KubernetesRuntime(Runtime):
                     return HealthReport(service, True, want, ready, target, code, detail, time.monotonic() - t0)
             if time.monotonic() >= deadline:
                 return HealthReport(service, False, want, ready, target, code, detail, time.monotonic() - t0)
-            time.sleep(0.2)
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))  # never more than one check a second
 
     def _proxy_check(self, service: str, path: str) -> tuple[int | None, str]:
         port = self.spec(service).port or 8069
@@ -414,12 +414,37 @@ class KubernetesRuntime(Runtime):
         return self.service_state(service)
 
     def _wait_pods(self, service: str, count: int, timeout: float) -> None:
-        """Until exactly ``count`` pods run (scaling down: the old ones are gone)."""
+        """Until exactly ``count`` pods exist (scaling down: the old ones are gone), by a watch."""
+        d = self._deployment(service)
+        selector = ",".join(f"{k}={v}" for k, v in (d.spec.selector.match_labels or {}).items())
+        listed = self._call("list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        pods = {p.metadata.name for p in listed.items}
+        resource_version = listed.metadata.resource_version
         deadline = time.monotonic() + timeout
-        while len(self._pods(self._deployment(service))) != count:
-            if time.monotonic() > deadline:
-                raise StepTimeout(f"service {service}: not {count} pods after {timeout:g}s")
-            time.sleep(0.1)
+        while len(pods) != count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepTimeout(f"service {service}: {len(pods)} pods, not {count}, after {timeout:g}s")
+            w = watch.Watch()
+            self.requests += 1
+            try:
+                for event in w.stream(self.core.list_namespaced_pod, self.namespace, label_selector=selector,
+                                      resource_version=resource_version,
+                                      timeout_seconds=max(1, min(int(left) + 1, WATCH_SLICE))):  # fmt: skip
+                    pod = event["object"]
+                    resource_version = pod.metadata.resource_version
+                    if event["type"] == "DELETED":
+                        pods.discard(pod.metadata.name)
+                    elif event["type"] in ("ADDED", "MODIFIED"):
+                        pods.add(pod.metadata.name)
+                    if len(pods) == count:
+                        break
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise _api_error(exc, "watch pods") from None
+                return self._wait_pods(service, count, max(deadline - time.monotonic(), 0.0))
+            finally:
+                w.stop()
 
     def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
         d = self._deployment(service)
@@ -491,15 +516,7 @@ class KubernetesRuntime(Runtime):
         made = self._call("create a job", self.batch.create_namespaced_job, self.namespace, job)
         name = made.metadata.name
         try:
-            deadline = time.monotonic() + timeout + 10
-            while True:
-                j = self._call(f"read job {name}", self.batch.read_namespaced_job, name, self.namespace)
-                conditions = {c.type: c for c in (j.status.conditions or [])} if j.status else {}
-                if "Complete" in conditions or "Failed" in conditions:
-                    break
-                if time.monotonic() > deadline:
-                    raise StepTimeout(f"job {name} did not finish within {timeout:g}s")
-                time.sleep(0.2)
+            conditions = self._wait_job(name, made.metadata.resource_version, timeout + 10)
             pods = self._call("list job pods", self.core.list_namespaced_pod, self.namespace,
                               label_selector=f"job-name={name}").items  # fmt: skip
             code, tail = 1, ""
@@ -519,6 +536,32 @@ class KubernetesRuntime(Runtime):
             self.requests += 1
             with contextlib.suppress(ApiException):  # gone already: nothing to delete
                 self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
+
+    def _wait_job(self, name: str, resource_version: str, timeout: float) -> dict[str, Any]:
+        """Watch the Job until it is Complete or Failed; its conditions by type."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepTimeout(f"job {name} did not finish within {timeout:g}s")
+            w = watch.Watch()
+            self.requests += 1
+            try:
+                for event in w.stream(self.batch.list_namespaced_job, self.namespace,
+                                      field_selector=f"metadata.name={name}", resource_version=resource_version,
+                                      timeout_seconds=max(1, min(int(left) + 1, WATCH_SLICE))):  # fmt: skip
+                    job = event["object"]
+                    resource_version = job.metadata.resource_version
+                    conditions = {c.type: c for c in (job.status.conditions or [])} if job.status else {}
+                    if "Complete" in conditions or "Failed" in conditions:
+                        return conditions
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise _api_error(exc, f"watch job {name}") from None
+                job = self._call(f"read job {name}", self.batch.read_namespaced_job, name, self.namespace)
+                resource_version = job.metadata.resource_version
+            finally:
+                w.stop()
 
     def close(self) -> None:
         self.api.close()
