@@ -31,6 +31,9 @@ def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> N
     from erpops.secrets import REDACTOR, is_reference, resolve
 
     environment = load_config(config).environment(env)
+    from erpops.backends.runtime import install_secret_resolvers
+
+    install_secret_resolvers(environment)  # storage keys may be k8s-secret: references
     if environment.storage is None:
         raise InvalidInput(f"environment {environment.name!r} has no storage configured (storage.url in erpops.yaml)")
 

@@ -102,6 +102,9 @@ def check(
 
     cfg = load_config(config)
     environment = _with_topology(cfg, cfg.environment(env))
+    from erpops.backends.runtime import install_secret_resolvers
+
+    install_secret_resolvers(environment)  # DSNs and keys may be k8s-secret: references
     checks = preflight(cfg, environment)
     failed = [c for c in checks if c.ok is False]
     if json:

@@ -82,6 +82,10 @@ class Engine:
         options = options or RunOptions()
         given = dict(given or {})
         _check_pin(runbook, env)
+        if env.runtime.kind == "kubernetes":  # k8s-secret: references resolve through its cluster
+            from erpops.backends.runtime import install_secret_resolvers
+
+            install_secret_resolvers(env)
         run_id = options.resume_run_id or new_run_id()
         info = RunInfo(
             id=run_id,

@@ -66,6 +66,7 @@ __all__ = [
     "close_shared_runtimes",
     "deprecation_notice",
     "http_check",
+    "install_secret_resolvers",
     "open_runtime",
     "service_specs",
     "shared_runtime",
@@ -100,6 +101,19 @@ def open_runtime(env: Environment) -> Runtime:
         f"environment {env.name!r} has no runtime ({what}); declare an environment with runtime.kind docker "
         "or kubernetes and its services in erpops.yaml (example: docs/configuration.md)"
     )
+
+
+def install_secret_resolvers(env: Environment) -> None:
+    """Let ``k8s-secret:`` references resolve through ``env``'s cluster (a Kubernetes environment;
+    nothing otherwise). Connects only when a reference is resolved."""
+    if env.runtime.kind != "kubernetes":
+        return
+    import importlib
+
+    from erpops import secrets
+
+    module = importlib.import_module("erpops.backends.runtime.kubernetes.secrets")
+    secrets.register_resolver("k8s-secret", module.resolver_for(env))
 
 
 # --- one open runtime per environment, shared by the steps of a run ------------------------------

@@ -76,31 +76,38 @@ def _api_error(exc: ApiException, doing: str) -> Unreachable:
     return Unreachable(f"cannot {doing}: {message} ({exc.status})")
 
 
+def connect(env: Environment) -> tuple[Any, str, str]:
+    """(API client, context name, namespace) of ``env``'s cluster, as kubectl resolves them: the
+    environment's ``kubeconfig`` (else ``$KUBECONFIG``, else ``~/.kube/config``) and ``context``
+    (else the current one), in-cluster configuration when there is no kubeconfig at all."""
+    rt = env.runtime
+    kubeconfig = os.path.expanduser(rt.kubeconfig) if rt.kubeconfig else None
+    try:
+        if kubeconfig or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
+            if kubeconfig and not Path(kubeconfig).is_file():
+                raise Unreachable(f"environment {env.name!r}: kubeconfig {kubeconfig} cannot be read")
+            api = config.new_client_from_config(config_file=kubeconfig, context=rt.context)
+            contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+            chosen = next((c for c in contexts if c["name"] == rt.context), current) if rt.context else current
+            context = str(chosen["name"])
+            default_ns = chosen.get("context", {}).get("namespace")
+        else:
+            config.load_incluster_config()
+            api = client.ApiClient()
+            context = "in-cluster"
+            default_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    except config.ConfigException as exc:
+        raise Unreachable(f"environment {env.name!r}: Kubernetes configuration: {exc}") from None
+    return api, context, rt.namespace or default_ns or "default"
+
+
 class KubernetesRuntime(Runtime):
     kind = "kubernetes"
 
     def __init__(self, env: Environment) -> None:
         super().__init__(env)
-        rt = env.runtime
-        self.project = rt.project or f"erpops-{env.name}"
-        kubeconfig = os.path.expanduser(rt.kubeconfig) if rt.kubeconfig else None
-        try:
-            if kubeconfig or os.environ.get("KUBECONFIG") or Path("~/.kube/config").expanduser().exists():
-                if kubeconfig and not Path(kubeconfig).is_file():
-                    raise Unreachable(f"environment {env.name!r}: kubeconfig {kubeconfig} cannot be read")
-                self.api = config.new_client_from_config(config_file=kubeconfig, context=rt.context)
-                contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
-                chosen = next((c for c in contexts if c["name"] == rt.context), current) if rt.context else current
-                self.context = chosen["name"]
-                default_ns = chosen.get("context", {}).get("namespace")
-            else:
-                config.load_incluster_config()
-                self.api = client.ApiClient()
-                self.context = "in-cluster"
-                default_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
-        except config.ConfigException as exc:
-            raise Unreachable(f"environment {env.name!r}: Kubernetes configuration: {exc}") from None
-        self.namespace = rt.namespace or default_ns or "default"
+        self.project = env.runtime.project or f"erpops-{env.name}"
+        self.api, self.context, self.namespace = connect(env)
         self.apps = client.AppsV1Api(self.api)
         self.core = client.CoreV1Api(self.api)
         self.batch = client.BatchV1Api(self.api)
