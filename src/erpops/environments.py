@@ -37,6 +37,9 @@ class Runtime(_Model):
     project: str | None = None
     #: Service name -> settings (port, replicas, command, workers...).
     services: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Kubernetes: seconds the environment's lock Lease lives without renewal (a killed run's lock
+    #: is taken over after this); used when the state store is not shared.
+    lease_seconds: int = Field(30, ge=2, le=3600)
 
 
 #: libpq connection keywords (https://www.postgresql.org/docs/current/libpq-connect.html)

@@ -86,6 +86,9 @@ class Record:
 
 
 class StateStore(Protocol):
+    #: whether runs on other machines see the same journal and lock (PostgreSQL: yes; SQLite: no)
+    shared: bool
+
     # --- journal -------------------------------------------------------------------------------
     def start_run(self, run: RunRecord) -> None: ...
     def finish_run(self, run_id: str, state: str, ended_at: datetime, error: str | None) -> None: ...
@@ -119,6 +122,9 @@ class StateStore(Protocol):
 
 class MemoryStateStore:
     """Everything in dicts; nothing survives the process."""
+
+    #: whether runs on other machines see the same journal and lock (a PostgreSQL store)
+    shared = False
 
     def __init__(self) -> None:
         self.runs: dict[str, RunRecord] = {}

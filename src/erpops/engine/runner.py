@@ -198,6 +198,14 @@ class Engine:
                     stack.enter_context(
                         self.state.environment_lock(env.name, record, wait=options.lock_wait, cancel=self.interrupted)
                     )
+                    if env.runtime.kind == "kubernetes" and not getattr(self.state, "shared", False):
+                        # a local journal cannot keep two machines apart: the cluster's Lease does
+                        from erpops.backends.runtime import environment_lease
+
+                        stack.enter_context(
+                            environment_lease(env, run_id=run_id, runbook=runbook.name, wait=options.lock_wait,
+                                              cancel=self.interrupted)
+                        )  # fmt: skip
                     self._held_locks.add(env.name)
                     stack.callback(self._held_locks.discard, env.name)
                 if resuming:

@@ -17,7 +17,7 @@ import atexit
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from erpops.backends.runtime.base import (
@@ -65,6 +65,7 @@ __all__ = [
     "UnknownService",
     "close_shared_runtimes",
     "deprecation_notice",
+    "environment_lease",
     "http_check",
     "install_secret_resolvers",
     "open_runtime",
@@ -114,6 +115,25 @@ def install_secret_resolvers(env: Environment) -> None:
 
     module = importlib.import_module("erpops.backends.runtime.kubernetes.secrets")
     secrets.register_resolver("k8s-secret", module.resolver_for(env))
+
+
+def environment_lease(
+    env: Environment,
+    *,
+    run_id: str,
+    runbook: str,
+    wait: float | None = None,
+    cancel: threading.Event | None = None,
+) -> AbstractContextManager[None]:
+    """The environment lock on a Kubernetes cluster (``coordination.k8s.io/v1`` Lease), for
+    environments whose state store is not shared between machines."""
+    import importlib
+
+    module = importlib.import_module("erpops.backends.runtime.kubernetes.lease")
+    lease: AbstractContextManager[None] = module.environment_lease(
+        env, run_id=run_id, runbook=runbook, wait=wait, cancel=cancel
+    )
+    return lease
 
 
 # --- one open runtime per environment, shared by the steps of a run ------------------------------

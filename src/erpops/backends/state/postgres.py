@@ -111,6 +111,7 @@ def _connect(dsn: str, what: str) -> psycopg.Connection[Any]:
 
 
 class PostgresStateStore(SqlStateStore):
+    shared = True  # every machine that uses it sees the same journal and lock
     ph = "%s"
     json_ph = "%s::jsonb"
 

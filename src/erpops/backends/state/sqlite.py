@@ -88,6 +88,8 @@ def _lock_name(environment: str) -> str:
 
 
 class SqliteStateStore(SqlStateStore):
+    shared = False  # one machine's journal and lock
+
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         super().__init__(AuditLog(self.path.with_name(self.path.stem + "-audit.jsonl")))
