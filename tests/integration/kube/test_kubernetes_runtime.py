@@ -89,3 +89,31 @@ def test_a_failed_deploy_keeps_capacity_names_the_cause_and_restores(api: Any, t
         state = rt.service_state("web")
         assert (state.revision, state.image, state.desired, state.ready) == ("r1", "erpops-test/odoo:v1", 2, 2)
         assert getattr(rt, "requests", 0) > 0  # the Kubernetes runtime counts its API requests
+
+
+def test_scaling_for_a_peak_raises_an_autoscalers_floor_and_the_revert_restores_it_exactly(
+    api: Any, tmp_path: Path
+) -> None:
+    _provision(api)
+    autoscaling: Any = client.AutoscalingV2Api(api)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler("default", {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "erpops-k-web"},
+                 "minReplicas": 2, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                              "target": {"type": "Utilization", "averageUtilization": 70}}}]}})  # fmt: skip
+    with open_runtime(_env(tmp_path / "kubeconfig")) as rt:
+        rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=60)
+        peak = rt.scale("web", 6, timeout=60)
+        assert (peak.desired, peak.ready) == (6, 6)
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", "default")
+        assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (6, 6)  # the autoscaler will not undo the peak
+        assert any("minReplicas 6" in n for n in rt.notes)
+        again = rt.scale("web", 5, timeout=60)  # a changed peak keeps the values from before it
+        assert again.desired == 5
+        assert autoscaling.read_namespaced_horizontal_pod_autoscaler("web", "default").spec.min_replicas == 5
+        back = rt.scale("web", 2, timeout=60)  # the revert: back to the replicas before the peak
+        assert (back.desired, back.ready) == (2, 2)
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", "default")
+        assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 4)
+        assert not any(k.startswith("erpops.io/") for k in (hpa.metadata.annotations or {}))

@@ -354,7 +354,10 @@ class Scale(Action):
                 ctx.check_cancelled()
                 if previous[service] != n:
                     ctx.log(f"scaling {service} {previous[service]} -> {n}")
+                told = len(rt.notes)
                 after[service] = rt.scale(service, n, timeout=params.timeout).replicas
+                for note in rt.notes[told:]:
+                    ctx.log(note)
         return {"previous": previous, "replicas": after}
 
 

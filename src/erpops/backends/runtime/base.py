@@ -324,6 +324,8 @@ class Runtime(ABC):
     def __init__(self, env: Environment) -> None:
         self.env = env
         self.specs = service_specs(env)
+        #: what the runtime changed beside the instances (a Kubernetes autoscaler...), for the log
+        self.notes: list[str] = []
 
     def __enter__(self) -> Runtime:
         return self

@@ -61,6 +61,9 @@ RELEASE = "erpops.io/release"
 STOPPED = "erpops.io/stopped-replicas"
 RESTARTED = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"
+HPA_MIN = "erpops.io/peak-previous-min-replicas"
+HPA_MAX = "erpops.io/peak-previous-max-replicas"
+HPA_BEFORE = "erpops.io/peak-previous-replicas"
 PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
 WATCH_SLICE = 30  # seconds a watch request stays open before it is renewed
 
@@ -411,8 +414,46 @@ class KubernetesRuntime(Runtime):
         return 200, str(body)[:200]
 
     # --- replicas, restart, environment ------------------------------------------------------------
+    def _hpa(self, service: str) -> Any:
+        """The HorizontalPodAutoscaler whose target is the service's Deployment, if any."""
+        name = self.name_of(service)
+        found = self._call("list horizontal pod autoscalers",
+                           client.AutoscalingV2Api(self.api).list_namespaced_horizontal_pod_autoscaler,
+                           self.namespace).items  # fmt: skip
+        return next((h for h in found if h.spec.scale_target_ref.kind == "Deployment"
+                     and h.spec.scale_target_ref.name == name), None)  # fmt: skip
+
+    def _peak_hpa(self, service: str, hpa: Any, replicas: int, before: int) -> None:
+        """With an autoscaler, a peak is its floor: ``minReplicas`` (and ``maxReplicas`` when lower)
+        raised to ``replicas``, the values it had kept in annotations; scaling back to the replicas
+        before the peak restores exactly those values."""
+        notes = hpa.metadata.annotations or {}
+        autoscaling = client.AutoscalingV2Api(self.api)
+        name = hpa.metadata.name
+        if HPA_MIN in notes and int(notes.get(HPA_BEFORE, "-1")) == replicas:  # the end of the peak
+            restore_min = None if notes[HPA_MIN] == "" else int(notes[HPA_MIN])
+            patch: dict[str, Any] = {
+                "metadata": {"annotations": {HPA_MIN: None, HPA_MAX: None, HPA_BEFORE: None}},
+                "spec": {"minReplicas": restore_min, "maxReplicas": int(notes[HPA_MAX])},
+            }
+            what = f"restored autoscaler {name}: minReplicas {restore_min}, maxReplicas {notes[HPA_MAX]}"
+        else:
+            keep = {} if HPA_MIN in notes else {
+                HPA_MIN: "" if hpa.spec.min_replicas is None else str(hpa.spec.min_replicas),
+                HPA_MAX: str(hpa.spec.max_replicas), HPA_BEFORE: str(before)}  # fmt: skip
+            ceiling = max(hpa.spec.max_replicas, replicas)
+            patch = {"metadata": {"annotations": keep}, "spec": {"minReplicas": replicas, "maxReplicas": ceiling}}
+            what = f"autoscaler {name}: minReplicas {replicas}"
+        self._call(f"patch autoscaler {name}", autoscaling.patch_namespaced_horizontal_pod_autoscaler, name,
+                   self.namespace, patch)  # fmt: skip
+        self.notes.append(what)
+
     def scale(self, service: str, replicas: int, *, timeout: float = 300.0) -> ServiceState:
         name = self.name_of(service)
+        hpa = self._hpa(service)
+        if hpa is not None:
+            before = self._deployment(service).spec.replicas or 0
+            self._peak_hpa(service, hpa, replicas, before)
         self._call(f"scale {name}", self.apps.patch_namespaced_deployment_scale, name, self.namespace,
                    {"spec": {"replicas": replicas}})  # fmt: skip
         d = self._deployment(service)
