@@ -315,6 +315,11 @@ class Server:
 
     def __init__(self, *, image_rules: dict[str, Any] | None = None) -> None:
         self.store = Store()
+        #: bearer token -> the verbs it may use (see _Handler._authorize)
+        self.tokens: dict[str, set[str]] = {
+            "test-token": {"get", "list", "watch", "create", "update", "patch", "delete"},
+            "read-only": {"get", "list", "watch"},
+        }
         self.httpd: ThreadingHTTPServer | None = None
         self.url = ""
         self.stopping = threading.Event()
@@ -328,6 +333,10 @@ class Server:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True, name="kube-api").start()
+        ingress = type("Ingress", (_Ingress,), {"server_ref": self})
+        self.ingress = ThreadingHTTPServer(("127.0.0.1", 0), ingress)
+        self.ingress.daemon_threads = True
+        threading.Thread(target=self.ingress.serve_forever, daemon=True, name="kube-ingress").start()
         self.controllers.start()
         self.store.create(KIND_OF["Namespace"], "", {"metadata": {"name": "default"}})
         return self
@@ -337,16 +346,23 @@ class Server:
         self.controllers.stop()
         with self.store.lock:
             self.store.changed.notify_all()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+        for httpd in (self.httpd, getattr(self, "ingress", None)):
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
 
-    def kubeconfig(self, path: Path, namespace: str = "default", context: str = "test") -> Path:
+    def ingress_url(self, service: str, path: str = "/web/health", namespace: str = "default") -> str:
+        """Where an ingress in front of ``service`` answers (no API credentials, as users reach it)."""
+        return f"http://127.0.0.1:{self.ingress.server_address[1]}/{namespace}/{service}{path}"
+
+    def kubeconfig(
+        self, path: Path, namespace: str = "default", context: str = "test", token: str = "test-token"
+    ) -> Path:
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "test", "cluster": {"server": self.url}}],
-            "users": [{"name": "tester", "user": {"token": "test-token"}}],
+            "users": [{"name": "tester", "user": {"token": token}}],
             "contexts": [{"name": context, "context": {"cluster": "test", "user": "tester", "namespace": namespace}}],
             "current-context": context,
         }
@@ -490,6 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
             if target is None:
                 return self._unknown()
             res, ns, name, sub, rest = target
+            self._authorize(res, ns, name, sub, query)
             self._serve(res, ns, name, sub, rest, query)
         except ApiError as exc:
             self._send(exc.code, exc.status())
@@ -503,6 +520,30 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # a bug of the test server, or a request it cannot read: the test fails
             store.errors.append(f"{self.command} {self.path}: {type(exc).__name__}: {exc}")
             self._send(500, ApiError(500, "InternalError", f"{type(exc).__name__}: {exc}").status())
+
+    def _authorize(self, res: Resource, ns: str, name: str | None, sub: str | None, query: dict[str, str]) -> None:
+        """Bearer tokens as a cluster's RBAC would judge them: ``test-token`` may do anything,
+        ``read-only`` only get, list and watch; any other is not authenticated (401). A request
+        without credentials is served as the old API server's insecure local port served it (kubectl
+        sends no token over plain HTTP)."""
+        auth = self.headers.get("Authorization") or ""
+        if not auth:
+            return
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        if token not in self.server_ref.tokens:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.command]
+        if verb == "get" and name is None:
+            verb = "watch" if query.get("watch") in ("true", "1") else "list"
+        if verb not in self.server_ref.tokens[token]:
+            what = f"{res.plural}/{sub}" if sub else res.plural
+            group = f'"{res.group}"'
+            where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
+            subject = f'{res.plural}{"." + res.group if res.group else ""} "{name}" is forbidden' if name else \
+                f"{res.plural}{'.' + res.group if res.group else ''} is forbidden"  # fmt: skip
+            raise ApiError(403, "Forbidden", f'{subject}: User "{token}" cannot {verb} resource "{what}" '
+                           f"in API group {group}{where}",
+                           {"name": name or "", "group": res.group, "kind": res.plural})  # fmt: skip
 
     def _discovery(self, parts: list[str]) -> bool:
         doc: Any = None
@@ -795,6 +836,33 @@ class _Handler(BaseHTTPRequestHandler):
             out = store.replace(res, ns, name, new, manager=manager, subresource="scale",
                                 check_rv=self.command == "PUT")  # fmt: skip
             self._send(200, scale_of(out))
+
+
+class _Ingress(BaseHTTPRequestHandler):
+    """An ingress in front of the cluster's Services: ``GET /<namespace>/<service>/<path>`` answers
+    as the service proxy does, without credentials (as users reach the application)."""
+
+    protocol_version = "HTTP/1.1"
+    server_ref: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        parts = urllib.parse.urlsplit(self.path).path.split("/", 3)
+        store = self.server_ref.store
+        code, body = 404, "404 page not found"
+        if len(parts) >= 3:
+            with store.lock:
+                svc = store.objects.get((KIND_OF["Service"], parts[1], parts[2]))
+            if svc is not None:
+                code, body = self.server_ref.controllers.proxy(svc, "/" + (parts[3] if len(parts) > 3 else ""))
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json" if body.startswith("{") else "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 def main() -> None:

@@ -31,7 +31,8 @@ def _batch(api: Any) -> Any:
 
 def _raw(api: Any, method: str, path: str, body: Any, content_type: str) -> dict[str, Any]:
     """A request the typed client has no method for (another patch type, server-side apply)."""
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {"Content-Type": content_type, "Accept": "application/json",
+               "Authorization": api.configuration.api_key["BearerToken"]}  # fmt: skip
     data = json.dumps(body) if content_type.endswith("yaml") else body  # JSON bodies: the client encodes them
     answer = api.call_api(method, api.configuration.host + path, header_params=headers, body=data)
     answer.read()

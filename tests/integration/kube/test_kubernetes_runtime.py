@@ -117,3 +117,20 @@ def test_scaling_for_a_peak_raises_an_autoscalers_floor_and_the_revert_restores_
         hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", "default")
         assert (hpa.spec.min_replicas, hpa.spec.max_replicas) == (2, 4)
         assert not any(k.startswith("erpops.io/") for k in (hpa.metadata.annotations or {}))
+
+
+def test_a_role_that_may_not_and_a_rejected_token_are_one_line_exit_3(kube: Server, api: Any, tmp_path: Path) -> None:
+    _provision(api)
+    readonly = kube.kubeconfig(tmp_path / "readonly", token="read-only")
+    with open_runtime(_env(readonly)) as rt:
+        assert rt.service_state("web").desired == 0  # reading is allowed
+        with pytest.raises(Unreachable) as exc:
+            rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=30)
+    said = str(exc.value)
+    assert "403" in said and 'cannot patch resource "deployments" in API group "apps"' in said, said
+    assert exc.value.exit_code == ExitCode.UNREACHABLE and "\n" not in said
+    assert client.AppsV1Api(api).read_namespaced_deployment("erpops-k-web", "default").spec.replicas == 0  # unchanged
+    stranger = kube.kubeconfig(tmp_path / "stranger", token="who-is-this")
+    with open_runtime(_env(stranger)) as rt, pytest.raises(Unreachable) as exc:
+        rt.current()
+    assert "401" in str(exc.value) and "Unauthorized" in str(exc.value)

@@ -202,9 +202,7 @@ def _kubernetes_target(tmp: Path) -> Iterator[Target]:
                     "port": 8069,
                     "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2},
                 }
-            services["web"]["health_url"] = (
-                f"{server.url}/api/v1/namespaces/default/services/{project}-web:8069/proxy/web/health"
-            )
+            services["web"]["health_url"] = server.ingress_url(f"{project}-web")  # the users' way in
             raw = {"name": name, "runtime": {"kind": "kubernetes", "kubeconfig": str(kubeconfig),
                                              "namespace": "default", "services": services}}  # fmt: skip
             return Environment.model_validate(raw)
