@@ -1,0 +1,59 @@
+"""The playbooks through the command line on Kubernetes (the test API server): deploy with its
+migration Job, a failing migration (exit 6, nothing rolled), rollback to the last good release and
+to a named one (issue 11, items 2 and 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.integration.kube.test_kubernetes_runtime import _provision
+from tests.kube.server import Server
+
+
+def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api: Any, tmp_path: Path) -> None:
+    _provision(api)
+    web = {"replicas": 2, "port": 8069, "health_url": kube.ingress_url("erpops-k-web"),
+           "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
+    config = {"state": f"sqlite:///{tmp_path / 'state.db'}", "environments": {"k": {"runtime": {
+        "kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig"), "services": {"web": web}}}}}  # fmt: skip
+    (tmp_path / "erpops.yaml").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
+    env.update(ERPOPS_CONFIG=str(tmp_path / "erpops.yaml"), XDG_STATE_HOME=str(tmp_path / "xdg"))
+    apps: Any = client.AppsV1Api(api)
+
+    def erpops(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+        done = subprocess.run([sys.executable, "-m", "erpops", *args, "--yes", "--json"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        return done.returncode, events, done.stderr
+
+    def image() -> str:
+        return str(apps.read_namespaced_deployment("erpops-k-web", "default").spec.template.spec.containers[0].image)
+
+    code, events, err = erpops("deploy", "--env", "k", "--image", "erpops-test/odoo:v1", "--skip-backup")
+    assert code == 0, err + json.dumps(events[-3:])
+    code, events, err = erpops("deploy", "--env", "k", "--image", "erpops-test/odoo:v2", "--skip-backup")
+    assert code == 0 and image() == "erpops-test/odoo:v2", err
+    second = events[0]["run_id"]  # the release id is the deploying run's id
+
+    revision = apps.read_namespaced_deployment("erpops-k-web", "default").metadata.annotations
+    code, events, err = erpops("deploy", "--env", "k", "--image", "erpops-test/odoo:v3-exit-3", "--skip-backup")
+    assert code == 6, err + json.dumps(events[-3:])
+    migrate = next(e for e in events if e["event"] == "step.finished" and e["step"] == "migrate")
+    assert migrate["status"] == "failed" and "3" in (migrate["error"] or ""), migrate
+    assert not any(e["event"] == "step.started" and e["step"] == "roll" for e in events)  # nothing rolled
+    after = apps.read_namespaced_deployment("erpops-k-web", "default")
+    assert image() == "erpops-test/odoo:v2" and after.metadata.annotations == revision
+    assert client.BatchV1Api(api).list_namespaced_job("default").items == []  # the migration Job was deleted
+
+    code, events, err = erpops("rollback", "--env", "k")  # the last good release before the current one
+    assert code == 0 and image() == "erpops-test/odoo:v1", err + json.dumps(events[-3:])
+    code, events, err = erpops("rollback", "--env", "k", "--to", second)  # a named release
+    assert code == 0 and image() == "erpops-test/odoo:v2", err + json.dumps(events[-3:])
