@@ -17,12 +17,25 @@ from tests.integration.kube.test_kubernetes_runtime import _provision
 from tests.kube.server import Server
 
 
+def _provision_cron(api: Any) -> None:
+    labels = {"erpops.io/environment": "k", "erpops.io/service": "cron"}
+    apps: Any = client.AppsV1Api(api)
+    apps.create_namespaced_deployment("default", {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-k-cron", "labels": labels},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                     {"name": "odoo", "image": "erpops-test/odoo:v1", "args": ["--no-http"]}]}}}})  # fmt: skip
+
+
 def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api: Any, tmp_path: Path) -> None:
     _provision(api)
+    _provision_cron(api)
     web = {"replicas": 2, "port": 8069, "health_url": kube.ingress_url("erpops-k-web"),
            "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
+    cron = {"replicas": 1, "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}
     config = {"state": f"sqlite:///{tmp_path / 'state.db'}", "environments": {"k": {"runtime": {
-        "kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig"), "services": {"web": web}}}}}  # fmt: skip
+        "kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig"),
+        "services": {"web": web, "cron": cron}}}}}  # fmt: skip
     (tmp_path / "erpops.yaml").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
     env.update(ERPOPS_CONFIG=str(tmp_path / "erpops.yaml"), XDG_STATE_HOME=str(tmp_path / "xdg"))
@@ -39,8 +52,10 @@ def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api
 
     code, events, err = erpops("deploy", "--env", "k", "--image", "erpops-test/odoo:v1", "--skip-backup")
     assert code == 0, err + json.dumps(events[-3:])
+    said = [e["message"] for e in events if e["event"] == "step.log" and e.get("step") == "migrate"]
+    assert "pausing cron (1 -> 0) while the command runs" in said and "resuming cron (0 -> 1)" in said, said
     code, events, err = erpops("deploy", "--env", "k", "--image", "erpops-test/odoo:v2", "--skip-backup")
-    assert code == 0 and image() == "erpops-test/odoo:v2", err
+    assert code == 0 and image() == "erpops-test/odoo:v2", err + json.dumps(events[-4:])
     second = events[0]["run_id"]  # the release id is the deploying run's id
 
     revision = apps.read_namespaced_deployment("erpops-k-web", "default").metadata.annotations
@@ -52,6 +67,7 @@ def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api
     after = apps.read_namespaced_deployment("erpops-k-web", "default")
     assert image() == "erpops-test/odoo:v2" and after.metadata.annotations == revision
     assert client.BatchV1Api(api).list_namespaced_job("default").items == []  # the migration Job was deleted
+    assert apps.read_namespaced_deployment("erpops-k-cron", "default").spec.replicas == 1  # resumed after a failure
 
     code, events, err = erpops("rollback", "--env", "k")  # the last good release before the current one
     assert code == 0 and image() == "erpops-test/odoo:v1", err + json.dumps(events[-3:])

@@ -385,6 +385,13 @@ class RunOnce(Action):
         service: str | None = Field("web", description="take environment and network from this service")
         timeout: Duration = 3600.0
         check: bool = Field(True, description="fail the step on a non-zero exit code")
+        pause: list[str] = Field(
+            default_factory=list,
+            description=(
+                "services scaled to 0 while the command runs and back to their count after, whatever the "
+                "outcome (cron during a migration: no scheduled job on a half-migrated database)"
+            ),
+        )
 
         @field_validator("command", mode="before")
         @classmethod
@@ -403,7 +410,21 @@ class RunOnce(Action):
             if env[key] != value:
                 ctx.register_secret(env[key])
         with runtime_of(ctx) as rt:
-            result = rt.run_once(params.image, params.command, env=env, timeout=params.timeout, service=params.service)
+            paused: dict[str, int] = {}
+            try:
+                for service in params.pause:
+                    count = rt.service_state(service).desired
+                    if count:
+                        ctx.log(f"pausing {service} ({count} -> 0) while the command runs")
+                        rt.scale(service, 0, timeout=params.timeout)
+                        paused[service] = count
+                result = rt.run_once(
+                    params.image, params.command, env=env, timeout=params.timeout, service=params.service
+                )
+            finally:
+                for service, count in paused.items():
+                    ctx.log(f"resuming {service} (0 -> {count})")
+                    rt.scale(service, count, timeout=params.timeout)
         from erpops.secrets import redact
 
         tail = redact(result.log_tail)

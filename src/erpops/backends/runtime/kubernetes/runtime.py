@@ -395,6 +395,8 @@ class KubernetesRuntime(Runtime):
             if want and ready >= want:
                 if target:
                     code, detail = http_check(target, timeout=min(5.0, max(deadline - time.monotonic(), 0.5)))
+                elif spec.port is None:  # no HTTP (cron, workers): ready pods are its health
+                    code, detail = 200, f"{ready} of {want} pods ready (no port: no HTTP check)"
                 else:
                     code, detail = self._proxy_check(service, spec.health_path)
                 if code == 200:
@@ -404,8 +406,7 @@ class KubernetesRuntime(Runtime):
             time.sleep(min(1.0, max(deadline - time.monotonic(), 0.0)))  # never more than one check a second
 
     def _proxy_check(self, service: str, path: str) -> tuple[int | None, str]:
-        port = self.spec(service).port or 8069
-        name = f"{self.name_of(service)}:{port}"
+        name = f"{self.name_of(service)}:{self.spec(service).port}"
         self.requests += 1
         try:
             body = self.core.connect_get_namespaced_service_proxy_with_path(name, self.namespace, path.lstrip("/"))
