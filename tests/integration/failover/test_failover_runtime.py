@@ -70,3 +70,47 @@ def test_failover_repoints_the_application_services(
     finally:
         leftovers = cleanup(docker_client, name, repository="erpops-no-such-repository")
         assert not leftovers, leftovers
+
+
+def test_failover_repoints_kubernetes_deployments(healthy: tuple[Pair, Path, Path], tmp_path: Path) -> None:
+    """The same on Kubernetes (the test API server): the Deployment's pod template gets the new
+    primary's endpoint (a rolling update waited for), and the health gate checks it (issue 11)."""
+    from kubernetes import client, config
+
+    from tests.kube.server import serving
+
+    pair, primary, standby = healthy
+    with serving() as server:
+        kubeconfig = server.kubeconfig(tmp_path / "kubeconfig")
+        api = config.new_client_from_config(str(kubeconfig))
+        labels = {"erpops.io/environment": "app", "erpops.io/service": "web"}
+        apps: Any = client.AppsV1Api(api)
+        apps.create_namespaced_deployment("default", {
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-app-web", "labels": labels},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
+                     "spec": {"containers": [{"name": "odoo", "image": "erpops-test/odoo:v1"}]}}}})  # fmt: skip
+        core: Any = client.CoreV1Api(api)
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "erpops-app-web", "labels": labels},
+                   "spec": {"selector": labels, "ports": [{"port": 8069}]}}  # fmt: skip
+        core.create_namespaced_service("default", service)
+        web = {"replicas": 1, "port": 8069, "health_url": server.ingress_url("erpops-app-web"),
+               "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
+        runtime = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "services": {"web": web}}
+        cfg = pair.env_config(primary, standby, runtime=runtime)
+        with open_runtime(Environment(name="app", **cfg)) as rt:
+            rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=60)
+
+        pair.write_config({"app": cfg})
+        pair.reset_state()
+        res = pair.cli("failover", "--env", "app", "--yes", "--json")
+        assert res.code == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        assert res.step("repoint")["outputs"]["services"] == ["web"]
+        assert res.step("app-health")["status"] == "succeeded"
+        template = apps.read_namespaced_deployment("erpops-app-web", "default").spec.template.spec.containers[0]
+        env = {e.name: e.value for e in template.env or []}
+        assert env["PGHOST"] == str(standby) and env["PGPORT"] == str(pgserver.status(standby).port)
+        pods = core.list_namespaced_pod("default", label_selector="erpops.io/service=web").items
+        assert len(pods) == 1 and {e.name: e.value for e in pods[0].spec.containers[0].env}["PGHOST"] == str(standby)
+        assert writable_error(pair.dsn(standby, DB)) is None
+        api.close()
+        assert server.store.errors == [], server.store.errors
