@@ -199,3 +199,39 @@ def resolve_int_or_percent(value: Any, total: int, round_up: bool) -> int:
         scaled = int(value[:-1]) * total / 100
         return math.ceil(scaled) if round_up else math.floor(scaled)
     return int(value)
+
+
+# --- OpenAPI v3 (what kubectl reads to learn that the server validates fields itself) ----------------
+
+
+def openapi_root() -> dict[str, Any]:
+    paths = {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=erpops"}}
+    for name, versions in GROUPS.items():
+        for v in versions:
+            paths[f"apis/{name}/{v}"] = {"serverRelativeURL": f"/openapi/v3/apis/{name}/{v}?hash=erpops"}
+    return {"paths": paths}
+
+
+def openapi_group_version(group: str, version: str) -> dict[str, Any] | None:
+    """The operations of one group/version, with the ``fieldValidation`` query parameter a real
+    server declares (kubectl then leaves unknown-field checks to the server: ``fieldValidation=Strict``)."""
+    found = [r for r in RESOURCES if r.group == group and r.version == version]
+    if not found:
+        return None
+    param = {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True},
+             "description": "how the server treats unknown or duplicate fields"}  # fmt: skip
+    prefix = f"/apis/{group}/{version}" if group else "/api/v1"
+    paths: dict[str, Any] = {}
+    for r in found:
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        base = f"{prefix}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{prefix}/{r.plural}"
+
+        def op(verb: str, gvk: dict[str, str] = gvk, r: Resource = r) -> dict[str, Any]:
+            return {"operationId": f"{verb}{r.kind}", "parameters": [param],
+                    "responses": {"200": {"description": "OK"}},
+                    "x-kubernetes-action": verb, "x-kubernetes-group-version-kind": gvk}  # fmt: skip
+
+        paths[base] = {"post": op("post")}
+        paths[f"{base}/{{name}}"] = {"put": op("put"), "patch": op("patch")}
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": paths,
+            "components": {"schemas": {}}}  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -46,6 +47,8 @@ from tests.kube.resources import (
     api_group_list,
     api_versions,
     defaults,
+    openapi_group_version,
+    openapi_root,
     resource_list,
 )
 
@@ -78,9 +81,24 @@ class ApiError(Exception):
         return out
 
 
+def unknown_field(obj: dict[str, Any]) -> str | None:
+    """The first field of ``obj`` its schema does not declare (``spec.foo``), if any — what a server
+    asked for ``fieldValidation=Strict`` refuses. Missing required fields are not its concern here
+    (a server-side apply sends only the fields it manages)."""
+    import kubernetes_validate  # type: ignore[import-untyped]  # the package ships no type information
+
+    try:
+        kubernetes_validate.validate(obj, VALIDATE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        m = re.search(r"\('([^']+)' was unexpected\)", exc.message)
+        if m and exc.message.startswith("Additional properties"):
+            return ".".join([*(str(p) for p in exc.path), m.group(1)])
+    return None
+
+
 def validate(obj: dict[str, Any]) -> None:
     """Strict schema check of one object (a list: each item); raises AssertionError naming the problem."""
-    import kubernetes_validate  # type: ignore[import-untyped]  # the package ships no type information
+    import kubernetes_validate
 
     kind = str(obj.get("kind", ""))
     if kind == "Status" or kind.endswith("List"):
@@ -462,9 +480,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    _cached: bytes | None = None
+
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        if self._cached is not None:
+            raw = self._cached
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
         ctype = (self.headers.get("Content-Type") or "").split(";")[0]
         try:
             if ctype == "application/apply-patch+yaml":
@@ -494,6 +517,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self._cached = None  # one handler serves every request of a kept-alive connection
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
         parts = [urllib.parse.unquote(p) for p in url.path.split("/") if p]
@@ -507,6 +531,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._unknown()
             res, ns, name, sub, rest = target
             self._authorize(res, ns, name, sub, query)
+            if query.get("fieldValidation") == "Strict" and self.command in ("POST", "PUT", "PATCH"):
+                self._strict(res, query)
             self._serve(res, ns, name, sub, rest, query)
         except ApiError as exc:
             self._send(exc.code, exc.status())
@@ -545,6 +571,25 @@ class _Handler(BaseHTTPRequestHandler):
                            f"in API group {group}{where}",
                            {"name": name or "", "group": res.group, "kind": res.plural})  # fmt: skip
 
+    def _strict(self, res: Resource, query: dict[str, str]) -> None:
+        """``fieldValidation=Strict`` on a whole object (create, update, server-side apply): an
+        unknown field is refused as a cluster refuses it (400, strict decoding error)."""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0]
+        if self.command == "PATCH" and ctype != "application/apply-patch+yaml":
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        self._cached = raw  # read once: _body() takes it from here
+        try:
+            body = yaml.safe_load(raw) if ctype == "application/apply-patch+yaml" else json.loads(raw or b"{}")
+        except ValueError:
+            return
+        if isinstance(body, dict):
+            field = unknown_field({**body, "apiVersion": res.api_version, "kind": res.kind})
+            if field:
+                raise ApiError(400, "BadRequest", f'{res.kind} in version "{res.version}" cannot be handled as a '
+                               f'{res.kind}: strict decoding error: unknown field "{field}"')  # fmt: skip
+
     def _discovery(self, parts: list[str]) -> bool:
         doc: Any = None
         if parts == ["version"]:
@@ -561,8 +606,14 @@ class _Handler(BaseHTTPRequestHandler):
             doc = api_group(parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
             doc = resource_list(parts[1], parts[2])
+        elif parts == ["openapi", "v3"]:
+            doc = openapi_root()
+        elif parts[:2] == ["openapi", "v3"] and parts[2:3] == ["api"] and parts[3:] == ["v1"]:
+            doc = openapi_group_version("", "v1")
+        elif parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5:
+            doc = openapi_group_version(parts[3], parts[4])
         elif parts and parts[0] in ("openapi", "healthz", "livez", "readyz"):
-            if parts[0] == "openapi":  # discovery of the OpenAPI documents: none served (clients fall back)
+            if parts[0] == "openapi":  # OpenAPI v2: not served (clients use v3)
                 self._send(404, ApiError(404, "NotFound", "the server could not find the requested resource").status())
             else:
                 self._send(200, b"ok", "text/plain")

@@ -242,9 +242,11 @@ spec:
 
 
 def test_the_real_kubectl_applies_rolls_out_undoes_and_scales(kubectl: Any, api: Any) -> None:
-    """The server answers the real kubectl as a cluster does. (It serves no OpenAPI documents yet,
-    so kubectl's client-side schema check is off: --validate=false; the server checks strictly.)"""
-    applied = kubectl("apply", "--server-side", "--validate=false", "-f", "-", stdin=MANIFEST)
+    """The server answers the real kubectl as a cluster does — with kubectl's default validation:
+    the server's OpenAPI documents say it checks fields itself (fieldValidation=Strict)."""
+    typo = kubectl("apply", "--server-side", "-f", "-", stdin=MANIFEST.replace("replicas: 2", "replicaz: 2"))
+    assert typo.returncode != 0 and 'strict decoding error: unknown field "spec.replicaz"' in typo.stderr, typo.stderr
+    applied = kubectl("apply", "--server-side", "-f", "-", stdin=MANIFEST)
     assert applied.returncode == 0 and "serverside-applied" in applied.stdout, applied.stderr
     status = kubectl("rollout", "status", "deploy/web", "--timeout=30s")
     assert status.returncode == 0 and "successfully rolled out" in status.stdout, status.stderr
@@ -263,6 +265,6 @@ def test_the_real_kubectl_applies_rolls_out_undoes_and_scales(kubectl: Any, api:
     assert kubectl("scale", "deploy/web", "--replicas=3").returncode == 0
     wait(lambda: _rolled_out(_apps(api)) and _apps(api).read_namespaced_deployment(
         "web", NS).status.available_replicas == 3, "the scaled deployment")  # fmt: skip
-    conflict = kubectl("apply", "--server-side", "--validate=false", "--field-manager=other", "-f", "-",
+    conflict = kubectl("apply", "--server-side", "--field-manager=other", "-f", "-",
                        stdin=MANIFEST.replace('"odoo:18"', '"odoo:19"'))  # fmt: skip
     assert conflict.returncode != 0 and "conflict" in conflict.stderr.lower(), conflict.stderr
