@@ -454,6 +454,54 @@ def _fields_match(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
+def _age(created: str) -> str:
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * 2 or (unit == "m" and seconds >= 120):
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def _table(res: Resource, items: list[dict[str, Any]], rv: str) -> dict[str, Any]:
+    """The ``meta.k8s.io/v1`` Table kubectl asks ``get`` for (the columns a cluster prints)."""
+
+    def col(name: str, kind: str = "string", fmt: str = "") -> dict[str, Any]:
+        return {"name": name, "type": kind, "format": fmt, "description": name, "priority": 0}
+
+    def st(o: dict[str, Any], k: str) -> int:
+        return int((o.get("status") or {}).get(k, 0))
+
+    if res.kind == "Deployment":
+        columns = [col("Name", fmt="name"), col("Ready"), col("Up-to-date", "integer"), col("Available", "integer"),
+                   col("Age")]  # fmt: skip
+        cells = [[o["metadata"]["name"], f"{st(o, 'readyReplicas')}/{o['spec'].get('replicas', 1)}",
+                  st(o, "updatedReplicas"), st(o, "availableReplicas"), _age(o["metadata"]["creationTimestamp"])]
+                 for o in items]  # fmt: skip
+    elif res.kind == "ReplicaSet":
+        columns = [col("Name", fmt="name"), col("Desired", "integer"), col("Current", "integer"),
+                   col("Ready", "integer"), col("Age")]  # fmt: skip
+        cells = [[o["metadata"]["name"], o["spec"].get("replicas", 1), st(o, "replicas"), st(o, "readyReplicas"),
+                  _age(o["metadata"]["creationTimestamp"])] for o in items]  # fmt: skip
+    elif res.kind == "Pod":
+        columns = [col("Name", fmt="name"), col("Ready"), col("Status"), col("Restarts", "string"), col("Age")]
+        cells = []
+        for o in items:
+            statuses = (o.get("status") or {}).get("containerStatuses") or []
+            ready = sum(1 for c in statuses if c.get("ready"))
+            waiting = next((c["state"]["waiting"]["reason"] for c in statuses if "waiting" in (c.get("state") or {})),
+                           None)  # fmt: skip
+            phase = waiting or (o.get("status") or {}).get("phase", "Pending")
+            cells.append([o["metadata"]["name"], f"{ready}/{len(o['spec']['containers'])}", phase, "0",
+                          _age(o["metadata"]["creationTimestamp"])])  # fmt: skip
+    else:
+        columns = [col("Name", fmt="name"), col("Age")]
+        cells = [[o["metadata"]["name"], _age(o["metadata"]["creationTimestamp"])] for o in items]
+    rows = [{"cells": c, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                    "metadata": o["metadata"]}} for c, o in zip(cells, items, strict=True)]  # fmt: skip
+    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": rv},
+            "columnDefinitions": columns, "rows": rows}  # fmt: skip
+
+
 def selector_of(match: dict[str, Any]) -> str:
     """A LabelSelector as the string form."""
     parts = [f"{k}={v}" for k, v in sorted((match.get("matchLabels") or {}).items())]
@@ -679,7 +727,10 @@ class _Handler(BaseHTTPRequestHandler):
             code, body = self.server_ref.controllers.proxy(svc, "/" + "/".join(rest))
             return self._send(code, body.encode(), "application/json" if body.startswith("{") else "text/plain")
         if verb == "GET":
-            return self._send(200, store.get(res, ns, name))
+            obj = store.get(res, ns, name)
+            if "as=Table" in (self.headers.get("Accept") or ""):
+                return self._send(200, _table(res, [obj], obj["metadata"]["resourceVersion"]))
+            return self._send(200, obj)
         if verb == "PUT":
             out = store.replace(res, ns, name, self._body(), subresource=sub, manager=manager)
             return self._send(200, out)
@@ -697,6 +748,8 @@ class _Handler(BaseHTTPRequestHandler):
         with store.lock:
             items = self._matching(res, ns, query)
             rv = str(store.rv)
+        if "as=Table" in (self.headers.get("Accept") or ""):
+            return self._send(200, _table(res, items, rv))
         for item in items:
             item.pop("apiVersion", None)
             item.pop("kind", None)

@@ -250,6 +250,8 @@ def test_the_real_kubectl_applies_rolls_out_undoes_and_scales(kubectl: Any, api:
     assert applied.returncode == 0 and "serverside-applied" in applied.stdout, applied.stderr
     status = kubectl("rollout", "status", "deploy/web", "--timeout=30s")
     assert status.returncode == 0 and "successfully rolled out" in status.stdout, status.stderr
+    table = kubectl("get", "deploy", "web").stdout.split()  # the columns a cluster prints
+    assert table[:5] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] and table[5:9] == ["web", "2/2", "2", "2"]
     assert kubectl("set", "image", "deploy/web", "web=odoo:18.1").returncode == 0
     status = kubectl("rollout", "status", "deploy/web", "--timeout=30s")
     assert status.returncode == 0 and "successfully rolled out" in status.stdout, status.stderr
