@@ -134,3 +134,22 @@ def test_a_role_that_may_not_and_a_rejected_token_are_one_line_exit_3(kube: Serv
     with open_runtime(_env(stranger)) as rt, pytest.raises(Unreachable) as exc:
         rt.current()
     assert "401" in str(exc.value) and "Unauthorized" in str(exc.value)
+
+
+def test_a_rollout_past_its_progress_deadline_is_a_failed_deploy(api: Any, tmp_path: Path) -> None:
+    """The cluster's own verdict (Progressing=False, ProgressDeadlineExceeded) ends the deploy before
+    erpops's readiness budget would (here 40 s), and the previous revision comes back."""
+    _provision(api)
+    apps: Any = client.AppsV1Api(api)
+    apps.patch_namespaced_deployment("erpops-k-web", "default", {"spec": {"progressDeadlineSeconds": 1}})
+    slow = {"interval": 1, "timeout": 1, "retries": 3, "start_period": 36}
+    env = _env(tmp_path / "kubeconfig")
+    env.runtime.services["web"]["healthcheck"] = slow
+    with open_runtime(Environment.model_validate(env.model_dump())) as rt:
+        rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=60)
+        t0 = time.monotonic()
+        with pytest.raises(DeployFailed) as exc:
+            rt.deploy("web", "erpops-test/odoo:v2-never-ready", release="r2", timeout=60)
+        assert "exceeded its progress deadline" in str(exc.value) and time.monotonic() - t0 < 20
+        state = rt.service_state("web")
+        assert (state.revision, state.image, state.ready) == ("r1", "erpops-test/odoo:v1", 2)
