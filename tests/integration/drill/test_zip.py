@@ -12,6 +12,7 @@ import pytest
 from erpops.backends.odoo import db as odoo_db
 from erpops.backends.postgres import client as pg
 from erpops.errors import InvalidInput
+from tests.fixtures.postgres import SeededDb
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
 ROUND_TRIP = """
@@ -114,3 +115,40 @@ def test_not_an_odoo_zip(tmp_path: Path, seeded_db) -> None:
         zf.writestr("hello.txt", "hi")
     with pytest.raises(InvalidInput, match=r"no dump\.sql"):
         import_zip(bad, seeded_db.server_dsn, "odoo_drill_nozip", None, create=lambda name: None)
+
+
+IMPORT_ONLY = """
+apiVersion: erpops/v1
+kind: Runbook
+metadata: {name: zip-import, version: 1.0.0}
+params:
+  zip: {type: string, required: true}
+  target: {type: string, required: true}
+steps:
+  - id: import
+    action: odoo.import_zip
+    with: {path: "{{ params.zip }}", database: "{{ params.target }}"}
+"""
+
+
+@pytest.mark.parametrize("dump", ["", "-- pg_dump output that was cut off\nSET client_encoding = 'UTF8';\n"])
+def test_a_zip_without_a_database_in_its_dump_is_refused_leaving_nothing(
+    drill: Drill, seeded_db: SeededDb, dump: str
+) -> None:
+    """Regression (issue 17 item 3): a zip whose dump.sql is empty exited 0 ("imported") leaving a
+    database with 0 tables."""
+    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    bad = drill.root / "empty.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("dump.sql", dump)
+        zf.writestr("manifest.json", json.dumps({"odoo_dump": "1", "db_name": "x"}))
+        zf.writestr("filestore/ab/abcdef", "file")
+    book = drill.runbook("zip-import", IMPORT_ONLY)
+    target = "odoo_drill_emptyzip"
+    res = drill.run("run", str(book), "--env", "local", "--param", f"zip={bad}", "--param", f"target={target}")
+    assert res.code == 1, res.stdout[-2000:]
+    error = res.step("import")["error"] or ""
+    assert "dump.sql is empty" in error or "created no table" in error, error
+    with pg.connect(seeded_db.server_dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
+    assert not (drill.scratch / f"erpops-scratch-{target}").exists()  # nor its scratch directory

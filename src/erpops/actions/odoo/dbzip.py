@@ -126,10 +126,13 @@ class ImportZip(Action):
             raise InvalidInput(f"odoo.import_zip: {src} is not a file")
         dsn = dsn_of(ctx, params.dsn)
         R.check_new_database(dsn, params.database)
+        scratch = None
         if params.filestore:
             filestore = Path(params.filestore).expanduser()
         else:
-            scratch = R.make_scratch(R.scratch_dir(params.scratch_dir, params.database))
+            where = R.scratch_dir(params.scratch_dir, params.database)
+            fresh = not where.exists()
+            scratch = R.make_scratch(where, ctx.run.id)
             filestore = scratch / "filestore" / params.database
         created: list[str] = []
 
@@ -142,6 +145,8 @@ class ImportZip(Action):
         except BaseException:
             if created:
                 R.drop_database(dsn, params.database, run_id=ctx.run.id)
+            if scratch is not None and fresh:  # nothing left behind: the scratch made for this import
+                R.remove_scratch(scratch)
             raise
         ctx.log(f"imported {src} into {params.database} ({manifest.get('files', 0)} filestore files)")
         return {

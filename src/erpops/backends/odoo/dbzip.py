@@ -194,6 +194,8 @@ def import_zip(
             raise InvalidInput(f"filestore target {filestore} is not empty; import into a new directory")
         for info in zf.infolist():  # refuse a hostile archive before creating anything
             _filestore_target(Path("/filestore-root"), info.filename)
+        if zf.getinfo("dump.sql").file_size == 0:
+            raise PermanentError(f"{src}: dump.sql is empty: nothing to import (a truncated or failed export?)")
         with pg.connect(dsn) as conn:
             psql = pg.client_for(conn, "psql")
         create(database)
@@ -208,6 +210,13 @@ def import_zip(
             except BrokenPipeError:
                 pass  # psql stopped (ON_ERROR_STOP): its exit status and message say why
             child.finish(cancelled=cancelled, what=f"loading dump.sql into {database}")
+        with pg.connect(dsn, database) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchone()
+        if not tables or not tables[0]:
+            raise PermanentError(f"{src}: dump.sql created no table in {database}: it holds no database to import")
         files = _extract_filestore(zf, filestore) if filestore is not None else 0
     manifest.setdefault("db_name", None)
     manifest["files"] = files
