@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import os
 import signal
 import subprocess
@@ -61,29 +61,28 @@ def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return full
 
 
+@functools.cache
 def _libc_prctl() -> Any:
+    """libc's ``prctl`` (the symbols this process already has loaded: no library search), once;
+    None off Linux."""
     if not os.path.exists("/proc/self"):  # not Linux: no parent-death signal
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return None
-    prctl = libc.prctl
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     prctl.restype = ctypes.c_int
     return prctl
 
 
-_prctl = _libc_prctl()
-
-
 def die_with_parent() -> Any:
     """A ``preexec_fn`` making the child receive SIGKILL when erpops dies (None where the platform
     has no such thing). Resolved before the fork: the child only makes one system call."""
-    if _prctl is None:
+    prctl = _libc_prctl()
+    if prctl is None:
         return None
     parent = os.getpid()
-    prctl = _prctl
 
     def preexec() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
