@@ -47,19 +47,24 @@ class RunRecord:
     resumes: int = 0
 
 
-def run_alive(run: RunRecord) -> bool | None:
-    """Is the process that last ran ``run`` alive? None when it ran on another machine (unknown)."""
-    if run.host != socket.gethostname():
-        return None
-    if not run.pid:
+def pid_alive(pid: int | None) -> bool:
+    """Is process ``pid`` of this machine alive (one we may not signal counts as alive)?"""
+    if not pid:
         return False
     try:
-        os.kill(run.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
     return True
+
+
+def run_alive(run: RunRecord) -> bool | None:
+    """Is the process that last ran ``run`` alive? None when it ran on another machine (unknown)."""
+    if run.host != socket.gethostname():
+        return None
+    return pid_alive(run.pid)
 
 
 @dataclass

@@ -59,9 +59,9 @@ def _state_label(store: Any, run: Any) -> str:
     """The recorded state, and whether a 'running' run's process is in fact gone."""
     if run.state != "running":
         return str(run.state)
-    from erpops.engine.resume import process_alive
+    from erpops.state import run_alive
 
-    alive = process_alive(run, run.pid)
+    alive = run_alive(run)
     if alive is False:
         return "running (process gone: resume it)"
     return "running" if alive else "running (on another machine)"

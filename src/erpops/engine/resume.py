@@ -15,8 +15,6 @@ The run keeps its id; its journal shows every attempt, before and after the resu
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from erpops.actions.base import load_actions
 from erpops.environments import Config, Environment
 from erpops.errors import InvalidInput, Locked
 from erpops.runbook.loader import Runbook, load_runbook
-from erpops.state import RunRecord, StateStore
+from erpops.state import RunRecord, StateStore, run_alive
 
 RESUMABLE = ("failed", "interrupted", "rolled-back")
 
@@ -40,21 +38,6 @@ class ResumePlan:
     given: dict[str, Any]
     completed: dict[str, dict[str, Any]] = field(default_factory=dict)
     changed_runbook: bool = False
-
-
-def process_alive(run: RunRecord, pid: int | None) -> bool | None:
-    """Is the process that last ran ``run`` still alive? None when it ran on another machine."""
-    if run.host != socket.gethostname():
-        return None
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def completed_steps(state: StateStore, run: RunRecord, runbook: Runbook) -> dict[str, dict[str, Any]]:
@@ -131,7 +114,7 @@ def prepare_resume(
         raise InvalidInput(f"run {run_id} succeeded; there is nothing to resume")
     if run.state == "running":
         pid = run.pid
-        alive = process_alive(run, pid)
+        alive = run_alive(run)
         if alive or (alive is None and not force):
             where = f"process {pid} on {run.host}"
             raise Locked(

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from erpops.audit import AuditLog
-from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder, pid_alive
+from erpops.backends.state.sql import SCHEMA_VERSION, SqlStateStore, current_user, describe_holder
 from erpops.errors import Interrupted, Locked, Unreachable
 from erpops.files import state_dir
-from erpops.state import RunRecord
+from erpops.state import RunRecord, pid_alive
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
