@@ -32,7 +32,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,34 @@ class KubernetesRuntime(Runtime):
                 ) from None
             raise _api_error(exc, f"read deployment {name}") from None
 
+    @staticmethod
+    def _selector(deployment: Any) -> str:
+        """The Deployment's label selector as a query string (its pods, its ReplicaSets)."""
+        return ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+
+    def _watch(
+        self, what: str, list_fn: Any, resource_version: str, seconds: float, **selector: str
+    ) -> Generator[Any, None, None]:
+        """One watch request (at most ``seconds``, at most WATCH_SLICE) from ``resource_version``:
+        its (type, object) events until the caller stops or the server ends it. :class:`_Expired`
+        when that resourceVersion is too old (410): the caller reads the current state again."""
+        w = watch.Watch()
+        self.requests += 1
+        try:
+            for event in w.stream(list_fn, self.namespace, resource_version=resource_version,
+                                  timeout_seconds=max(1, min(int(seconds) + 1, WATCH_SLICE)), **selector):  # fmt: skip
+                if event["type"] == "ERROR":
+                    return
+                yield event["type"], event["object"]
+        except ApiException as exc:
+            if exc.status == 410:
+                raise _Expired from None
+            raise _api_error(exc, f"watch {what}") from None
+        finally:
+            w.stop()
+
     def _pods(self, deployment: Any) -> list[Any]:
-        selector = ",".join(f"{k}={v}" for k, v in (deployment.spec.selector.match_labels or {}).items())
+        selector = self._selector(deployment)
         pods = self._call("list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
         return sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
 
@@ -239,31 +265,19 @@ class KubernetesRuntime(Runtime):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StepTimeout(f"deployment {name}: rollout not done after {timeout:g}s")
-            w = watch.Watch()
-            self.requests += 1
+            seconds = left if ready_budget is None else min(left, ready_budget)  # the budget is checked above
+            watching = self._watch(f"deployment {name}", self.apps.list_namespaced_deployment, resource_version,
+                                   seconds, field_selector=f"metadata.name={name}")  # fmt: skip
             try:
-                for event in w.stream(
-                    self.apps.list_namespaced_deployment,
-                    self.namespace,
-                    field_selector=f"metadata.name={name}",
-                    resource_version=resource_version,
-                    timeout_seconds=max(1, min(int(left) + 1, WATCH_SLICE, int(ready_budget or WATCH_SLICE) + 1)),
-                ):
-                    if event["type"] == "ERROR":
-                        break
-                    d = event["object"]
-                    resource_version = d.metadata.resource_version
-                    if self._judge(d, generation)[0] or self._judge(d, generation)[1]:
-                        break
-                    if ready_budget is not None and time.monotonic() - started > ready_budget:
-                        break
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise _api_error(exc, f"watch deployment {name}") from None
-                d = self._deployment(service)  # the watch expired: start again from now
+                with contextlib.closing(watching) as events:  # the watch request ends with the loop
+                    for _, d in events:
+                        resource_version = d.metadata.resource_version
+                        done, failure, _ = self._judge(d, generation)
+                        if done or failure or (ready_budget is not None and time.monotonic() - started > ready_budget):
+                            break
+            except _Expired:
+                d = self._deployment(service)  # start again from now
                 resource_version = d.metadata.resource_version
-            finally:
-                w.stop()
 
     def _pod_failure(self, d: Any, started: float, budget: float) -> str | None:
         """Pods of the new revision that cannot pull their image, or none ready within ``budget``."""
@@ -365,7 +379,7 @@ class KubernetesRuntime(Runtime):
         """What ``kubectl rollout undo --to-revision`` does: the ReplicaSet of that revision gives its
         pod template back (without its pod-template-hash label), then that rollout is waited for."""
         d = self._deployment(service)
-        selector = ",".join(f"{k}={v}" for k, v in (d.spec.selector.match_labels or {}).items())
+        selector = self._selector(d)
         sets = self._call("list replicasets", self.apps.list_namespaced_replica_set, self.namespace,
                           label_selector=selector).items  # fmt: skip
         owned = [rs for rs in sets if any(o.uid == d.metadata.uid for o in (rs.metadata.owner_references or []))]
@@ -424,7 +438,7 @@ class KubernetesRuntime(Runtime):
         return next((h for h in found if h.spec.scale_target_ref.kind == "Deployment"
                      and h.spec.scale_target_ref.name == name), None)  # fmt: skip
 
-    def _peak_hpa(self, service: str, hpa: Any, replicas: int, before: int) -> None:
+    def _peak_hpa(self, hpa: Any, replicas: int, before: int) -> None:
         """With an autoscaler, a peak is its floor: ``minReplicas`` (and ``maxReplicas`` when lower)
         raised to ``replicas``, the values it had kept in annotations; scaling back to the replicas
         before the peak restores exactly those values."""
@@ -454,7 +468,7 @@ class KubernetesRuntime(Runtime):
         hpa = self._hpa(service)
         if hpa is not None:
             before = self._deployment(service).spec.replicas or 0
-            self._peak_hpa(service, hpa, replicas, before)
+            self._peak_hpa(hpa, replicas, before)
         self._call(f"scale {name}", self.apps.patch_namespaced_deployment_scale, name, self.namespace,
                    {"spec": {"replicas": replicas}})  # fmt: skip
         d = self._deployment(service)
@@ -465,7 +479,7 @@ class KubernetesRuntime(Runtime):
     def _wait_pods(self, service: str, count: int, timeout: float) -> None:
         """Until exactly ``count`` pods exist (scaling down: the old ones are gone), by a watch."""
         d = self._deployment(service)
-        selector = ",".join(f"{k}={v}" for k, v in (d.spec.selector.match_labels or {}).items())
+        selector = self._selector(d)
         listed = self._call("list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
         pods = {p.metadata.name for p in listed.items}
         resource_version = listed.metadata.resource_version
@@ -474,26 +488,18 @@ class KubernetesRuntime(Runtime):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StepTimeout(f"service {service}: {len(pods)} pods, not {count}, after {timeout:g}s")
-            w = watch.Watch()
-            self.requests += 1
             try:
-                for event in w.stream(self.core.list_namespaced_pod, self.namespace, label_selector=selector,
-                                      resource_version=resource_version,
-                                      timeout_seconds=max(1, min(int(left) + 1, WATCH_SLICE))):  # fmt: skip
-                    pod = event["object"]
+                for kind, pod in self._watch("pods", self.core.list_namespaced_pod, resource_version, left,
+                                             label_selector=selector):  # fmt: skip
                     resource_version = pod.metadata.resource_version
-                    if event["type"] == "DELETED":
+                    if kind == "DELETED":
                         pods.discard(pod.metadata.name)
-                    elif event["type"] in ("ADDED", "MODIFIED"):
+                    elif kind in ("ADDED", "MODIFIED"):
                         pods.add(pod.metadata.name)
                     if len(pods) == count:
                         break
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise _api_error(exc, "watch pods") from None
+            except _Expired:
                 return self._wait_pods(service, count, max(deadline - time.monotonic(), 0.0))
-            finally:
-                w.stop()
 
     def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
         d = self._deployment(service)
@@ -593,27 +599,23 @@ class KubernetesRuntime(Runtime):
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StepTimeout(f"job {name} did not finish within {timeout:g}s")
-            w = watch.Watch()
-            self.requests += 1
             try:
-                for event in w.stream(self.batch.list_namespaced_job, self.namespace,
-                                      field_selector=f"metadata.name={name}", resource_version=resource_version,
-                                      timeout_seconds=max(1, min(int(left) + 1, WATCH_SLICE))):  # fmt: skip
-                    job = event["object"]
+                for _, job in self._watch(f"job {name}", self.batch.list_namespaced_job, resource_version, left,
+                                          field_selector=f"metadata.name={name}"):  # fmt: skip
                     resource_version = job.metadata.resource_version
                     conditions = {c.type: c for c in (job.status.conditions or [])} if job.status else {}
                     if "Complete" in conditions or "Failed" in conditions:
                         return conditions
-            except ApiException as exc:
-                if exc.status != 410:
-                    raise _api_error(exc, f"watch job {name}") from None
+            except _Expired:
                 job = self._call(f"read job {name}", self.batch.read_namespaced_job, name, self.namespace)
                 resource_version = job.metadata.resource_version
-            finally:
-                w.stop()
 
     def close(self) -> None:
         self.api.close()
+
+
+class _Expired(Exception):
+    """A watch's resourceVersion is too old (410 Gone): read the current state, watch from there."""
 
 
 class _RolloutFailed(Exception):
