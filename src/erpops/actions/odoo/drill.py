@@ -249,12 +249,7 @@ def _record_corrupt(ctx: ActionContext, catalog: Any, manifest: Any, manifest_sh
         erpops_version=__version__,
         run_id=ctx.run.id,
     )
-    try:
-        catalog.write_verify_marker(marker)
-    except ErpopsError as err:  # the drill fails for the corruption either way
-        ctx.log(f"could not record backup {manifest.backup_id} as corrupt: {err}", level="warning")
-        return
-    ctx.log(f"backup {manifest.backup_id} recorded as corrupt (verify.json): later drills will not pick it")
+    _record_finding(ctx, catalog.write_verify_marker, marker, "corrupt", "verify.json")
 
 
 def _record_unrestorable(ctx: ActionContext, catalog: Any, backup_id: str, exc: Exception) -> None:
@@ -277,12 +272,18 @@ def _record_unrestorable(ctx: ActionContext, catalog: Any, backup_id: str, exc: 
         failed="restore",
         error=redact(str(exc))[:2000],
     )
+    _record_finding(ctx, catalog.write_restore_test_marker, marker, "unrestorable", "restore-test.json")
+
+
+def _record_finding(ctx: ActionContext, write: Any, marker: Any, state: str, name: str) -> None:
+    """Write what a drill found about a backup (``marker`` with ``write``); a store that refuses it is
+    a warning (the drill fails for the finding either way)."""
     try:
-        catalog.write_restore_test_marker(marker)
-    except ErpopsError as err:  # the drill fails for the restore either way
-        ctx.log(f"could not record backup {backup_id} as unrestorable: {err}", level="warning")
+        write(marker)
+    except ErpopsError as err:
+        ctx.log(f"could not record backup {marker.backup_id} as {state}: {err}", level="warning")
         return
-    ctx.log(f"backup {backup_id} recorded as unrestorable (restore-test.json): later drills will not pick it")
+    ctx.log(f"backup {marker.backup_id} recorded as {state} ({name}): later drills will not pick it")
 
 
 class Neutralize(Action):
