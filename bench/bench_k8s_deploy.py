@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config, watch  # noqa: E402
+from tests.kube.objects import provision  # noqa: E402
 from tests.kube.server import Server, serving  # noqa: E402
 
 from erpops.backends.runtime import open_runtime  # noqa: E402
@@ -39,18 +40,9 @@ LABELS = {"erpops.io/environment": "bench", "erpops.io/service": "web"}
 NAME = "erpops-bench-web"
 
 
-def provision(api: Any) -> None:
-    apps: Any = client.AppsV1Api(api)
-    apps.create_namespaced_deployment("default", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": NAME, "labels": LABELS},
-        "spec": {"replicas": 2, "selector": {"matchLabels": LABELS},
-                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}},
-                 "template": {"metadata": {"labels": LABELS},
-                              "spec": {"containers": [{"name": "odoo", "image": "bench/odoo:v0"}]}}}})  # fmt: skip
-    core: Any = client.CoreV1Api(api)
-    core.create_namespaced_service("default", {"apiVersion": "v1", "kind": "Service",
-                                               "metadata": {"name": NAME, "labels": LABELS},
-                                               "spec": {"selector": LABELS, "ports": [{"port": 8069}]}})  # fmt: skip
+def make_deployment(api: Any) -> None:
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}}
+    provision(api, NAME, LABELS, image="bench/odoo:v0", replicas=2, strategy=rolling)
 
 
 def direct(api: Any, image: str) -> float:
@@ -85,7 +77,7 @@ def main() -> None:
     with serving() as server:
         kubeconfig = server.kubeconfig(tmp / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))
-        provision(api)
+        make_deployment(api)
         check = {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 5}
         runtime = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "namespace": "default",
                    "services": {"web": {"replicas": 2, "port": 8069, "healthcheck": check}}}  # fmt: skip

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from erpops.backends.odoo import restore as R
 from erpops.backends.postgres import client as pg
 from tests.fixtures.postgres import SeededDb
+from tests.fixtures.processes import alive, wait_for
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
 # pg_restore, held: it restores the schema only (the database is then half restored), says so and
@@ -46,33 +45,18 @@ def _held_bindir(root: Path) -> Path:
     return bindir
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (ProcessLookupError, FileNotFoundError, IndexError):
-        return False
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _kill_mid_restore(drill: Drill, bindir: Path, seeded: SeededDb, env: str = "local") -> tuple[str, list[str]]:
     """Start a drill, kill -9 it while its database is half restored; (run id, its databases)."""
     (drill.root / "go").unlink(missing_ok=True)
     (drill.root / "restoring").unlink(missing_ok=True)
     proc = drill.spawn("restore-test", "--env", env, ERPOPS_PG_BINDIR=str(bindir))
-    _wait(lambda: (drill.root / "restoring").exists() or proc.poll() is not None, "the drill's restore to start")
+    wait_for(lambda: (drill.root / "restoring").exists() or proc.poll() is not None, 60, "the drill's restore to start")
     assert proc.poll() is None, (drill.root / "spawned.out").read_text()[-3000:]
     held = int((drill.root / "restoring").read_text())
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     # the restore dies with erpops (regression: it went on restoring)
-    _wait(lambda: not _alive(held), f"the killed drill's pg_restore ({held}) to die with it", timeout=2)
+    wait_for(lambda: not alive(held), 2, f"the killed drill's pg_restore ({held}) to die with it")
     events = [json.loads(line) for line in (drill.root / "spawned.out").read_text().splitlines() if line[:1] == "{"]
     run_id = str(events[0]["run_id"])
     suffix = run_id.lower().replace("-", "_")

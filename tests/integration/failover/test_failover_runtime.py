@@ -77,6 +77,7 @@ def test_failover_repoints_kubernetes_deployments(healthy: tuple[Pair, Path, Pat
     primary's endpoint (a rolling update waited for), and the health gate checks it (issue 11)."""
     from kubernetes import client, config
 
+    from tests.kube.objects import provision
     from tests.kube.server import serving
 
     pair, primary, standby = healthy
@@ -84,15 +85,9 @@ def test_failover_repoints_kubernetes_deployments(healthy: tuple[Pair, Path, Pat
         kubeconfig = server.kubeconfig(tmp_path / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))
         labels = {"erpops.io/environment": "app", "erpops.io/service": "web"}
+        provision(api, "erpops-app-web", labels, image="erpops-test/odoo:v1")
         apps: Any = client.AppsV1Api(api)
-        apps.create_namespaced_deployment("default", {
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-app-web", "labels": labels},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
-                     "spec": {"containers": [{"name": "odoo", "image": "erpops-test/odoo:v1"}]}}}})  # fmt: skip
         core: Any = client.CoreV1Api(api)
-        service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "erpops-app-web", "labels": labels},
-                   "spec": {"selector": labels, "ports": [{"port": 8069}]}}  # fmt: skip
-        core.create_namespaced_service("default", service)
         web = {"replicas": 1, "port": 8069, "health_url": server.ingress_url("erpops-app-web"),
                "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
         runtime = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "services": {"web": web}}

@@ -14,17 +14,14 @@ from typing import Any
 from kubernetes import client
 
 from tests.integration.kube.test_kubernetes_runtime import _provision
+from tests.kube.objects import provision
 from tests.kube.server import Server
 
 
 def _provision_cron(api: Any) -> None:
     labels = {"erpops.io/environment": "k", "erpops.io/service": "cron"}
-    apps: Any = client.AppsV1Api(api)
-    apps.create_namespaced_deployment("default", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-k-cron", "labels": labels},
-        "spec": {"replicas": 1, "strategy": {"type": "Recreate"}, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                     {"name": "odoo", "image": "erpops-test/odoo:v1", "args": ["--no-http"]}]}}}})  # fmt: skip
+    provision(api, "erpops-k-cron", labels, image="erpops-test/odoo:v1", replicas=1, port=None, args=["--no-http"],
+              strategy={"type": "Recreate"})  # fmt: skip
 
 
 def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api: Any, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from kubernetes import client
 from erpops.backends.runtime import DeployFailed, open_runtime
 from erpops.environments import Environment
 from erpops.errors import ExitCode, Unreachable
+from tests.kube.objects import provision
 from tests.kube.server import Server
 
 LABELS = {"erpops.io/environment": "k", "erpops.io/service": "web"}
@@ -28,15 +29,7 @@ def _env(kubeconfig: Path | str, **runtime: Any) -> Environment:
 
 
 def _provision(api: Any, image: str = "erpops-test/odoo:v1") -> None:
-    apps: Any = client.AppsV1Api(api)
-    apps.create_namespaced_deployment("default", {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "erpops-k-web", "labels": LABELS},
-        "spec": {"replicas": 0, "selector": {"matchLabels": LABELS}, "template": {"metadata": {"labels": LABELS},
-                 "spec": {"containers": [{"name": "odoo", "image": image}]}}}})  # fmt: skip
-    core: Any = client.CoreV1Api(api)
-    core.create_namespaced_service("default", {"apiVersion": "v1", "kind": "Service",
-                                               "metadata": {"name": "erpops-k-web", "labels": LABELS},
-                                               "spec": {"selector": LABELS, "ports": [{"port": 8069}]}})  # fmt: skip
+    provision(api, "erpops-k-web", LABELS, image=image)
 
 
 def test_bad_configuration_is_one_clear_line_exit_3(kube: Server, tmp_path: Path) -> None:

@@ -169,15 +169,14 @@ K8S_RULES = {
 
 
 def _kubernetes_target(tmp: Path) -> Iterator[Target]:
-    from kubernetes import client, config
+    from kubernetes import config
 
+    from tests.kube.objects import provision
     from tests.kube.server import serving
 
     with serving(image_rules=K8S_RULES) as server:
         kubeconfig = server.kubeconfig(tmp / "kubeconfig")
         api = config.new_client_from_config(str(kubeconfig))
-        apps: Any = client.AppsV1Api(api)
-        core: Any = client.CoreV1Api(api)
         made: list[int] = []
 
         def new_env() -> Environment:
@@ -188,15 +187,7 @@ def _kubernetes_target(tmp: Path) -> Iterator[Target]:
             for service, replicas in (("web", 2), ("worker", 1)):
                 labels = {"erpops.io/environment": name, "erpops.io/service": service}
                 full = f"{project}-{service}"
-                apps.create_namespaced_deployment("default", {  # what `erpops provision` makes
-                    "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": full, "labels": labels},
-                    "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": "odoo", "image": K8S_V1,
-                                                 "ports": [{"containerPort": 8069}]}]}}}})  # fmt: skip
-                core.create_namespaced_service("default", {
-                    "apiVersion": "v1", "kind": "Service", "metadata": {"name": full, "labels": labels},
-                    "spec": {"selector": labels, "ports": [{"port": 8069}]}})  # fmt: skip
+                provision(api, full, labels, image=K8S_V1)  # what `erpops provision` makes
                 services[service] = {
                     "replicas": replicas,
                     "port": 8069,

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.postgres import PgServer, pg_primary  # noqa: F401 - the session server
+from tests.fixtures.processes import wait_for  # noqa: F401 - the tests import it from here
 
 _db_counter = itertools.count()
 
@@ -170,15 +170,6 @@ def ws(tmp_path: Path, store_url: str) -> Workspace:
         """,
     )
     return w
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def lines(path: Path) -> list[str]:

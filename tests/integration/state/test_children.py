@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.processes import alive
 from tests.integration.state.conftest import Workspace, lines, wait_for
 
 # step b: writes "b", its shell's pid, then waits for a subshell that finishes b's work 3 s later
@@ -39,17 +40,6 @@ steps:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead too (its parent, the killed erpops, is gone: init reaps it soon)
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_a_killed_runs_children_die_and_resume_ends_what_they_left(ws: Workspace) -> None:
     ws.write("abc.yaml", RUNBOOK)
@@ -59,7 +49,7 @@ def test_a_killed_runs_children_die_and_resume_ends_what_they_left(ws: Workspace
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     # the step's own process dies with erpops (it would wait 3 s for its subshell otherwise)
-    wait_for(lambda: not _alive(shell), timeout=1.5, what=f"step b's shell {shell} to die with erpops")
+    wait_for(lambda: not alive(shell), timeout=1.5, what=f"step b's shell {shell} to die with erpops")
 
     store = ws.store()
     (run,) = store.list_runs()
@@ -100,7 +90,7 @@ def test_a_tool_erpops_runs_dies_with_it(how: str, tmp_path: Path) -> None:
     assert done.returncode == -signal.SIGKILL, out.read_text()
     pid = int(out.read_text().split()[0])
     try:
-        wait_for(lambda: not _alive(pid), timeout=2, what=f"the tool (pid {pid}) to die with the process that ran it")
+        wait_for(lambda: not alive(pid), timeout=2, what=f"the tool (pid {pid}) to die with the process that ran it")
     finally:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
