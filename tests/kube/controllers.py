@@ -511,7 +511,9 @@ class Controllers:
         image = container.get("image", "")
         b = behaviour(image, self.rules)
         env = {e["name"]: e.get("value") for e in container.get("env") or []}
-        version = image.rsplit(":", 1)[-1].split("-")[0] if ":" in image else "latest"
+        tag = image.rsplit(":", 1)[-1] if ":" in image else "latest"
+        numbered = re.search(r"\bv\d+\b", tag)  # odoo:v2, odoo:healthy-v2, odoo:v2-slow
+        version = numbered.group(0) if numbered else tag.split("-")[0]
         body = {"status": "fail" if b["sick"] else "pass", "version": version, "marker": env.get("MARKER"),
                 "path": path}  # fmt: skip
         return (500 if b["sick"] else 200), json.dumps(body)

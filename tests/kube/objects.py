@@ -18,15 +18,19 @@ def provision(
     port: int | None = 8069,
     args: list[str] | None = None,
     namespace: str = "default",
+    readiness: dict[str, Any] | None = None,
     **spec: Any,
 ) -> None:
     """Deployment ``name`` (selector and pod labels ``labels``, one container ``odoo`` of ``image``,
-    extra ``spec`` fields such as ``strategy``) and, when ``port`` is given, Service ``name``."""
+    extra ``spec`` fields such as ``strategy``, the container's ``readiness`` probe) and, when
+    ``port`` is given, Service ``name``."""
     container: dict[str, Any] = {"name": "odoo", "image": image}
     if port is not None:
         container["ports"] = [{"containerPort": port}]
     if args:
         container["args"] = args
+    if readiness:
+        container["readinessProbe"] = readiness
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

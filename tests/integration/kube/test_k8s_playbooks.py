@@ -1,6 +1,6 @@
 """The playbooks through the command line on Kubernetes (the test API server): deploy with its
 migration Job, a failing migration (exit 6, nothing rolled), rollback to the last good release and
-to a named one (issue 11, items 2 and 6)."""
+to a named one, scale-for-peak with an autoscaler on a real database (issue 11, items 2 and 6)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
+from tests.fixtures.odoo_crons import Database
 from tests.integration.kube.test_kubernetes_runtime import _provision
 from tests.kube.objects import provision
 from tests.kube.server import Server
@@ -70,3 +71,56 @@ def test_deploy_a_failing_migration_and_rollbacks_on_a_cluster(kube: Server, api
     assert code == 0 and image() == "erpops-test/odoo:v1", err + json.dumps(events[-3:])
     code, events, err = erpops("rollback", "--env", "k", "--to", second)  # a named release
     assert code == 0 and image() == "erpops-test/odoo:v2", err + json.dumps(events[-3:])
+
+
+def test_scale_for_peak_on_a_cluster_with_an_autoscaler_defers_crons_and_reverts_exactly(
+    kube: Server, api: Any, odoo_db: Database, tmp_path: Path
+) -> None:
+    """``erpops scale-for-peak`` through the command line: the headroom is checked on the real
+    database, web is scaled through the autoscaler's floor, the named crons are deferred; the
+    revert puts the autoscaler's bounds, the replicas and exactly the deferred crons back."""
+    _provision(api)
+    odoo_db.reset_crons()
+    autoscaling: Any = client.AutoscalingV2Api(api)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler("default", {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "erpops-k-web"},
+                 "minReplicas": 2, "maxReplicas": 4,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                              "target": {"type": "Utilization", "averageUtilization": 70}}}]}})  # fmt: skip
+    web = {"replicas": 2, "port": 8069, "health_url": kube.ingress_url("erpops-k-web"),
+           "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
+    config = {"state": f"sqlite:///{tmp_path / 'state.db'}", "environments": {"k": {
+        "runtime": {"kind": "kubernetes", "kubeconfig": str(tmp_path / "kubeconfig"), "services": {"web": web}},
+        "odoo": {"image": "erpops-test/odoo:v1", "workers": 2, "db_maxconn": 4},
+        "database": {"dsn": odoo_db.dsn, "name": odoo_db.name}}}}  # fmt: skip
+    (tmp_path / "erpops.yaml").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
+    env.update(ERPOPS_CONFIG=str(tmp_path / "erpops.yaml"), XDG_STATE_HOME=str(tmp_path / "xdg"))
+    apps: Any = client.AppsV1Api(api)
+
+    def erpops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "erpops", *args, "--env", "k", "--yes"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    def bounds() -> tuple[int, int, int]:
+        hpa = autoscaling.read_namespaced_horizontal_pod_autoscaler("web", "default")
+        replicas = apps.read_namespaced_deployment("erpops-k-web", "default").spec.replicas
+        return hpa.spec.min_replicas, hpa.spec.max_replicas, replicas
+
+    deployed = erpops("deploy", "--image", "erpops-test/odoo:v1", "--skip-backup")
+    assert deployed.returncode == 0, deployed.stderr
+    crons = odoo_db.crons()
+    too_many = erpops("scale-for-peak", "--replicas", "200")  # 200 x 2 workers x 4 connections
+    assert too_many.returncode != 0 and "max_connections" in too_many.stderr + too_many.stdout, too_many.stderr
+    assert bounds() == (2, 4, 2) and odoo_db.crons() == crons  # refused before anything changed
+
+    peak = erpops("scale-for-peak", "--replicas", "6", "--until", "2h", "--param", "crons=Digest Emails")
+    assert peak.returncode == 0, peak.stderr + peak.stdout
+    assert bounds() == (6, 6, 6)  # the autoscaler will not scale the peak back down
+    assert "minReplicas 6" in peak.stdout, peak.stdout
+    assert not odoo_db.crons()["Digest Emails"] and odoo_db.crons()["Procurement: run scheduler"]
+
+    revert = erpops("scale-for-peak", "--revert")
+    assert revert.returncode == 0, revert.stderr + revert.stdout
+    assert bounds() == (2, 4, 2) and odoo_db.crons() == crons

@@ -4,6 +4,11 @@ Every test takes a ``target`` (one runtime kind with its test images and a fresh
 talks to it through :func:`open_runtime` alone: no SDK, no container or pod. The module is
 parametrized by runtime kind: Docker (the real engine) and Kubernetes (the test API server of
 ``tests/kube``, with the Deployments and Services ``erpops provision`` would make).
+
+The same tests run against a real cluster when asked (``make test-cluster``, not part of ``make
+test``): ``ERPOPS_TEST_CLUSTER`` names its kubeconfig (``ERPOPS_TEST_CONTEXT`` a context) and
+``ERPOPS_TEST_IMAGES`` the repository ``scripts/test_images.py`` pushed the test images to. Each
+session works in a namespace of its own, deleted at the end.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
 from tests.fixtures.docker import cleanup, docker_environment, free_port
 
-KINDS = ["docker", "kubernetes"]
+CLUSTER = os.environ.get("ERPOPS_TEST_CLUSTER", "")
+KINDS = ["docker", "kubernetes", *(["cluster"] if CLUSTER else [])]
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Target:
     migration_fails: str
     missing: str
     new_env: Callable[[], Environment]
+    health_body: Callable[[Runtime, str], dict[str, Any]] | None = None  # when not through health_url
 
 
 @pytest.fixture(params=KINDS)
@@ -73,11 +80,15 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             cleanup(client, name, repository="erpops-no-such-repository")
     elif request.param == "kubernetes":
         yield from _kubernetes_target(request.getfixturevalue("tmp_path"))
+    elif request.param == "cluster":
+        yield from _cluster_target()
     else:  # pragma: no cover - a kind in KINDS without a target is a mistake in this file
         pytest.fail(f"no contract target for runtime kind {request.param!r}")
 
 
-def _health_body(rt: Runtime, service: str) -> dict[str, Any]:
+def _health_body(target: Target, rt: Runtime, service: str) -> dict[str, Any]:
+    if target.health_body is not None:
+        return target.health_body(rt, service)
     url = rt.health_url(service)
     assert url, "the contract's services are reachable through a health_url"
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=5) as resp:
@@ -130,7 +141,7 @@ def test_deploy_reports_a_rollout_and_a_failed_one_changes_nothing(target: Targe
         rt.deploy("web", target.v2, release="r3", timeout=120)
         state = rt.service_state("web")
         _rolled_out(state, 2, "r3")
-        assert state.image == target.v2 and _health_body(rt, "web")["version"] == "v2"
+        assert state.image == target.v2 and _health_body(target, rt, "web")["version"] == "v2"
         now = rt.current()
         assert now.images["web"] == target.v2 and now.services["web"].as_dict()["revision"] == "r3"
 
@@ -157,7 +168,7 @@ def test_scale_stop_start_restart_and_set_env_wait_until_done(target: Target) ->
 
         changed = rt.set_env("web", {"MARKER": "contract"}, timeout=120)
         _rolled_out(changed, 1, "r1")
-        assert _health_body(rt, "web")["marker"] == "contract"
+        assert _health_body(target, rt, "web")["marker"] == "contract"
 
 
 K8S_V1, K8S_V2 = "erpops-test/odoo:v1", "erpops-test/odoo:v2"
@@ -209,3 +220,58 @@ def _kubernetes_target(tmp: Path) -> Iterator[Target]:
         )
         api.close()
         assert server.store.errors == [], server.store.errors
+
+
+def _cluster_target() -> Iterator[Target]:
+    """A real cluster: a namespace of this session's own, the Deployments and Services ``erpops
+    provision`` would make (with a readiness probe on /web/health, which a kubelet needs to hold an
+    unhealthy pod out of service), health through the API server's service proxy."""
+    from kubernetes import client, config
+
+    from tests.kube.objects import provision
+
+    repository = os.environ.get("ERPOPS_TEST_IMAGES", "")
+    if not repository:
+        pytest.fail("ERPOPS_TEST_IMAGES must name the repository scripts/test_images.py pushed to", pytrace=False)
+    context = os.environ.get("ERPOPS_TEST_CONTEXT") or None
+    api = config.new_client_from_config(config_file=CLUSTER, context=context)
+    core: Any = client.CoreV1Api(api)
+    namespace = f"erpops-contract-{os.urandom(3).hex()}"
+    core.create_namespace({"metadata": {"name": namespace, "labels": {"erpops.io/test": "contract"}}})
+    made: list[int] = []
+    probe = {"httpGet": {"path": "/web/health", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2}
+
+    def new_env() -> Environment:
+        name = f"c{len(made)}"
+        made.append(1)
+        project = f"erpops-{name}"
+        services: dict[str, Any] = {}
+        for service, replicas in (("web", 2), ("worker", 1)):
+            labels = {"erpops.io/environment": name, "erpops.io/service": service}
+            provision(api, f"{project}-{service}", labels, image=f"{repository}:healthy-v1", port=8080,
+                      namespace=namespace, readiness=probe)  # fmt: skip
+            services[service] = {"replicas": replicas, "port": 8080, "health_path": "/web/health"}
+        raw = {"name": name, "runtime": {"kind": "kubernetes", "kubeconfig": CLUSTER, "context": context,
+                                         "namespace": namespace, "services": services}}  # fmt: skip
+        return Environment.model_validate(raw)
+
+    def health_body(rt: Runtime, service: str) -> dict[str, Any]:
+        name = f"erpops-{rt.env.name}-{service}"
+        raw = core.connect_get_namespaced_service_proxy_with_path(name, namespace, "web/health", _preload_content=False)
+        parsed: dict[str, Any] = json.loads(raw.data)  # (preloaded, the client turns JSON into a repr string)
+        return parsed
+
+    try:
+        yield Target(
+            "cluster",
+            f"{repository}:healthy-v1",
+            f"{repository}:healthy-v2",
+            f"{repository}:unhealthy",
+            f"{repository}:migration-fails",
+            f"{repository}:no-such-tag",
+            new_env,
+            health_body,
+        )
+    finally:
+        core.delete_namespace(namespace)
+        api.close()

@@ -66,6 +66,8 @@ HPA_MAX = "erpops.io/peak-previous-max-replicas"
 HPA_BEFORE = "erpops.io/peak-previous-replicas"
 PULL_ERRORS = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
 WATCH_SLICE = 30  # seconds a watch request stays open before it is renewed
+#: What Kubernetes mounts into a pod for its service account (token, ca.crt, namespace)
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def _api_error(exc: ApiException, doing: str) -> Unreachable:
@@ -95,13 +97,31 @@ def connect(env: Environment) -> tuple[Any, str, str]:
             context = str(chosen["name"])
             default_ns = chosen.get("context", {}).get("namespace")
         else:
-            config.load_incluster_config()
-            api = client.ApiClient()
+            api, default_ns = _in_cluster(env)
             context = "in-cluster"
-            default_ns = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
     except config.ConfigException as exc:
         raise Unreachable(f"environment {env.name!r}: Kubernetes configuration: {exc}") from None
     return api, context, rt.namespace or default_ns or "default"
+
+
+def _in_cluster(env: Environment) -> tuple[Any, str | None]:
+    """The pod's service account, as kubectl uses it inside a pod: the API server from
+    ``KUBERNETES_SERVICE_HOST``/``_PORT``, its token (re-read as the kubelet rotates it) and CA,
+    the pod's namespace. A client configuration of its own: the client's default is left alone."""
+    if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise Unreachable(
+            f"environment {env.name!r}: no Kubernetes configuration: set runtime.kubeconfig or $KUBECONFIG, "
+            "or create ~/.kube/config (in a pod, the service account is used)"
+        )
+    from kubernetes.config.incluster_config import InClusterConfigLoader
+
+    configuration = client.Configuration()
+    InClusterConfigLoader(
+        token_filename=str(SERVICE_ACCOUNT / "token"), cert_filename=str(SERVICE_ACCOUNT / "ca.crt")
+    ).load_and_set(configuration)
+    namespace_file = SERVICE_ACCOUNT / "namespace"
+    namespace = namespace_file.read_text().strip() if namespace_file.is_file() else None
+    return client.ApiClient(configuration), namespace
 
 
 class KubernetesRuntime(Runtime):
