@@ -12,7 +12,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from erpops import yamlfile
 from erpops.errors import InvalidInput, Issue, ValidationFailed
@@ -203,6 +203,17 @@ class Storage(_Model):
         return value
 
 
+class OdooLimits(_Model):
+    """Odoo's worker limits (``limit_*`` in odoo.conf)."""
+
+    memory_soft: int = 2 * 1024**3
+    memory_hard: int = int(2.5 * 1024**3)
+    time_cpu: int = 600
+    time_real: int = 1200
+    time_real_cron: int = -1
+    request: int = 65536
+
+
 class Odoo(_Model):
     image: str | None = None
     filestore: str | None = None
@@ -211,6 +222,120 @@ class Odoo(_Model):
     db_maxconn: int = 64
     health_path: str = "/web/health"
     url: str | None = None
+    #: Odoo's ``data_dir`` as its instances see it (filestore at ``<data_dir>/filestore/<db>``,
+    #: sessions, addons); provision mounts the environment's volume there.
+    data_dir: str = "/var/lib/odoo"
+    #: The role Odoo logs in as (provision creates it: no superuser, no createrole) and its password
+    #: (a secret reference).
+    db_user: str = "odoo"
+    db_password: str | None = None
+    #: How Odoo's instances reach PostgreSQL (default: the host and port of ``database.dsn``).
+    db_host: str | None = None
+    db_port: int | None = Field(default=None, gt=0, lt=65536)
+    #: The database manager's master password (``admin_passwd``; a secret reference).
+    admin_passwd: str | None = None
+    max_cron_threads: int = Field(default=1, ge=0)
+    #: The gevent (websocket / longpolling) port of Odoo's web instances.
+    gevent_port: int = Field(default=8072, gt=0, lt=65536)
+    proxy_mode: bool = True
+    list_db: bool = False
+    dbfilter: str | None = None
+    limits: OdooLimits = Field(default_factory=OdooLimits)
+
+    @field_validator("db_password", "admin_passwd")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return _secret_value(value)
+
+
+class IngressTLS(_Model):
+    """The ingress's certificate: PEM files, or an ACME resolver (Let's Encrypt), not both."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    acme_email: str | None = None
+    acme_server: str | None = None  # default: Let's Encrypt's production directory
+    acme_challenge: Literal["http", "tls"] = "http"
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"acme_email {value!r} is not an e-mail address")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngressTLS:
+        files = (self.cert_file is not None, self.key_file is not None)
+        if files[0] != files[1]:
+            raise ValueError("tls needs both cert_file and key_file (PEM), or acme_email")
+        if all(files) and self.acme_email:
+            raise ValueError("tls: give cert_file/key_file or acme_email, not both")
+        if not any(files) and not self.acme_email:
+            raise ValueError("tls: give cert_file and key_file (PEM), or acme_email for an ACME certificate")
+        return self
+
+
+class RateLimit(_Model):
+    """Requests per second per client address (``average``) and the burst above it."""
+
+    average: int = Field(default=100, ge=1)
+    burst: int = Field(default=200, ge=1)
+
+
+class Ingress(_Model):
+    """The environment's front (Traefik): its host name, TLS, headers, rate limit, allow-lists."""
+
+    host: str
+    bind: str = "0.0.0.0"
+    http_port: int = Field(default=80, gt=0, lt=65536)
+    https_port: int = Field(default=443, gt=0, lt=65536)
+    #: Traefik's API (erpops's checks), published on 127.0.0.1 only.
+    api_port: int = Field(default=8099, gt=0, lt=65536)
+    #: None: Traefik's own self-signed certificate (a sandbox, a test).
+    tls: IngressTLS | None = None
+    rate_limit: RateLimit | None = Field(default_factory=RateLimit)
+    #: Strict-Transport-Security max-age (0: no HSTS header).
+    hsts_seconds: int = Field(default=31536000, ge=0)
+    #: Extra response headers (name -> value; an empty value removes a header).
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: Client networks (CIDR) allowed at all; empty: everyone.
+    allow_from: list[str] = Field(default_factory=list)
+    #: Odoo's database manager (/web/database/*, the db RPC service) is refused unless allowed,
+    #: and then only from ``database_manager_from`` (CIDR; empty: wherever ``allow_from`` allows).
+    allow_database_manager: bool = False
+    database_manager_from: list[str] = Field(default_factory=list)
+    image: str = "traefik:v3.7"
+
+    @field_validator("host")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                            r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", value):  # fmt: skip
+            raise ValueError(f"ingress host {value!r} is not a host name (e.g. erp.example.com)")
+        return value.lower()
+
+    @field_validator("allow_from", "database_manager_from")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network (CIDR such as 10.0.0.0/8 or an address)") from None
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if "\n" in text or "\r" in text:
+                raise ValueError(f"header {name}: a value cannot span lines")
+        return value
 
 
 class Check(_Model):
@@ -227,6 +352,8 @@ class Environment(_Model):
     standby: Database | None = None
     storage: Storage | None = None
     odoo: Odoo = Field(default_factory=Odoo)
+    #: The front (Traefik) in front of the web service: host, TLS, headers, limits.
+    ingress: Ingress | None = None
     #: Runbook name -> version specifier (PEP 440 style, e.g. ">=1.2,<2").
     runbooks: dict[str, str] = Field(default_factory=dict)
     #: Extra SQL checks for restore drills.

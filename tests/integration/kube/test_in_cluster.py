@@ -15,9 +15,9 @@ from erpops.backends.runtime import open_runtime
 from erpops.backends.runtime.kubernetes import runtime as k8s_runtime
 from erpops.environments import Environment
 from erpops.errors import Unreachable
+from tests.fixtures.tls import self_signed
 from tests.kube.objects import provision
 from tests.kube.server import serving
-from tests.kube.tls import self_signed
 
 
 def _pod(monkeypatch: pytest.MonkeyPatch, tmp: Path, url: str, ca: Path, token: str, namespace: str) -> None:
