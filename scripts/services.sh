@@ -10,8 +10,6 @@ need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
-# nginx-light: the nginx binary of the test front image (a web front that survives rolling deploys)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} ..." >&2
   $SUDO apt-get update -qq >/dev/null

@@ -306,6 +306,12 @@ class Ingress(_Model):
     allow_database_manager: bool = False
     database_manager_from: list[str] = Field(default_factory=list)
     image: str = "traefik:v3.7"
+    #: The service behind the front (its HTTP port; ``/websocket`` to ``odoo.gevent_port``).
+    service: str = "web"
+    #: Docker: the host folder of Traefik's configuration (default ``$XDG_STATE_HOME/erpops/traefik/<project>``).
+    config_dir: str | None = None
+    #: Seconds instances that left rotation keep serving the requests already sent to them.
+    drain_seconds: float = Field(default=1.0, ge=0, le=600)
 
     @field_validator("host")
     @classmethod

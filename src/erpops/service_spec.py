@@ -24,28 +24,28 @@ class HealthcheckSpec(BaseModel):
     start_period: float = 30.0
 
 
-class FrontSpec(BaseModel):
-    """Docker only: the managed front proxy giving a service one stable published port."""
-
-    model_config = ConfigDict(extra="forbid")
-    image: str
-    port: int
-    bind: str = "0.0.0.0"
-    #: Seconds to wait at most for the old proxy workers to finish their requests.
-    drain_timeout: float = 30.0
-
-
 class DockerServiceSpec(BaseModel):
     """``runtime.services.<name>.docker``: what only the Docker runtime reads."""
 
     model_config = ConfigDict(extra="forbid")
-    front: FrontSpec | None = None
+    #: Replaced by the environment's ``ingress:`` (Traefik): given, it is refused with where to go.
+    front: Any = None
     #: The container's HEALTHCHECK test (``[CMD-SHELL, ...]``); default: a GET of ``health_path``.
     healthcheck_test: list[str] | None = None
     #: Where each instance's port is published (on an ephemeral host port): erpops's own checks.
     publish_bind: str = "127.0.0.1"
     #: Seconds an instance gets to stop.
     stop_timeout: int = 10
+
+    @field_validator("front")
+    @classmethod
+    def _front_replaced(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(
+                "the nginx front (docker.front) was replaced by the environment's Traefik front: remove it and "
+                "give the environment an `ingress:` section (host, ports, TLS; docs/configuration.md, Ingress)"
+            )
+        return value
 
 
 #: Docker-only keys accepted at the service level before they moved under ``docker:`` (same names).

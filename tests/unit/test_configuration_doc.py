@@ -29,8 +29,8 @@ def test_the_documented_configuration_loads(tmp_path: Path, capsys: pytest.Captu
     assert set(specs) == {"web", "cron"}
     assert _mounts(specs["web"])["/srv/odoo/odoo.conf"] == {"bind": "/etc/odoo/odoo.conf", "mode": "ro"}
     assert _mounts(specs["cron"])["/srv/odoo/data"] == {"bind": "/var/lib/odoo", "mode": "rw"}
-    assert specs["web"].docker.front is not None and specs["web"].docker.front.port == 8069
-    assert specs["web"].health_url == "https://erp.example.com/web/health"
+    assert prod.ingress is not None and prod.ingress.host == "erp.example.com" and prod.ingress.service == "web"
+    assert specs["web"].docker.stop_timeout == 30
     assert "deprecated" not in capsys.readouterr().err  # the documented spelling is the current one
     path.write_text(kubernetes)  # the Kubernetes example loads too
     k8s = load_config(str(path)).environment("prod")
@@ -43,19 +43,30 @@ def test_the_old_docker_spelling_works_with_one_line_notice_each(capsys: pytest.
 
     old = {
         "port": 8069,
-        "front": {"image": "nginx", "port": 8080},
         "publish_bind": "0.0.0.0",
         "stop_timeout": 3,
         "healthcheck": {"test": ["CMD-SHELL", "true"], "interval": 2},
     }
     env = Environment.model_validate({"name": "legacy", "runtime": {"kind": "docker", "services": {"web": old}}})
     spec = service_specs(env)["web"]
-    assert spec.docker.front is not None and spec.docker.front.port == 8080
     assert (spec.docker.publish_bind, spec.docker.stop_timeout) == ("0.0.0.0", 3)
     assert spec.docker.healthcheck_test == ["CMD-SHELL", "true"] and spec.healthcheck.interval == 2
     assert "__moved__" not in (spec.model_extra or {})
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 4 and all(line.startswith("erpops: deprecated: environment 'legacy'") for line in lines)
-    assert "runtime.services.web.front is now runtime.services.web.docker.front" in lines[0]
+    assert len(lines) == 3 and all(line.startswith("erpops: deprecated: environment 'legacy'") for line in lines)
+    assert "runtime.services.web.publish_bind is now runtime.services.web.docker.publish_bind" in lines[0]
     service_specs(env)
     assert capsys.readouterr().err == ""  # once per process
+
+
+def test_the_nginx_front_is_refused_saying_what_replaced_it(tmp_path: Path) -> None:
+    from erpops.errors import ValidationFailed
+
+    path = tmp_path / "erpops.yaml"
+    for front in ("docker: {front: {image: nginx, port: 8080}}", "front: {image: nginx, port: 8080}"):
+        path.write_text(f"environments:\n  e:\n    runtime:\n      kind: docker\n      services:\n"
+                        f"        web: {{port: 8069, {front}}}\n")  # fmt: skip
+        with pytest.raises(ValidationFailed) as exc:
+            load_config(str(path))
+        said = str(exc.value.issues[0])
+        assert ":6 " in said and "replaced by the environment's Traefik front" in said and "ingress:" in said, said

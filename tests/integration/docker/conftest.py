@@ -23,9 +23,10 @@ import docker
 import pytest
 import yaml
 
+from erpops.backends.runtime import http_check
 from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
-from tests.fixtures.docker import ImageSet, cleanup, docker_environment, free_port
+from tests.fixtures.docker import ImageSet, cleanup, docker_environment, free_port, front_opener
 from tests.fixtures.odoo_crons import Database
 
 pytestmark = pytest.mark.docker
@@ -45,9 +46,22 @@ class DockerEnv:
     def env(self) -> Environment:
         return Environment.model_validate({**self.raw, "name": self.name})
 
+    image_set: ImageSet | None = None
+
     @property
     def front(self) -> str:
-        return f"http://127.0.0.1:{self.front_port}"
+        """The environment's front (Traefik, HTTPS with the session's certificate for localhost)."""
+        return f"https://localhost:{self.front_port}"
+
+    def front_check(self, path: str = "/web/health") -> tuple[int | None, str]:
+        """erpops's own check of the front, trusting the session's certificate."""
+        assert self.image_set is not None
+        return http_check(self.front + path, cafile=str(self.image_set.tls[0]))
+
+    def front_get(self, path: str = "/web/health") -> str:
+        assert self.image_set is not None
+        with front_opener(self.image_set).open(self.front + path, timeout=5) as resp:
+            return str(resp.read().decode())
 
     def containers(self, service: str | None = None) -> list[Any]:
         labels = [f"erpops.environment={self.name}", "erpops.role=service"]
@@ -107,7 +121,7 @@ def docker_env(
         raw = docker_environment(name, docker_images, front_port=port, **kwargs)
         workdir = tmp_path / name
         workdir.mkdir()
-        return DockerEnv(name, raw, port, workdir, docker_client)
+        return DockerEnv(name, raw, port, workdir, docker_client, docker_images)
 
     yield make
     for name in made:
@@ -119,6 +133,7 @@ class Poller:
     """Polls a URL continuously from a thread and counts every answer that is not HTTP 200."""
 
     url: str
+    opener: urllib.request.OpenerDirector | None = None
     interval: float = 0.02
     ok: int = 0
     failures: list[str] = field(default_factory=list)
@@ -127,7 +142,7 @@ class Poller:
     _thread: threading.Thread | None = None
 
     def _run(self) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener = self.opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
         deadline = time.monotonic() + 600  # bounded, whatever happens to the test
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -156,8 +171,10 @@ class Poller:
 
 
 @pytest.fixture
-def poller() -> Callable[[str], Poller]:
-    return lambda url: Poller(url)
+def poller(docker_images: ImageSet) -> Callable[[str], Poller]:
+    """Pollers of a URL (the fronts' HTTPS trusted)."""
+    opener = front_opener(docker_images)
+    return lambda url: Poller(url, opener)
 
 
 def outcome(r: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from erpops.backends.runtime import DeployFailed, ImageNotFound, UnknownService, http_check, open_runtime
+from erpops.backends.runtime import DeployFailed, ImageNotFound, UnknownService, open_runtime
 from erpops.errors import ExitCode, TargetUnreachable
 from tests.fixtures.docker import ImageSet, dead_docker_host
 
@@ -107,16 +107,14 @@ def test_set_env_and_restart_replace_containers(docker_env: Any, docker_images: 
         with poller(e.front + "/web/health") as p:
             rt.set_env("web", {"MARKER": "standby-db"})
         assert p.failures == []
-        status, _ = http_check(e.front + "/web/health")
+        status, _ = e.front_check()
         assert status == 200
-        import urllib.request
-
-        assert '"marker": "standby-db"' in urllib.request.urlopen(e.front + "/web/health").read().decode()
+        assert '"marker": "standby-db"' in e.front_get()
         assert e.ids().isdisjoint(before)
         after_env = e.ids()
         rt.restart("web")
         assert e.ids().isdisjoint(after_env) and len(e.ids()) == 2
-        assert '"marker": "standby-db"' in urllib.request.urlopen(e.front + "/web/health").read().decode()
+        assert '"marker": "standby-db"' in e.front_get()
         assert rt.current().services["web"].release == "r1"
 
 
@@ -182,23 +180,19 @@ def test_volumes_outlive_instances_and_reach_one_off_runs(
 
 
 def test_stop_takes_a_service_out_and_deploy_brings_back_as_many(docker_env: Any, docker_images: ImageSet) -> None:
-    e = docker_env()  # with the nginx front
+    e = docker_env()  # with the Traefik front
     with open_runtime(e.env) as rt:
         rt.deploy("web", docker_images.healthy, release="r1", timeout=30, replicas=3)
         rt.set_env("web", {"MARKER": "kept"}, timeout=30)
-        assert http_check(e.front + "/web/health")[0] == 200
+        assert e.front_check()[0] == 200
         state = rt.stop("web")
         assert state.replicas == 0 and len(state.instances) == 3  # stopped, not removed
         assert {c.status for c in e.containers("web")} == {"exited"}
-        assert http_check(e.front + "/web/health")[0] == 502  # the front says so; no reset connections
+        assert e.front_check()[0] == 503  # the front says so; no reset connections
         rt.stop("web")  # stopping a stopped service changes nothing
         result = rt.deploy("web", docker_images.healthy_v2, release="r2", timeout=30)
         assert result.replicas == 3  # as many as were stopped, with their environment
-        import urllib.request
-
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(e.front + "/web/health", timeout=5) as resp:
-            body = resp.read().decode()
+        body = e.front_get()
         assert '"version": "v2"' in body and '"marker": "kept"' in body
         assert len(e.containers("web")) == 3  # the stopped ones were removed after the switch
         with pytest.raises(Exception, match="stop it instead"):

@@ -32,7 +32,7 @@ from erpops.backends.runtime import (
 )
 from erpops.environments import Environment
 from tests.fixtures.docker import *  # noqa: F403
-from tests.fixtures.docker import cleanup, docker_environment, free_port
+from tests.fixtures.docker import cleanup, docker_environment, free_port, front_opener
 
 CLUSTER = os.environ.get("ERPOPS_TEST_CLUSTER", "")
 KINDS = ["docker", "kubernetes", *(["cluster"] if CLUSTER else [])]
@@ -67,6 +67,15 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             raw = docker_environment(name, images, front_port=free_port())
             return Environment.model_validate({**raw, "name": name})
 
+        opener = front_opener(images)
+
+        def through_front(rt: Runtime, service: str) -> dict[str, Any]:
+            url = rt.health_url(service)
+            assert url and url.startswith("https://localhost:"), url  # the environment's Traefik front
+            with opener.open(url, timeout=5) as resp:
+                body: dict[str, Any] = json.loads(resp.read())
+            return body
+
         yield Target(
             "docker",
             images.healthy,
@@ -75,6 +84,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             images.migration_fails,
             f"{images.prefix}-no-such-image:1",
             new_env,
+            through_front,
         )
         for name in made:
             cleanup(client, name, repository="erpops-no-such-repository")

@@ -12,7 +12,6 @@ the environment::
           replicas: 2
           command: [odoo, --workers=4]
           env: {PGHOST: db.internal}
-          front: {image: "nginx:1.27-alpine", port: 8069}   # Docker: stable port (see runtime/docker)
         worker: {replicas: 1, command: [odoo, --max-cron-threads=0]}
         cron: {replicas: 1, command: [odoo, --workers=0, --max-cron-threads=2]}
 
@@ -40,6 +39,8 @@ are left as they were; :class:`DeployFailed` says why and when the verdict was r
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -55,7 +56,6 @@ from erpops.errors import ActionError, Unreachable, validation_message
 
 # the settings of a service are part of the configuration schema; re-exported as the interface's
 from erpops.service_spec import DockerServiceSpec as DockerServiceSpec
-from erpops.service_spec import FrontSpec as FrontSpec
 from erpops.service_spec import HealthcheckSpec as HealthcheckSpec
 from erpops.service_spec import ServiceSpec as ServiceSpec
 from erpops.service_spec import deprecation_notice as deprecation_notice
@@ -281,14 +281,33 @@ class DeployResult:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def http_check(url: str, timeout: float = 2.0) -> tuple[int | None, str]:
+def _tls_opener(cafile: str | None, verify: bool) -> urllib.request.OpenerDirector:
+    """An opener (no proxies) trusting the system's CAs plus ``cafile`` (a certificate trusted as
+    it is, chain or not), or verifying nothing when not ``verify``."""
+    if verify:
+        context = ssl.create_default_context()
+        if cafile:
+            context.load_verify_locations(cafile=os.path.expanduser(cafile))
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+
+
+def http_check(
+    url: str, timeout: float = 2.0, *, cafile: str | None = None, verify: bool = True
+) -> tuple[int | None, str]:
     """GET ``url`` (redirects followed, proxies ignored). Returns (status or None, short detail).
 
     Healthy means HTTP 200 and, when the body is JSON with a ``status``, ``"pass"`` (Odoo's
-    ``/web/health`` answers ``{"status": "pass"}``).
+    ``/web/health`` answers ``{"status": "pass"}``). HTTPS trusts the system's CAs and ``cafile``;
+    ``verify=False`` checks nothing of the certificate (a front's own self-signed one).
     """
+    opener = _NO_PROXY if (cafile is None and verify) else _tls_opener(cafile, verify)
     try:
-        with _NO_PROXY.open(url, timeout=timeout) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             body = resp.read(4096)
             status = resp.status
     except urllib.error.HTTPError as exc:

@@ -1,33 +1,48 @@
-"""The managed front proxy of a Docker service (``front: {image, port}``).
+"""The environment's front on Docker: one Traefik container in front of the ingress service.
 
-One nginx container, ``<project>-<service>-front``, publishes the service's stable port and
-balances over the instances *in rotation*. erpops writes the upstream list to
-``/etc/nginx/conf.d/erpops.conf`` and reloads nginx (SIGHUP, graceful); a generation marker
-served at ``/.erpops/front-generation`` says when the new configuration is live, and the old
-worker processes (seen with ``docker top``, nothing needed in the image) are waited for, so an
-instance leaves rotation before it is stopped and no request is cut. With no instance in
-rotation (a stopped service) the front answers 502.
+With an ``ingress:`` section, the environment gets ``<project>-traefik`` (image ``ingress.image``)
+on the project network, publishing ``http_port`` (301 to HTTPS) and ``https_port`` on
+``ingress.bind`` and its API on 127.0.0.1:``api_port``. Its configuration lives in a folder on the
+engine's host (``ingress.config_dir``, default ``$XDG_STATE_HOME/erpops/traefik/<project>``),
+mounted at ``/etc/traefik``: ``traefik.yml`` (static, from ``templates/traefik/traefik.yml.j2``),
+``dynamic/erpops.yml`` (the routes, from ``templates/traefik/dynamic.yml.j2``), ``certs/``.
+
+The instances *in rotation* are the servers of the routes: the ingress service's containers on
+their HTTP port, and on Odoo's ``gevent_port`` for ``/websocket``. erpops rewrites the routes
+atomically (temporary file beside the watched folder, then a rename) and reads Traefik's API
+until it has loaded that rendering (its generation marker) with every router enabled and exactly
+those servers: only then do new instances serve and old ones get stopped (after
+``ingress.drain_seconds`` for the requests already sent to them; a retry middleware sends a
+request whose connection was refused to another server). With no instance in rotation (a stopped
+service) the front answers 503.
 """
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
-from erpops.backends.runtime.base import ServiceSpec, wait_until
+from erpops import rendering
+from erpops.backends.ingress.traefik import TraefikAPI, generation_of, write_dynamic
+from erpops.backends.runtime.base import ServiceSpec
 from erpops.errors import ActionError
+from erpops.files import state_dir, write_atomic
+
+if TYPE_CHECKING:
+    from erpops.environments import Environment, Ingress
 
 # Typed Any on purpose: the Engine API accepts "unless-stopped", types-docker's _RestartPolicy lists
 # only "always" and "on-failure".
 RESTART_UNLESS_STOPPED: Any = {"Name": "unless-stopped"}
+#: Where Traefik listens inside its container.
+LISTEN = {"http": 80, "https": 443, "api": 8099}
+IN_CONTAINER = "/etc/traefik"
 
 
 def container_id(c: Container) -> str:
@@ -42,17 +57,16 @@ def container_name(c: Container) -> str:
     return c.name or container_id(c)[:12]
 
 
-if TYPE_CHECKING:
-    from erpops.environments import Environment
+def config_dir(env: Environment, project: str) -> Path:
+    """The host folder holding the front's configuration (mounted into Traefik)."""
+    assert env.ingress is not None
+    if env.ingress.config_dir:
+        return Path(env.ingress.config_dir).expanduser()
+    return state_dir() / "traefik" / project
 
-FRONT_CONF_DIR = "/etc/nginx/conf.d"
-FRONT_CONF = "erpops.conf"
-GENERATION_PATH = "/.erpops/front-generation"
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-
-class FrontProxy:
-    """Mixed into :class:`~erpops.backends.docker_runtime.DockerRuntime`, which provides these."""
+class TraefikFront:
+    """Mixed into :class:`~erpops.backends.runtime.docker.runtime.DockerRuntime`, which provides these."""
 
     client: docker.DockerClient
     project: str
@@ -62,99 +76,134 @@ class FrontProxy:
     _network: Callable[[], str]
     _front_labels: Callable[[str], dict[str, str]]
 
-    def _front_url(self, spec: ServiceSpec) -> str | None:
-        if spec.docker.front is None:
+    def _fronted(self, service: str) -> bool:
+        """Whether ``service`` is the one behind the environment's ingress."""
+        return self.env.ingress is not None and self.env.ingress.service == service
+
+    def _front_url(self, service: str) -> str | None:
+        """``https://<ingress host>[:port]`` for the ingress service, else None."""
+        if not self._fronted(service):
             return None
-        host = spec.docker.front.bind if spec.docker.front.bind not in ("0.0.0.0", "", "::") else self.public_host
-        return f"http://{host}:{spec.docker.front.port}"
+        ingress = self._ingress
+        port = "" if ingress.https_port == 443 else f":{ingress.https_port}"
+        return f"https://{ingress.host}{port}"
 
-    def _front_conf(self, service: str, spec: ServiceSpec, members: Sequence[Container], generation: str) -> str:
-        assert spec.docker.front is not None and spec.port is not None
-        servers = []
-        for c in members:
-            c.reload()
-            ip = c.attrs["NetworkSettings"]["Networks"][self.project]["IPAddress"]
-            servers.append(f"    server {ip}:{spec.port} max_fails=0;  # {c.name}")
-        if not servers:
-            servers.append("    server 127.0.0.1:9 down;  # no instance in rotation")
-        upstream = f"erpops_{self.project}_{service}".replace("-", "_")
-        return "\n".join(
-            [
-                f"# Written by erpops for {self.env.name}/{service}; rewritten at every deploy, scale or restart.",
-                f"upstream {upstream} {{",
-                *servers,
-                "}",
-                "server {",
-                f"    listen {spec.docker.front.port};",
-                f"    location = {GENERATION_PATH} {{ return 200 '{generation}'; }}",
-                "    location / {",
-                f"        proxy_pass http://{upstream};",
-                "        proxy_next_upstream error timeout http_502 http_503;",
-                "        proxy_connect_timeout 5s;",
-                "        proxy_read_timeout 720s;",
-                "        proxy_set_header Host $http_host;",
-                "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-                "        proxy_set_header X-Forwarded-Proto $scheme;",
-                "        proxy_set_header X-Forwarded-Host $http_host;",
-                "    }",
-                "}",
-                "",
-            ]
-        )
+    @property
+    def _ingress(self) -> Ingress:
+        assert self.env.ingress is not None
+        return self.env.ingress
 
-    def _front_set(self, service: str, spec: ServiceSpec, members: Sequence[Container]) -> None:
-        """Put exactly ``members`` in rotation; return once the proxy's old workers have finished."""
-        assert spec.docker.front is not None
-        front_name = f"{self.project}-{service}-front"
-        generation = str(time.time_ns())
-        data = self._front_conf(service, spec, members, generation).encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(FRONT_CONF)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
+    @property
+    def _front_name(self) -> str:
+        return f"{self.project}-traefik"
+
+    def front_api(self) -> TraefikAPI:
+        return TraefikAPI(f"http://127.0.0.1:{self._ingress.api_port}")
+
+    def _front_context(self, servers: dict[str, list[str]], generation: str) -> dict[str, Any]:
+        tls = self._ingress.tls
+        files = tls is not None and tls.cert_file is not None
+        front = {
+            "name": self.project,
+            "listen": LISTEN,
+            "dynamic_dir": f"{IN_CONTAINER}/dynamic",
+            "state_dir": f"{IN_CONTAINER}/state",
+            "servers": servers,
+            "generation": generation,
+            "cert_file": f"{IN_CONTAINER}/certs/tls.crt" if files else None,
+            "key_file": f"{IN_CONTAINER}/certs/tls.key" if files else None,
+            "drain_seconds": self._ingress.drain_seconds,
+        }
+        return {"env": self.env.as_template(), "front": front}
+
+    def _front_static(self, folder: Path) -> bool:
+        """Write the static configuration and certificates; True when they changed."""
+        changed = False
+        text = rendering.render("traefik/traefik.yml", self._front_context({"web": [], "websocket": []}, "")).text
+        static = folder / "traefik.yml"
+        if not static.exists() or static.read_text() != text:
+            write_atomic(static, text.encode(), 0o644)
+            changed = True
+        tls = self._ingress.tls
+        if tls is not None and tls.cert_file and tls.key_file:
+            for source, name in ((tls.cert_file, "tls.crt"), (tls.key_file, "tls.key")):
+                data = Path(source).expanduser().read_bytes()
+                target = folder / "certs" / name
+                if not target.exists() or target.read_bytes() != data:
+                    write_atomic(target, data, 0o600)
+                    changed = True
+        (folder / "state").mkdir(mode=0o700, exist_ok=True)
+        return changed
+
+    def _front_container(self, folder: Path, restart: bool) -> Container:
+        """The Traefik container, created (and started) when missing; restarted when ``restart``."""
+        ingress = self._ingress
         try:
-            front = self.client.containers.get(front_name)
+            front = self.client.containers.get(self._front_name)
         except docker.errors.NotFound:
-            self.ensure_image(spec.docker.front.image)
+            self.ensure_image(ingress.image)
             front = self.client.containers.create(
-                spec.docker.front.image,
-                name=front_name,
-                labels=self._front_labels(service),
-                ports={f"{spec.docker.front.port}/tcp": (spec.docker.front.bind, spec.docker.front.port)},
+                ingress.image,
+                command=[f"--configFile={IN_CONTAINER}/traefik.yml"],
+                name=self._front_name,
+                labels=self._front_labels(ingress.service),
+                ports={
+                    f"{LISTEN['http']}/tcp": (ingress.bind, ingress.http_port),
+                    f"{LISTEN['https']}/tcp": (ingress.bind, ingress.https_port),
+                    f"{LISTEN['api']}/tcp": ("127.0.0.1", ingress.api_port),
+                },
+                volumes={str(folder): {"bind": IN_CONTAINER, "mode": "rw"}},
                 network=self._network(),
                 init=True,
                 restart_policy=RESTART_UNLESS_STOPPED,
                 detach=True,
             )
-        front.put_archive(FRONT_CONF_DIR, buf.getvalue())
-        old_workers: set[str] = set()
-        if front.status == "running":
-            old_workers = self._front_workers(front)
-            front.kill(signal="SIGHUP")
-        else:
-            front.start()
-        url = f"{self._front_url(spec)}{GENERATION_PATH}"
-
-        def loaded() -> bool:
+            restart = False
+        if front.status != "running":
             try:
-                with _NO_PROXY.open(url, timeout=1.0) as resp:
-                    return bool(resp.read().decode().strip() == generation)
-            except (OSError, ValueError):
-                return False
+                front.start()
+            except docker.errors.APIError as exc:
+                raise ActionError(f"the front {self._front_name} cannot start: {exc.explanation or exc}") from None
+        elif restart:
+            front.restart(timeout=10)
+        return front
 
-        if not wait_until(loaded, 15.0, 0.02):
-            raise ActionError(
-                f"front proxy {front_name} did not load its new configuration within 15s (docker logs {front_name})"
-            )
-        # Old workers keep accepting until the master tells them to quit, then finish their
-        # requests: the old upstreams are in use until every one of them has exited.
-        wait_until(lambda: not (old_workers & self._front_workers(front)), spec.docker.front.drain_timeout, 0.02)
+    def _front_set(self, service: str, spec: ServiceSpec, members: Sequence[Container]) -> None:
+        """Put exactly ``members`` in rotation; return once Traefik serves them (and only them)."""
+        assert spec.port is not None, "the ingress service needs a port"
+        folder = config_dir(self.env, self.project)
+        (folder / "dynamic").mkdir(parents=True, exist_ok=True)
+        restart = self._front_static(folder)
+        servers: dict[str, list[str]] = {"web": [], "websocket": []}
+        for c in members:
+            c.reload()
+            ip = c.attrs["NetworkSettings"]["Networks"][self.project]["IPAddress"]
+            servers["web"].append(f"http://{ip}:{spec.port}")
+            servers["websocket"].append(f"http://{ip}:{self.env.odoo.gevent_port}")
+        text = rendering.render("traefik/dynamic.yml", self._front_context(servers, "")).text
+        generation = generation_of(text)
+        text = rendering.render("traefik/dynamic.yml", self._front_context(servers, generation)).text
+        write_dynamic(folder / "dynamic", text)
+        self._front_container(folder, restart)
+        n = self.project
+        self.front_api().wait_serving(
+            [f"{n}-web", f"{n}-websocket", f"{n}-database-manager"],
+            {f"{n}-web": servers["web"], f"{n}-websocket": servers["websocket"]},
+            timeout=30.0,
+            generation=(f"{n}-generation", generation),
+            where=f"(front {self._front_name}: docker logs {self._front_name})",
+        )
 
-    @staticmethod
-    def _front_workers(front: Container) -> set[str]:
-        """PIDs of the proxy's worker processes (``docker top``; nothing needed in the image)."""
-        top = front.top()
-        titles = top.get("Titles") or []
-        pid_col = titles.index("PID") if "PID" in titles else 1
-        return {str(p[pid_col]) for p in top.get("Processes") or [] if "worker process" in " ".join(map(str, p))}
+    def _front_check_tls(self, url: str | None) -> dict[str, Any]:
+        """How to check ``url`` over TLS: through the front, trusting its certificate file (or the
+        system's CAs for ACME); Traefik's own self-signed default certificate is not verified."""
+        front = self._front_url(self._ingress.service) if self.env.ingress else None
+        if not url or not front or not url.startswith(front):
+            return {}
+        tls = self._ingress.tls
+        return {"cafile": tls.cert_file if tls else None, "verify": tls is not None}
+
+    def _front_drain(self) -> None:
+        """Time for the requests already sent to instances leaving rotation to finish."""
+        if self.env.ingress is not None and self.env.ingress.drain_seconds > 0:
+            time.sleep(self.env.ingress.drain_seconds)

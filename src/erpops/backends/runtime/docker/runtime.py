@@ -11,14 +11,10 @@ erpops keeps no local state about containers: it finds them again by their label
 - **Ports.** Every instance of a service with a ``port`` publishes it on an ephemeral host port of
   ``publish_bind`` (default 127.0.0.1): that is where erpops checks ``health_path`` on each new
   container before it takes traffic, and old and new containers can coexist during a replacement.
-- **Front.** A service with ``front: {image, port}`` gets one more container,
-  ``<project>-<service>-front``: an nginx (e.g. ``nginx:1.27-alpine``) that publishes the stable
-  ``port`` and balances over the instances *in rotation*. erpops writes its upstream list to
-  ``/etc/nginx/conf.d/erpops.conf`` and reloads it (SIGHUP, graceful): new instances join only once
-  healthy; old ones leave before they are stopped, and are stopped only after the proxy's old
-  workers have finished their requests. Clients of the front port see no failed request during a
-  deploy, a scale or a restart. Without ``front``, point your own proxy (Traefik with the
-  ``labels`` of the service, for instance) at the instances.
+- **Front.** With an ``ingress:`` section, the ingress service (``web``) is served through one
+  Traefik container, ``<project>-traefik`` (:mod:`.front`): new instances join the rotation only
+  once healthy, old ones leave it before they are stopped; clients of the front see no failed
+  request during a deploy, a scale or a restart.
 - **Health.** Instances of a service with a ``port`` get a Docker health check (``healthcheck``;
   default: ``wget``/``curl`` of ``http://127.0.0.1:<port><health_path>`` inside the container); a new
   instance is ready when Docker says healthy *and* erpops's own GET of ``health_path`` answers 200.
@@ -59,7 +55,7 @@ from erpops.backends.runtime.base import (
     http_check,
     wait_until,
 )
-from erpops.backends.runtime.docker.front import RESTART_UNLESS_STOPPED, FrontProxy, container_id, container_name
+from erpops.backends.runtime.docker.front import RESTART_UNLESS_STOPPED, TraefikFront, container_id, container_name
 from erpops.environments import Environment
 from erpops.errors import ActionError, StepTimeout, TargetUnreachable
 
@@ -99,7 +95,7 @@ def _mounts(spec: ServiceSpec) -> dict[str, dict[str, str]]:
     return out
 
 
-class DockerRuntime(FrontProxy, Runtime):
+class DockerRuntime(TraefikFront, Runtime):
     kind = "docker"
 
     def __init__(self, env: Environment, *, client: docker.DockerClient | None = None) -> None:
@@ -182,7 +178,7 @@ class DockerRuntime(FrontProxy, Runtime):
     def health_url(self, service: str) -> str | None:
         """The service's ``health_url``, else its managed front's ``health_path``."""
         spec = self.spec(service)
-        front_url = self._front_url(spec)
+        front_url = self._front_url(service)
         return spec.health_url or (front_url + spec.health_path if front_url else None)
 
     # --- images and network ----------------------------------------------------------------------
@@ -421,8 +417,9 @@ class DockerRuntime(FrontProxy, Runtime):
                 verdict_at=verdict_at,
                 restored_at=time.monotonic(),
             )
-        if spec.docker.front:
+        if self._fronted(service):
             self._front_set(service, spec, new)
+            self._front_drain()
         self._remove(old, graceful=True, stop_timeout=spec.docker.stop_timeout)
         return DeployResult(service, image, previous, release, replicas, time.monotonic() - started)
 
@@ -445,8 +442,9 @@ class DockerRuntime(FrontProxy, Runtime):
     def stop(self, service: str, *, timeout: float = 300.0) -> ServiceState:
         spec = self.spec(service)
         running = self._running(service)
-        if spec.docker.front:
-            self._front_set(service, spec, [])  # out of rotation first: the front answers 502, not resets
+        if self._fronted(service):
+            self._front_set(service, spec, [])  # out of rotation first: the front answers 503, not resets
+            self._front_drain()
 
         def one(c: Container) -> None:
             with contextlib.suppress(docker.errors.NotFound):
@@ -511,14 +509,15 @@ class DockerRuntime(FrontProxy, Runtime):
                     verdict_at=failure[1],
                     restored_at=time.monotonic(),
                 )
-            if spec.docker.front:
+            if self._fronted(service):
                 self._front_set(service, spec, running + new)
         elif replicas < len(running):
             by_health = sorted(running, key=lambda c: (c.attrs["State"].get("Health") or {}).get("Status") == "healthy")
             victims = by_health[: len(running) - replicas]
             keep = [c for c in running if c not in victims]
-            if spec.docker.front:
+            if self._fronted(service):
                 self._front_set(service, spec, keep)
+                self._front_drain()
             self._remove(victims, graceful=True, stop_timeout=spec.docker.stop_timeout)
         return self.service_state(service)
 
@@ -538,7 +537,7 @@ class DockerRuntime(FrontProxy, Runtime):
                 return False
             targets = [url] if url else [i.endpoint + spec.health_path for i in state.running if i.endpoint]
             for target in targets:
-                last["status"], last["detail"] = http_check(target, timeout=2.0)
+                last["status"], last["detail"] = http_check(target, timeout=2.0, **self._front_check_tls(target))
                 if last["status"] != 200:
                     return False
             last["detail"] = f"{state.healthy}/{state.replicas} healthy" + (f", {url} answered 200" if url else "")
