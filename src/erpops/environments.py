@@ -174,6 +174,16 @@ class Database(_Model):
         return value
 
 
+class Lifecycle(_Model):
+    """The bucket's lifecycle rules ``erpops provision`` keeps (rule id ``erpops``)."""
+
+    #: Incomplete multipart uploads (a killed backup's parts) are aborted after this many days.
+    abort_incomplete_multipart_days: int = Field(default=7, ge=1)
+    #: Noncurrent object versions (deleted or overwritten backups) expire after this many days;
+    #: null keeps them (Object Lock retention applies first either way).
+    noncurrent_version_days: int | None = Field(default=90, ge=1)
+
+
 class Storage(_Model):
     url: str
     endpoint: str | None = None
@@ -183,6 +193,7 @@ class Storage(_Model):
     secret_key: str | None = None
     object_lock: Literal["compliance", "governance"] | None = None
     retention_days: int | None = None
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
 
     @field_validator("access_key", "secret_key")
     @classmethod

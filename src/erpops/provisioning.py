@@ -1,0 +1,44 @@
+"""What ``erpops provision`` reports per object: create, update, remove or no change, and why.
+
+The backends that converge an object (a database role, a bucket, a file, a container) return one
+:class:`ObjectChange` per object they looked at, whether they were asked to apply or only to plan
+(``--dry-run``): the same list, so a dry run says exactly what a run does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Action = Literal["create", "update", "remove", "no change"]
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    kind: str  # "network", "volume", "file", "container", "database role", "database", "bucket"...
+    name: str
+    action: Action
+    #: Why (what differs), or for a configuration file a unified diff with secrets masked.
+    detail: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.action != "no change"
+
+    def line(self) -> str:
+        first = self.detail.splitlines()[0] if self.detail else ""
+        return f"{self.action:<9} {self.kind} {self.name}" + (f": {first}" if first else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "action": self.action, "detail": self.detail}
+
+
+def summary(changes: list[ObjectChange]) -> str:
+    """``3 to create, 1 to update, 12 unchanged`` (or ``nothing to change``)."""
+    counts: dict[str, int] = {}
+    for c in changes:
+        counts[c.action] = counts.get(c.action, 0) + 1
+    if not any(c.changed for c in changes):
+        return f"nothing to change ({len(changes)} objects as rendered)"
+    parts = [f"{counts[a]} to {a}" for a in ("create", "update", "remove") if counts.get(a)]
+    return ", ".join(parts) + f", {counts.get('no change', 0)} unchanged"
