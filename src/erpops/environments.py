@@ -40,6 +40,9 @@ class Runtime(_Model):
     #: Kubernetes: seconds the environment's lock Lease lives without renewal (a killed run's lock
     #: is taken over after this); used when the state store is not shared.
     lease_seconds: int = Field(30, ge=2, le=3600)
+    #: Docker: the host folder of the files provision renders (odoo.conf, Traefik's configuration);
+    #: default ``$XDG_STATE_HOME/erpops/docker/<project>``.
+    config_dir: str | None = None
 
 
 #: libpq connection keywords (https://www.postgresql.org/docs/current/libpq-connect.html)
@@ -233,6 +236,9 @@ class Odoo(_Model):
     db_maxconn: int = 64
     health_path: str = "/web/health"
     url: str | None = None
+    #: Docker: where provision writes odoo.conf on the host (mount it into the services at
+    #: ``/etc/odoo/odoo.conf:ro``); default ``<runtime.config_dir>/odoo/odoo.conf``.
+    conf_file: str | None = None
     #: Odoo's ``data_dir`` as its instances see it (filestore at ``<data_dir>/filestore/<db>``,
     #: sessions, addons); provision mounts the environment's volume there.
     data_dir: str = "/var/lib/odoo"
@@ -319,7 +325,7 @@ class Ingress(_Model):
     image: str = "traefik:v3.7"
     #: The service behind the front (its HTTP port; ``/websocket`` to ``odoo.gevent_port``).
     service: str = "web"
-    #: Docker: the host folder of Traefik's configuration (default ``$XDG_STATE_HOME/erpops/traefik/<project>``).
+    #: Docker: the host folder of Traefik's configuration (default ``<runtime.config_dir>/traefik``).
     config_dir: str | None = None
     #: Seconds instances that left rotation keep serving the requests already sent to them.
     drain_seconds: float = Field(default=1.0, ge=0, le=600)

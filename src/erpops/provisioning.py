@@ -27,6 +27,8 @@ class ObjectChange:
 
     def line(self) -> str:
         first = self.detail.splitlines()[0] if self.detail else ""
+        if first.startswith("--- "):
+            first = "differs (the diff follows)"
         return f"{self.action:<9} {self.kind} {self.name}" + (f": {first}" if first else "")
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,6 +41,7 @@ def summary(changes: list[ObjectChange]) -> str:
     for c in changes:
         counts[c.action] = counts.get(c.action, 0) + 1
     if not any(c.changed for c in changes):
-        return f"nothing to change ({len(changes)} objects as rendered)"
+        n = len(changes)
+        return f"nothing to change ({n} object{'' if n == 1 else 's'} as rendered)"
     parts = [f"{counts[a]} to {a}" for a in ("create", "update", "remove") if counts.get(a)]
     return ", ".join(parts) + f", {counts.get('no change', 0)} unchanged"

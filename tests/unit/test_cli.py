@@ -275,11 +275,15 @@ def test_a_repeated_env_is_refused_not_silently_narrowed(cli, tmp_path):
 
 
 def test_a_dry_run_of_a_run_that_will_refuse_exits_as_the_run_would(cli, tmp_path):
-    """Regression: ``provision --dry-run`` exited 0 although the run refuses (a literal false assert)."""
-    res = cli("provision", "--dry-run")
+    """Regression: ``provision --dry-run`` exited 0 although the run refused (a literal false assert,
+    when provision was not built yet; the same runbook step here)."""
+    refuses = write(
+        tmp_path, "refuses.yaml", HEADER + "steps:\n  - {id: refuse, action: assert, with: {that: false}}\n"
+    )
+    res = cli("run", refuses, "--dry-run")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "will fail" in res.stdout and "nothing was changed" in res.stdout
-    real = cli("provision", "--yes")
+    real = cli("run", refuses, "--yes")
     assert real.returncode == 1
     # a failing check that may continue, or one known only at run time, does not make the plan fail
     path = write(

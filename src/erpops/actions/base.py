@@ -52,6 +52,7 @@ ACTION_MODULES: tuple[str, ...] = (
     "erpops.actions.runtime",
     "erpops.actions.peak",
     "erpops.actions.failover",
+    "erpops.actions.provision",
 )
 
 

@@ -20,7 +20,7 @@ from erpops.backends.storage import open_store
 from erpops.backends.storage.local import LocalStore
 from erpops.backends.storage.s3 import S3Store, _error_code
 from erpops.environments import Storage
-from erpops.errors import ActionError
+from erpops.errors import ActionError, TargetUnreachable
 from erpops.provisioning import ObjectChange
 
 RULE_ID = "erpops"
@@ -161,3 +161,26 @@ def _retention(config: dict[str, Any] | None) -> tuple[Any, ...] | None:
         return None
     rule = (config.get("Rule") or {}).get("DefaultRetention") or {}
     return (config.get("ObjectLockEnabled"), rule.get("Mode"), rule.get("Days") or 0, rule.get("Years") or 0)
+
+
+def reachable(storage: Storage, resolve_secret: Any) -> str:
+    """Whether provision can work on the store (before anything changes): S3 answers for the
+    bucket (missing is fine: provision creates it); a local store's nearest existing folder is
+    writable. Returns where; raises TargetUnreachable (exit 3) otherwise."""
+    store = open_store(storage, resolve_secret)
+    if isinstance(store, S3Store):
+        try:
+            store.client.head_bucket(Bucket=store.bucket)
+        except ClientError as exc:
+            if _error_code(exc)[0] not in ("404", "NoSuchBucket", "NotFound"):
+                raise store.translate("reach bucket", None, exc) from None
+        except BotoCoreError as exc:
+            raise store.translate("reach bucket", None, exc) from None
+        return store.url + store.where
+    assert isinstance(store, LocalStore)
+    folder = Path(store.root)
+    while not folder.exists():
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TargetUnreachable(f"the store {store.url} cannot be created: {folder} is not writable")
+    return store.url

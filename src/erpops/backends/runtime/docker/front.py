@@ -3,7 +3,7 @@
 With an ``ingress:`` section, the environment gets ``<project>-traefik`` (image ``ingress.image``)
 on the project network, publishing ``http_port`` (301 to HTTPS) and ``https_port`` on
 ``ingress.bind`` and its API on 127.0.0.1:``api_port``. Its configuration lives in a folder on the
-engine's host (``ingress.config_dir``, default ``$XDG_STATE_HOME/erpops/traefik/<project>``),
+engine's host (``ingress.config_dir``, default ``<runtime.config_dir>/traefik``),
 mounted at ``/etc/traefik``: ``traefik.yml`` (static, from ``templates/traefik/traefik.yml.j2``),
 ``dynamic/erpops.yml`` (the routes, from ``templates/traefik/dynamic.yml.j2``), ``certs/``.
 
@@ -57,12 +57,19 @@ def container_name(c: Container) -> str:
     return c.name or container_id(c)[:12]
 
 
+def files_dir(env: Environment, project: str) -> Path:
+    """The host folder of the files erpops renders for a Docker environment (``runtime.config_dir``)."""
+    if env.runtime.config_dir:
+        return Path(env.runtime.config_dir).expanduser()
+    return state_dir() / "docker" / project
+
+
 def config_dir(env: Environment, project: str) -> Path:
     """The host folder holding the front's configuration (mounted into Traefik)."""
     assert env.ingress is not None
     if env.ingress.config_dir:
         return Path(env.ingress.config_dir).expanduser()
-    return state_dir() / "traefik" / project
+    return files_dir(env, project) / "traefik"
 
 
 class TraefikFront:
@@ -116,24 +123,45 @@ class TraefikFront:
         }
         return {"env": self.env.as_template(), "front": front}
 
-    def _front_static(self, folder: Path) -> bool:
-        """Write the static configuration and certificates; True when they changed."""
-        changed = False
+    def front_static_files(self, folder: Path) -> dict[Path, tuple[bytes, int]]:
+        """The static configuration and certificate copies as they must be: path -> (bytes, mode)."""
         text = rendering.render("traefik/traefik.yml", self._front_context({"web": [], "websocket": []}, "")).text
-        static = folder / "traefik.yml"
-        if not static.exists() or static.read_text() != text:
-            write_atomic(static, text.encode(), 0o644)
-            changed = True
+        files = {folder / "traefik.yml": (text.encode(), 0o644)}
         tls = self._ingress.tls
         if tls is not None and tls.cert_file and tls.key_file:
             for source, name in ((tls.cert_file, "tls.crt"), (tls.key_file, "tls.key")):
-                data = Path(source).expanduser().read_bytes()
-                target = folder / "certs" / name
-                if not target.exists() or target.read_bytes() != data:
-                    write_atomic(target, data, 0o600)
-                    changed = True
+                try:
+                    data = Path(source).expanduser().read_bytes()
+                except OSError as exc:
+                    raise ActionError(f"ingress.tls: cannot read {source}: {exc.strerror}") from None
+                files[folder / "certs" / name] = (data, 0o600)
+        return files
+
+    def _front_static(self, folder: Path) -> bool:
+        """Write the static configuration and certificates; True when they changed."""
+        changed = False
+        for path, (data, mode) in self.front_static_files(folder).items():
+            if not path.exists() or path.read_bytes() != data:
+                write_atomic(path, data, mode)
+                changed = True
         (folder / "state").mkdir(mode=0o700, exist_ok=True)
         return changed
+
+    def front_servers(self, spec: ServiceSpec, members: Sequence[Container]) -> dict[str, list[str]]:
+        """The routes' servers for ``members``: their HTTP port, and the gevent port for /websocket."""
+        servers: dict[str, list[str]] = {"web": [], "websocket": []}
+        for c in members:
+            c.reload()
+            ip = c.attrs["NetworkSettings"]["Networks"][self.project]["IPAddress"]
+            servers["web"].append(f"http://{ip}:{spec.port}")
+            servers["websocket"].append(f"http://{ip}:{self.env.odoo.gevent_port}")
+        return servers
+
+    def front_dynamic(self, servers: dict[str, list[str]]) -> tuple[str, str]:
+        """(the routes' text, its generation marker) for ``servers``."""
+        text = rendering.render("traefik/dynamic.yml", self._front_context(servers, "")).text
+        generation = generation_of(text)
+        return rendering.render("traefik/dynamic.yml", self._front_context(servers, generation)).text, generation
 
     def _front_container(self, folder: Path, restart: bool) -> Container:
         """The Traefik container, created (and started) when missing; restarted when ``restart``."""
@@ -174,15 +202,8 @@ class TraefikFront:
         folder = config_dir(self.env, self.project)
         (folder / "dynamic").mkdir(parents=True, exist_ok=True)
         restart = self._front_static(folder)
-        servers: dict[str, list[str]] = {"web": [], "websocket": []}
-        for c in members:
-            c.reload()
-            ip = c.attrs["NetworkSettings"]["Networks"][self.project]["IPAddress"]
-            servers["web"].append(f"http://{ip}:{spec.port}")
-            servers["websocket"].append(f"http://{ip}:{self.env.odoo.gevent_port}")
-        text = rendering.render("traefik/dynamic.yml", self._front_context(servers, "")).text
-        generation = generation_of(text)
-        text = rendering.render("traefik/dynamic.yml", self._front_context(servers, generation)).text
+        servers = self.front_servers(spec, members)
+        text, generation = self.front_dynamic(servers)
         write_dynamic(folder / "dynamic", text)
         self._front_container(folder, restart)
         n = self.project
