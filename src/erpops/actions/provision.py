@@ -90,6 +90,13 @@ class Preflight(Action):
 
             with open_runtime(env) as rt:
                 reached.append(rt.describe())
+                if env.runtime.kind == "docker":
+                    from erpops.backends.runtime import RuntimeMisconfigured
+                    from erpops.backends.runtime.docker.provision import port_problems
+
+                    taken = port_problems(rt)  # type: ignore[arg-type]  # kind docker: a DockerRuntime
+                    if taken:
+                        raise RuntimeMisconfigured("; ".join(taken) + ": free them or set other ports in ingress:")
         for what in reached:
             ctx.log(f"reached {what}")
         return {"reached": reached}

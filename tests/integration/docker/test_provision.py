@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import stat
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import docker.errors
 import psycopg
+import yaml
 
 from tests.fixtures.docker import ImageSet
 from tests.fixtures.odoo_crons import Database
@@ -105,10 +107,10 @@ def test_provision_creates_converges_repairs_drift_and_prunes(
         assert "will change" not in e.erpops("provision", "--dry-run", env=env).stdout
 
         # a label changed in erpops.yaml: the instances are replaced (rolling, through the front)
-        raw = __import__("yaml").safe_load((e.workdir / "erpops.yaml").read_text())
+        raw = yaml.safe_load((e.workdir / "erpops.yaml").read_text())
         raw["environments"][e.name]["runtime"]["services"]["web"]["labels"] = {"team": "ops"}
         del raw["environments"][e.name]["runtime"]["services"]["worker"]  # and worker is no longer declared
-        (e.workdir / "erpops.yaml").write_text(__import__("yaml").safe_dump(raw))
+        (e.workdir / "erpops.yaml").write_text(yaml.safe_dump(raw))
         changed = e.erpops("provision", "--yes", env=env)
         assert changed.returncode == 0, outcome(changed)
         assert "labels differ" in changed.stdout and "service 'worker' is no longer declared" in changed.stdout
@@ -136,3 +138,26 @@ def test_an_unreachable_engine_is_refused_before_anything_changes(
     assert "Docker engine not reachable" in run.stdout + run.stderr
     assert not _role_exists(odoo_db.dsn, role) and not (e.workdir / "backups").exists()
     assert not os.path.exists(e.workdir / "files" / "odoo.conf")
+
+
+def test_a_taken_port_or_an_unreachable_database_is_named_before_anything_changes(
+    docker_env: Any, docker_images: ImageSet, odoo_db: Any
+) -> None:
+    e = docker_env()
+    role, database = f"odoo_{secrets.token_hex(3)}", f"erp_{secrets.token_hex(3)}"
+    _config(e, odoo_db, database, role)
+    port = e.raw["ingress"]["https_port"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        run = e.erpops("provision", "--yes", env={"ERPOPS_TEST_ODOO_PW": CANARY})
+    assert run.returncode == 3, outcome(run)
+    assert f"ingress.https_port {port} on 127.0.0.1 is taken" in run.stdout + run.stderr
+    assert not _role_exists(odoo_db.dsn, role) and not e.containers() and not (e.workdir / "backups").exists()
+
+    raw = yaml.safe_load((e.workdir / "erpops.yaml").read_text())
+    raw["environments"][e.name]["database"]["dsn"] = "postgresql://postgres@127.0.0.1:9/postgres"
+    (e.workdir / "erpops.yaml").write_text(yaml.safe_dump(raw))
+    run = e.erpops("provision", "--yes", env={"ERPOPS_TEST_ODOO_PW": CANARY})
+    assert run.returncode == 3 and "cannot connect to" in run.stdout + run.stderr, outcome(run)
+    assert not e.containers() and not (e.workdir / "backups").exists()

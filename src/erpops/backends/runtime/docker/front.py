@@ -30,7 +30,7 @@ from docker.models.containers import Container
 
 from erpops import rendering
 from erpops.backends.ingress.traefik import TraefikAPI, generation_of, write_dynamic
-from erpops.backends.runtime.base import ServiceSpec
+from erpops.backends.runtime.base import RuntimeMisconfigured, ServiceSpec
 from erpops.errors import ActionError
 from erpops.files import state_dir, write_atomic
 
@@ -191,7 +191,13 @@ class TraefikFront:
             try:
                 front.start()
             except docker.errors.APIError as exc:
-                raise ActionError(f"the front {self._front_name} cannot start: {exc.explanation or exc}") from None
+                said = str(exc.explanation or exc)
+                if "already allocated" in said or "address already in use" in said:
+                    ports = f"{ingress.http_port}, {ingress.https_port}, api {ingress.api_port}"
+                    raise RuntimeMisconfigured(
+                        f"the front {self._front_name} cannot start: a port of ingress: ({ports}) is taken: {said}"
+                    ) from None
+                raise ActionError(f"the front {self._front_name} cannot start: {said}") from None
         elif restart:
             front.restart(timeout=10)
         return front

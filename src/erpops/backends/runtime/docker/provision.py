@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import socket
 import stat
 import urllib.parse
 from collections.abc import Callable
@@ -290,6 +291,38 @@ def _prune(rt: DockerRuntime, apply: bool) -> list[ObjectChange]:
                 c.remove(force=True)
             changes.append(ObjectChange("container", str(c.name), "remove", why))
     return changes
+
+
+def port_problems(rt: DockerRuntime) -> list[str]:
+    """The front's ports (``ingress.http_port``, ``https_port``, ``api_port``) that something else
+    holds on this host, each named with its setting; ports the running front itself publishes are
+    fine. Checked only for a local engine (a remote one's ports are not this machine's)."""
+    ingress = rt.env.ingress
+    if ingress is None or rt.public_host != "127.0.0.1":
+        return []
+    held: set[int] = set()
+    try:
+        front = rt.client.containers.get(f"{rt.project}-traefik")
+        if front.status == "running":
+            for bindings in (front.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
+                held |= {int(b["HostPort"]) for b in bindings or [] if b.get("HostPort")}
+    except docker.errors.NotFound:
+        pass
+    problems = []
+    for setting, bind, port in (
+        ("ingress.http_port", ingress.bind, ingress.http_port),
+        ("ingress.https_port", ingress.bind, ingress.https_port),
+        ("ingress.api_port", "127.0.0.1", ingress.api_port),
+    ):
+        if port in held:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((bind, port))
+            except OSError as exc:
+                problems.append(f"{setting} {port} on {bind} is taken ({exc.strerror})")
+    return problems
 
 
 def converge(
