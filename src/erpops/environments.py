@@ -434,6 +434,15 @@ SANDBOX_STANDBY_PORT = 5433
 def sandbox_environment() -> Environment:
     """The built-in environment used when there is no erpops.yaml (see ``erpops sandbox``)."""
     root = sandbox_root()
+    runtime: dict[str, Any] = {}
+    record = root / "runtime.json"
+    if record.is_file():
+        import json
+
+        try:
+            runtime = json.loads(record.read_text())
+        except ValueError:
+            runtime = {}
     return Environment(
         name=SANDBOX,
         tier="non-production",
@@ -446,7 +455,41 @@ def sandbox_environment() -> Environment:
             name="odoo",
         ),
         storage=Storage(url=f"file://{root / 'storage'}"),
-        odoo=Odoo(filestore=str(root / "filestore" / "odoo")),
+        odoo=Odoo(filestore=str(root / "filestore" / "odoo"), image=runtime.get("image")),
+        runtime=_sandbox_runtime(runtime),
+        ingress=_sandbox_ingress(runtime),
+    )
+
+
+SANDBOX_HTTPS_PORT, SANDBOX_HTTP_PORT, SANDBOX_API_PORT = 18443, 18080, 18099
+
+
+def _sandbox_runtime(found: dict[str, Any]) -> Runtime:
+    """The sandbox's Docker runtime (recorded by ``erpops sandbox up`` when an engine answered):
+    web (2 instances of the demo image on 8069) and cron (1), project ``erpops-sandbox``."""
+    if found.get("kind") != "docker":
+        return Runtime()
+    quick = {"interval": 1, "timeout": 2, "retries": 3, "start_period": 10}
+    services = {
+        "web": {"port": 8069, "replicas": 2, "healthcheck": quick, "docker": {"stop_timeout": 5}},
+        "cron": {"replicas": 1, "command": ["/bin/httpd", "-f", "-p", "9090", "-h", "/www"],
+                 "min_ready_seconds": 0.5, "docker": {"stop_timeout": 5}},
+    }  # fmt: skip
+    return Runtime(kind="docker", project="erpops-sandbox", services=services)
+
+
+def _sandbox_ingress(found: dict[str, Any]) -> Ingress | None:
+    """Traefik in front of the sandbox's web on https://localhost:18443 (its own certificate)."""
+    if found.get("kind") != "docker" or not found.get("traefik_image"):
+        return None
+    return Ingress(
+        host="localhost",
+        bind="127.0.0.1",
+        https_port=SANDBOX_HTTPS_PORT,
+        http_port=SANDBOX_HTTP_PORT,
+        api_port=SANDBOX_API_PORT,
+        image=found["traefik_image"],
+        drain_seconds=0.5,
     )
 
 

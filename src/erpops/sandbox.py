@@ -35,6 +35,7 @@ from erpops.errors import InvalidInput, PermanentError, TemporaryError
 
 DATABASE = "odoo"
 MARKER = ".erpops-sandbox"
+RUNTIME = "runtime.json"  # the sandbox's Docker runtime, when an engine answered at `up` (see environments)
 #: New sandbox data directories are not flushed to disk when created (faster; it is a sandbox).
 SYNC = False
 Report = Callable[[str], None]
@@ -256,10 +257,18 @@ def _startable(p: Paths) -> list[tuple[str, Path, int]]:
 # --- lifecycle --------------------------------------------------------------------------------
 
 
-def up(scale: float | None = None, *, root: Path | str | None = None, report: Report | None = None) -> SandboxStatus:
+def up(
+    scale: float | None = None,
+    *,
+    root: Path | str | None = None,
+    report: Report | None = None,
+    runtime: bool = True,
+) -> SandboxStatus:
     """Start (creating what is missing) the primary, the streaming standby, the object-store directory
     and the seeded database ``odoo`` with its filestore. ``scale`` (default 1) only matters when
-    seeding; given for an already seeded sandbox at another scale, it is reported, not applied."""
+    seeding; given for an already seeded sandbox at another scale, it is reported, not applied.
+    With ``runtime`` and a Docker engine answering, the sandbox also gets a Docker runtime (web
+    and cron of a demo image behind Traefik: :mod:`erpops.backends.runtime.docker.sandbox`)."""
     say = report or (lambda _msg: None)
     seed.scaled_counts(scale or 1.0)  # validate before doing anything
     p = paths(root)
@@ -312,11 +321,34 @@ def up(scale: float | None = None, *, root: Path | str | None = None, report: Re
                     pgserver.wait_for_streaming(pgserver.status(s.datadir), timeout=15)
                 except TemporaryError as exc:
                     say(str(exc))
+        if runtime:
+            actions += _runtime(p, say)
         final = _collect(p)
     final.actions = actions
     final.warnings += warnings
     final.seed = seeded
     return final
+
+
+def _runtime(p: Paths, say: Report) -> list[str]:
+    """The Docker runtime's images, and the record that makes the sandbox environment use it."""
+    import json
+
+    from erpops.backends.runtime.docker import sandbox as docker_sandbox
+
+    found = docker_sandbox.ensure_images(say)
+    record = p.root / RUNTIME
+    if found is None:
+        record.unlink(missing_ok=True)
+        return []
+    text = json.dumps(found, indent=2) + "\n"
+    front = " behind Traefik" if found.get("traefik_image") else ""
+    done = f"runtime: Docker, web and cron of {found['image']}{front} (erpops deploy --env sandbox --image ...)"
+    if record.exists() and record.read_text() == text:
+        return []  # as it was: nothing done
+    record.write_text(text)
+    say(done)
+    return [done]
 
 
 def down(purge: bool = False, *, root: Path | str | None = None) -> list[str]:
@@ -327,6 +359,10 @@ def down(purge: bool = False, *, root: Path | str | None = None) -> list[str]:
     if purge and not (p.root / MARKER).exists() and any(p.root.iterdir()):
         raise InvalidInput(f"{p.root} does not look like an erpops sandbox (no {MARKER}); not deleting it")
     done: list[str] = []
+    if (p.root / RUNTIME).exists():
+        from erpops.backends.runtime.docker import sandbox as docker_sandbox
+
+        done += docker_sandbox.remove_containers(environments.SANDBOX)
     with _locked(p):
         order = sorted(p.servers(), key=lambda x: not (x[1] / "standby.signal").exists())
         for name, datadir, _port in order:

@@ -79,14 +79,18 @@ def up(
     scale: float | None = typer.Option(
         None, "--scale", min=0.01, max=5000, help="Seed size when seeding (default 1: ~12 MB in ~1 s; 700: ~1 GB)."
     ),
+    runtime: bool = typer.Option(
+        True, "--runtime/--no-runtime", help="With a Docker engine: web and cron of a demo image behind Traefik."
+    ),
     json: bool = JsonOpt,
 ) -> None:
-    """Create or start the sandbox: primary, streaming standby, seeded database, filestore, store."""
+    """Create or start the sandbox: primary, streaming standby, seeded database, filestore, store,
+    and when a Docker engine answers a runtime (deploy, rollback, scale-for-peak run against it)."""
     from erpops import sandbox
 
     console = _console()
     report = None if json else (lambda msg: console.print(f"[cyan]>[/cyan] {msg}"))
-    status = sandbox.up(scale, report=report)
+    status = sandbox.up(scale, report=report, runtime=runtime)
     if json:
         typer.echo(_json.dumps(status.as_dict()))
         return

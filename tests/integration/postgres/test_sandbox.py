@@ -60,6 +60,8 @@ def test_up_status_failover_reseed_down(sandbox_dir: Path) -> None:
         "created primary",
         "seeded odoo at scale 1",
         "created standby as streaming standby",
+        # the Docker engine the tests start answers: the sandbox gets its runtime (tests/integration/docker)
+        "runtime: Docker, web and cron of erpops-sandbox/odoo:demo behind Traefik",
     ]
     assert (sandbox_dir / "storage").is_dir() and any((sandbox_dir / "filestore" / "odoo").glob("??/*"))
 
