@@ -161,3 +161,33 @@ def test_a_taken_port_or_an_unreachable_database_is_named_before_anything_change
     run = e.erpops("provision", "--yes", env={"ERPOPS_TEST_ODOO_PW": CANARY})
     assert run.returncode == 3 and "cannot connect to" in run.stdout + run.stderr, outcome(run)
     assert not e.containers() and not (e.workdir / "backups").exists()
+
+
+def test_a_users_front_template_is_what_runs_and_a_bad_one_is_named(
+    docker_env: Any, docker_images: ImageSet, odoo_db: Any, tmp_path: Path
+) -> None:
+    """templates/docker/front.yml.j2 is the front container: a user's copy adding a label makes
+    provision recreate it with the label; one that is not a container exits 2 naming the file."""
+    e = docker_env()
+    e.write_config(None, runtime={**e.raw["runtime"], "config_dir": str(e.workdir / "files")})
+    shipped = Path(__file__).resolve().parents[3] / "templates" / "docker" / "front.yml.j2"
+    (tmp_path / "docker").mkdir()
+    mine = tmp_path / "docker" / "front.yml.j2"
+    try:
+        assert e.erpops("provision", "--yes").returncode == 0
+        mine.write_text(shipped.read_text().replace("labels: {}", 'labels: {monitoring: "on"}'))
+        env = {"ERPOPS_TEMPLATE_PATH": str(tmp_path)}
+        dry = e.erpops("provision", "--dry-run", env=env)
+        recreate = f"update    container {e.name}-traefik: recreate: labels monitoring: None -> on"
+        assert recreate in dry.stdout, dry.stdout
+        run = e.erpops("provision", "--yes", env=env)
+        assert run.returncode == 0, outcome(run)
+        assert e.client.containers.get(f"{e.name}-traefik").labels["monitoring"] == "on"
+        assert e.front_check()[0] == 200
+
+        mine.write_text("name: x\nports: {}\n")
+        bad = e.erpops("provision", "--yes", env=env)
+        assert bad.returncode == 2 and f"{mine}: not a front container" in bad.stdout + bad.stderr, outcome(bad)
+    finally:
+        for c in e.client.containers.list(all=True, filters={"label": f"erpops.environment={e.name}"}):
+            c.remove(force=True)

@@ -22,23 +22,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import docker
 import docker.errors
+import yaml
 from docker.models.containers import Container
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from erpops import rendering
 from erpops.backends.ingress.traefik import TraefikAPI, generation_of, write_dynamic
 from erpops.backends.runtime.base import RuntimeMisconfigured, ServiceSpec
-from erpops.errors import ActionError
+from erpops.errors import ActionError, validation_message
 from erpops.files import state_dir, write_atomic
 
 if TYPE_CHECKING:
     from erpops.environments import Environment, Ingress
 
-# Typed Any on purpose: the Engine API accepts "unless-stopped", types-docker's _RestartPolicy lists
-# only "always" and "on-failure".
+# Typed Any on purpose: the Engine API accepts "unless-stopped" (and "no"), types-docker's
+# _RestartPolicy lists only "always" and "on-failure".
 RESTART_UNLESS_STOPPED: Any = {"Name": "unless-stopped"}
 #: Where Traefik listens inside its container.
 LISTEN = {"http": 80, "https": 443, "api": 8099}
@@ -62,6 +64,19 @@ def files_dir(env: Environment, project: str) -> Path:
     if env.runtime.config_dir:
         return Path(env.runtime.config_dir).expanduser()
     return state_dir() / "docker" / project
+
+
+class FrontContainer(BaseModel):
+    """The Traefik container as ``templates/docker/front.yml.j2`` renders it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    image: str
+    command: list[str]
+    ports: dict[str, tuple[str, int]]
+    volumes: dict[str, dict[str, str]]
+    labels: dict[str, str] = {}
+    restart: Literal["unless-stopped", "always", "on-failure", "no"] = "unless-stopped"
 
 
 def config_dir(env: Environment, project: str) -> Path:
@@ -163,27 +178,44 @@ class TraefikFront:
         generation = generation_of(text)
         return rendering.render("traefik/dynamic.yml", self._front_context(servers, generation)).text, generation
 
+    def front_container_spec(self, folder: Path) -> FrontContainer:
+        """The Traefik container as ``templates/docker/front.yml.j2`` renders it (a user's template
+        of that name may add labels or arguments); a rendering that is not such a container is a
+        template error naming the file."""
+        context = {
+            "env": self.env.as_template(),
+            "front": {"container": self._front_name, "in_container": IN_CONTAINER, "listen": LISTEN,
+                      "folder": str(folder)},
+        }  # fmt: skip
+        done = rendering.render("docker/front.yml", context)
+        try:
+            return FrontContainer.model_validate(yaml.safe_load(done.text))
+        except (yaml.YAMLError, ValidationError) as exc:
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                reason = ".".join(str(p) for p in first["loc"]) + ": " + validation_message(first)
+            else:
+                reason = str(exc).splitlines()[0]
+            raise rendering.TemplateFailed(f"{done.source}: not a front container: {reason}") from None
+
     def _front_container(self, folder: Path, restart: bool) -> Container:
         """The Traefik container, created (and started) when missing; restarted when ``restart``."""
         ingress = self._ingress
         try:
             front = self.client.containers.get(self._front_name)
         except docker.errors.NotFound:
-            self.ensure_image(ingress.image)
+            spec = self.front_container_spec(folder)
+            self.ensure_image(spec.image)
             front = self.client.containers.create(
-                ingress.image,
-                command=[f"--configFile={IN_CONTAINER}/traefik.yml"],
-                name=self._front_name,
-                labels=self._front_labels(ingress.service),
-                ports={
-                    f"{LISTEN['http']}/tcp": (ingress.bind, ingress.http_port),
-                    f"{LISTEN['https']}/tcp": (ingress.bind, ingress.https_port),
-                    f"{LISTEN['api']}/tcp": ("127.0.0.1", ingress.api_port),
-                },
-                volumes={str(folder): {"bind": IN_CONTAINER, "mode": "rw"}},
+                spec.image,
+                command=spec.command,
+                name=spec.name,
+                labels={**spec.labels, **self._front_labels(ingress.service)},
+                ports=dict(spec.ports),
+                volumes=spec.volumes,
                 network=self._network(),
                 init=True,
-                restart_policy=RESTART_UNLESS_STOPPED,
+                restart_policy=cast(Any, {"Name": spec.restart}),
                 detach=True,
             )
             restart = False

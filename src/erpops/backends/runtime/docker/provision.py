@@ -37,7 +37,7 @@ from docker.models.containers import Container
 
 from erpops import rendering, secrets
 from erpops.backends.ingress.traefik import DYNAMIC_FILE
-from erpops.backends.runtime.docker.front import IN_CONTAINER, LISTEN, config_dir, files_dir
+from erpops.backends.runtime.docker.front import config_dir, files_dir
 from erpops.backends.runtime.docker.runtime import (
     LABEL_ENV,
     LABEL_ROLE,
@@ -155,30 +155,36 @@ def _volumes(rt: DockerRuntime, apply: bool) -> list[ObjectChange]:
 
 
 def _front_drift(rt: DockerRuntime, front: Container, folder: Path) -> list[str]:
+    """How the running front differs from ``templates/docker/front.yml.j2`` as rendered now."""
     ingress = rt.env.ingress
     assert ingress is not None
+    spec = rt.front_container_spec(folder)
+    config = front.attrs.get("Config", {})
+    host = front.attrs.get("HostConfig", {})
     differs = []
-    image = front.attrs.get("Config", {}).get("Image")
-    if image != ingress.image:
-        differs.append(f"image {image} -> {ingress.image}")
-    want_labels = rt._front_labels(ingress.service)
-    have_labels = {k: v for k, v in (front.labels or {}).items() if k.startswith("erpops.")}
+    if config.get("Image") != spec.image:
+        differs.append(f"image {config.get('Image')} -> {spec.image}")
+    if (config.get("Cmd") or []) != spec.command:
+        differs.append(f"command {config.get('Cmd')} -> {spec.command}")
+    want_labels = {**spec.labels, **rt._front_labels(ingress.service)}
+    have_labels = dict(front.labels or {})
     if have_labels != want_labels:
-        differs.append(f"labels {have_labels} -> {want_labels}")
-    bindings = front.attrs.get("HostConfig", {}).get("PortBindings") or {}
-    want_ports = {
-        f"{LISTEN['http']}/tcp": (ingress.bind, str(ingress.http_port)),
-        f"{LISTEN['https']}/tcp": (ingress.bind, str(ingress.https_port)),
-        f"{LISTEN['api']}/tcp": ("127.0.0.1", str(ingress.api_port)),
-    }
-    have_ports = {
-        k: ((v or [{}])[0].get("HostIp", ""), (v or [{}])[0].get("HostPort", "")) for k, v in bindings.items()
-    }
+        keys = sorted(k for k in set(have_labels) | set(want_labels) if have_labels.get(k) != want_labels.get(k))
+        differs.append("labels " + ", ".join(f"{k}: {have_labels.get(k)} -> {want_labels.get(k)}" for k in keys))
+    firsts = {k: (v or [{}])[0] for k, v in (host.get("PortBindings") or {}).items()}
+    have_ports = {k: (b.get("HostIp", ""), b.get("HostPort", "")) for k, b in firsts.items()}
+    want_ports = {k: (bind, str(port)) for k, (bind, port) in spec.ports.items()}
     if have_ports != want_ports:
         differs.append(f"ports {have_ports} -> {want_ports}")
-    mounts = {m.get("Source"): m.get("Destination") for m in front.attrs.get("Mounts") or []}
-    if mounts.get(str(folder)) != IN_CONTAINER:
-        differs.append(f"configuration folder -> {folder}")
+    mounts = {
+        m.get("Source"): (m.get("Destination"), "rw" if m.get("RW") else "ro") for m in front.attrs.get("Mounts") or []
+    }
+    want_mounts = {src: (v.get("bind"), v.get("mode", "rw")) for src, v in spec.volumes.items()}
+    if mounts != want_mounts:
+        differs.append(f"volumes {mounts} -> {want_mounts}")
+    restart = (host.get("RestartPolicy") or {}).get("Name") or "no"
+    if restart != spec.restart:
+        differs.append(f"restart {restart} -> {spec.restart}")
     return differs
 
 
