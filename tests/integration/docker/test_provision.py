@@ -140,7 +140,7 @@ def test_an_unreachable_engine_is_refused_before_anything_changes(
     assert not os.path.exists(e.workdir / "files" / "odoo.conf")
 
 
-def test_a_taken_port_or_an_unreachable_database_is_named_before_anything_changes(
+def test_a_taken_port_an_unreachable_database_or_store_is_named_before_anything_changes(
     docker_env: Any, docker_images: ImageSet, odoo_db: Any
 ) -> None:
     e = docker_env()
@@ -161,6 +161,14 @@ def test_a_taken_port_or_an_unreachable_database_is_named_before_anything_change
     run = e.erpops("provision", "--yes", env={"ERPOPS_TEST_ODOO_PW": CANARY})
     assert run.returncode == 3 and "cannot connect to" in run.stdout + run.stderr, outcome(run)
     assert not e.containers() and not (e.workdir / "backups").exists()
+
+    raw["environments"][e.name]["database"]["dsn"] = odoo_db.dsn  # the database answers again
+    raw["environments"][e.name]["storage"] = {"url": "s3://erpops-nowhere/prod", "endpoint": "http://127.0.0.1:9",
+                                              "access_key": "k", "secret_key": "env:ERPOPS_TEST_ODOO_PW"}  # fmt: skip
+    (e.workdir / "erpops.yaml").write_text(yaml.safe_dump(raw))
+    run = e.erpops("provision", "--yes", env={"ERPOPS_TEST_ODOO_PW": CANARY})
+    assert run.returncode == 3 and "cannot reach S3" in run.stdout + run.stderr, outcome(run)
+    assert not _role_exists(odoo_db.dsn, role) and not e.containers()
 
 
 def test_a_users_front_template_is_what_runs_and_a_bad_one_is_named(
