@@ -361,6 +361,42 @@ class Ingress(_Model):
         return value
 
 
+class Drills(_Model):
+    """Scheduled restore drills in the cluster (Kubernetes: a CronJob provision applies)."""
+
+    #: Five-field cron expression, e.g. "0 3 * * *".
+    schedule: str
+    time_zone: str = "Etc/UTC"
+    #: The erpops image the CronJob runs (see the Dockerfile).
+    image: str
+    #: Secret holding erpops.yaml (key ``erpops.yaml``), mounted at /etc/erpops.
+    config_secret: str
+    #: Environment variables from Secrets: VAR -> "secret-name#key" (ERPOPS_STATE, storage keys...).
+    env_from_secrets: dict[str, str] = Field(default_factory=dict)
+    #: A PersistentVolumeClaim for the drill's JUnit and metrics (default: the pod's own disk).
+    reports_claim: str | None = None
+    timeout_seconds: int = Field(default=7200, ge=60)
+    suspend: bool = False
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[\d*/,\-A-Za-z?]+", f) for f in fields):
+            raise ValueError(f"schedule {value!r} is not a five-field cron expression (e.g. '0 3 * * *')")
+        return value
+
+    @field_validator("env_from_secrets")
+    @classmethod
+    def _refs(cls, value: dict[str, str]) -> dict[str, str]:
+        for var, ref in value.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+                raise ValueError(f"{var!r} is not an environment variable name")
+            if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?#[-._a-zA-Z0-9]+", ref):
+                raise ValueError(f"{var}: {ref!r} is not secret-name#key")
+        return value
+
+
 class Check(_Model):
     name: str
     sql: str
@@ -377,6 +413,8 @@ class Environment(_Model):
     odoo: Odoo = Field(default_factory=Odoo)
     #: The front (Traefik) in front of the web service: host, TLS, headers, limits.
     ingress: Ingress | None = None
+    #: Scheduled restore drills (Kubernetes: a CronJob that provision applies).
+    drills: Drills | None = None
     #: Runbook name -> version specifier (PEP 440 style, e.g. ">=1.2,<2").
     runbooks: dict[str, str] = Field(default_factory=dict)
     #: Extra SQL checks for restore drills.

@@ -7,6 +7,8 @@ The backends that converge an object (a database role, a bucket, a file, a conta
 
 from __future__ import annotations
 
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,3 +47,28 @@ def summary(changes: list[ObjectChange]) -> str:
         return f"nothing to change ({n} object{'' if n == 1 else 's'} as rendered)"
     parts = [f"{counts[a]} to {a}" for a in ("create", "update", "remove") if counts.get(a)]
     return ", ".join(parts) + f", {counts.get('no change', 0)} unchanged"
+
+
+def db_endpoint(env: Any, resolve: Callable[[str], str]) -> dict[str, Any]:
+    """How Odoo's instances reach PostgreSQL: ``odoo.db_host``/``db_port``, else the host and port
+    of ``database.dsn`` (resolved through ``resolve`` when it is a reference)."""
+    from erpops import secrets
+
+    assert env.database is not None
+    host, port = env.odoo.db_host, env.odoo.db_port
+    if host is None or port is None:
+        dsn = resolve(env.database.dsn) if secrets.is_reference(env.database.dsn) else env.database.dsn
+        if dsn.startswith(("postgresql://", "postgres://")):
+            parts = urllib.parse.urlsplit(dsn)
+            query = dict(urllib.parse.parse_qsl(parts.query))
+            first = parts.netloc.rpartition("@")[2].split(",")[0]
+            bracketed = first.endswith("]")
+            dsn_host = first.rpartition(":")[0] if ":" in first and not bracketed else first
+            dsn_port = first.rpartition(":")[2] if ":" in first and not bracketed else ""
+            host = host or query.get("host") or dsn_host or "localhost"
+            port = port or int(query.get("port") or dsn_port or 5432)
+        else:
+            pairs = dict(p.split("=", 1) for p in dsn.split() if "=" in p)
+            host = host or pairs.get("host", "localhost").strip("'")
+            port = port or int(pairs.get("port", "5432").strip("'"))
+    return {"host": host, "port": port}

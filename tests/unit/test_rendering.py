@@ -131,6 +131,8 @@ environments:
   odoo:
     odoo: {db_password: "vault:odoo/pw"}
     ingress: {host: erp.example.com, rate_limit: {average: 0}}
+  drills:
+    drills: {schedule: "3 * *", image: erpops:1, config_secret: c, env_from_secrets: {ERPOPS_STATE: "state"}}
 """
 
 
@@ -143,7 +145,8 @@ def test_ingress_and_odoo_settings_are_checked_with_their_line(tmp_path: Path) -
     for fragment in (":4 environments.prod.ingress.host", "is not a host name",
                      "'not-a-net' is not a network", "'Bad Name' is not an HTTP header name",
                      "tls needs both cert_file and key_file", "acme_email 'nobody' is not an e-mail address",
-                     "unknown secret reference scheme 'vault:'", "rate_limit.average"):  # fmt: skip
+                     "unknown secret reference scheme 'vault:'", "rate_limit.average",
+                     "'3 * *' is not a five-field cron expression", "'state' is not secret-name#key"):  # fmt: skip
         assert fragment in said, said
     good = tmp_path / "good.yaml"
     good.write_text("environments:\n  p:\n    ingress: {host: ERP.Example.com, tls: {acme_email: ops@example.com}}\n")

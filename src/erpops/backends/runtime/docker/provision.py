@@ -27,10 +27,8 @@ import difflib
 import os
 import socket
 import stat
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker.errors
 from docker.models.containers import Container
@@ -46,7 +44,7 @@ from erpops.backends.runtime.docker.runtime import (
     _mounts,
 )
 from erpops.files import write_atomic
-from erpops.provisioning import ObjectChange
+from erpops.provisioning import ObjectChange, db_endpoint
 
 #: Labels erpops sets itself on a service's containers (the rest must equal the service's ``labels``).
 _OWN = ("erpops.",)
@@ -56,29 +54,6 @@ def conf_file(rt: DockerRuntime) -> Path:
     if rt.env.odoo.conf_file:
         return Path(rt.env.odoo.conf_file).expanduser()
     return files_dir(rt.env, rt.project) / "odoo" / "odoo.conf"
-
-
-def db_endpoint(rt: DockerRuntime, resolve: Callable[[str], str]) -> dict[str, Any]:
-    """How Odoo's instances reach PostgreSQL: ``odoo.db_host``/``db_port``, else the DSN's."""
-    env = rt.env
-    assert env.database is not None
-    host, port = env.odoo.db_host, env.odoo.db_port
-    if host is None or port is None:
-        dsn = resolve(env.database.dsn) if secrets.is_reference(env.database.dsn) else env.database.dsn
-        if dsn.startswith(("postgresql://", "postgres://")):
-            parts = urllib.parse.urlsplit(dsn)
-            query = dict(urllib.parse.parse_qsl(parts.query))
-            netloc = parts.netloc.rpartition("@")[2]
-            first = netloc.split(",")[0]
-            dsn_host = first.rpartition(":")[0] if ":" in first and not first.endswith("]") else first
-            dsn_port = first.rpartition(":")[2] if ":" in first and not first.endswith("]") else ""
-            host = host or query.get("host") or dsn_host or "localhost"
-            port = port or int(query.get("port") or dsn_port or 5432)
-        else:
-            pairs = dict(p.split("=", 1) for p in dsn.split() if "=" in p)
-            host = host or pairs.get("host", "localhost").strip("'")
-            port = port or int(pairs.get("port", "5432").strip("'"))
-    return {"host": host, "port": port}
 
 
 def _diff(path: Path, old: str, new: str) -> str:
@@ -115,7 +90,7 @@ def _file(path: Path, data: bytes, mode: int, apply: bool, *, show: bool = True)
 def _odoo_conf(rt: DockerRuntime, resolve: Callable[[str], str], apply: bool) -> list[ObjectChange]:
     if rt.env.database is None:
         return []
-    done = rendering.render("odoo/odoo.conf", {"env": rt.env.as_template(), "db": db_endpoint(rt, resolve)})
+    done = rendering.render("odoo/odoo.conf", {"env": rt.env.as_template(), "db": db_endpoint(rt.env, resolve)})
     return [_file(conf_file(rt), done.text.encode(), 0o600 if done.secret else 0o644, apply)]
 
 
