@@ -53,7 +53,16 @@ RESOURCES = [
         subresources=("status",),
     ),
     Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), subresources=("status",)),
+    Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), subresources=("status",)),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=("netpol",)),
+    # Traefik's CRDs (as its Helm chart installs them): no schema here, checked for their structure
+    Resource("traefik.io", "v1alpha1", "ingressroutes", "IngressRoute"),
+    Resource("traefik.io", "v1alpha1", "middlewares", "Middleware"),
 ]
+#: API groups served by CustomResourceDefinitions: kubernetes-validate has no schema for them.
+CRD_GROUPS = frozenset({"traefik.io"})
 
 BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}
 GROUPS: dict[str, list[str]] = {}
@@ -159,6 +168,12 @@ def pod_spec_defaults(spec: dict[str, Any]) -> None:
 def defaults(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
     spec = obj.get("spec")
+    if kind == "Secret" and isinstance(obj.get("stringData"), dict):  # the API server stores it as data
+        import base64
+
+        data = obj.setdefault("data", {})
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
     if kind == "Deployment" and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})

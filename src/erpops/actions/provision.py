@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from erpops.actions.base import Action, ActionContext, ActionParams, Change, PlanResult
-from erpops.errors import ActionError, InvalidInput
+from erpops.errors import InvalidInput
 from erpops.provisioning import ObjectChange, summary
 
 
@@ -49,6 +49,19 @@ def _database(ctx: ActionContext, apply: bool) -> list[ObjectChange]:
     )  # fmt: skip
 
 
+def _released(ctx: ActionContext) -> dict[str, str]:
+    """The images of the environment's current release (the newest good one in the release
+    history): provision keeps what deploy rolled out; without a release, ``odoo.image``."""
+    if ctx.state is None:
+        return {}
+    from erpops.records import list_releases
+
+    for release in list_releases(ctx.state, ctx.env.name):
+        if release.get("status") in ("good", None) and release.get("images"):
+            return {s: i for s, i in release["images"].items() if i}
+    return {}
+
+
 class Preflight(Action):
     """Check that everything provision will touch answers, before anything changes: the
     database server (``database.dsn``), the object store (its endpoint; a missing bucket is what
@@ -74,8 +87,6 @@ class Preflight(Action):
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         reached = []
         env = ctx.env
-        if env.runtime.kind == "kubernetes":
-            raise ActionError("provision on Kubernetes is not built yet (issue 13): nothing was changed")
         if env.database is not None:
             from erpops.backends.postgres import client as pg
 
@@ -176,6 +187,9 @@ class Runtime(Action):
 
     class Params(ActionParams):
         prune: bool = Field(True, description="remove erpops-labelled objects of this environment no longer rendered")
+        force: bool = Field(
+            False, description="Kubernetes: take fields another field manager owns (not needed for kubectl hand edits)"
+        )
         timeout: float = Field(300.0, gt=0, description="seconds each service may take to converge")
 
     outputs = {"changes": "per object: kind, name, action, detail", "changed": "how many objects changed"}
@@ -185,7 +199,15 @@ class Runtime(Action):
         if kind == "none":
             return []
         if kind == "kubernetes":
-            raise ActionError("provision on Kubernetes is not built yet (issue 13): apply the manifests yourself")
+            from erpops.backends.runtime.kubernetes import provision as k8s
+
+            changes, requests = k8s.converge(
+                ctx.env, apply=apply, force=params.force, prune=params.prune, images=_released(ctx),
+                resolve=ctx.resolve_secret, timeout=params.timeout,
+            )  # fmt: skip
+            writes = [r for r in requests if not r.startswith("GET ")]
+            ctx.log(f"{len(requests)} API requests ({len(writes)} writes)", requests=requests)
+            return changes
         from erpops.backends.runtime import open_runtime
         from erpops.backends.runtime.docker import provision
 

@@ -76,6 +76,14 @@ class LeaseLock:
         self.duration = duration
         self.where = f"{self.namespace}/{self.name}"
         self.lost = threading.Event()
+        self.absent = False  # the namespace did not exist when the lock was taken
+
+    def _namespace_missing(self) -> bool:
+        try:
+            client.CoreV1Api(self.api).read_namespace(self.namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
 
     def _body(self, resource_version: str | None, transitions: int, acquired: datetime) -> dict[str, Any]:
         meta: dict[str, Any] = {
@@ -116,6 +124,11 @@ class LeaseLock:
             except ApiException as exc:
                 if exc.status == 409:  # another run created it first
                     return self.coord.read_namespaced_lease(self.name, self.namespace)
+                if exc.status == 404 and self._namespace_missing():
+                    # Nothing of the environment exists on the cluster yet (provision creates its
+                    # namespace): no other run can be working in it; the state store's lock holds.
+                    self.absent = True
+                    return None
                 raise _api_error(exc, f"create the lock Lease {self.where}") from None
         spec = lease.spec
         renewed = _parse(spec.renew_time) or _parse(spec.acquire_time)
@@ -133,6 +146,8 @@ class LeaseLock:
         return None
 
     def renew(self, stop: threading.Event) -> None:
+        if self.absent:
+            return
         while not stop.wait(self.duration / 3):
             try:
                 lease = self.coord.read_namespaced_lease(self.name, self.namespace)
@@ -145,6 +160,8 @@ class LeaseLock:
                 continue  # tried again at the next tick; it expires only after three misses
 
     def release(self) -> None:
+        if self.absent:
+            return
         try:
             lease = self.coord.read_namespaced_lease(self.name, self.namespace)
             if lease.spec.holder_identity == self.identity:

@@ -119,7 +119,10 @@ def _service(env: Environment, name: str, spec: Any, image: str) -> dict[str, An
 
 
 def context(
-    env: Environment, images: Mapping[str, str] | None = None, resolve: Callable[[str], str] = secrets.resolve
+    env: Environment,
+    images: Mapping[str, str] | None = None,
+    resolve: Callable[[str], str] = secrets.resolve,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
     """What the templates see (besides ``env``): names, labels, the database endpoint, the
     password's Secret, odoo.conf without secrets, TLS material."""
@@ -146,7 +149,7 @@ def context(
     return {
         "env": env.as_template(),
         "project": project_of(env),
-        "namespace": namespace_of(env),
+        "namespace": namespace or namespace_of(env),
         "labels": base_labels(env),
         "db": db,
         "password": _password(env, resolve),
@@ -172,10 +175,14 @@ def _parse(done: rendering.Rendered) -> list[dict[str, Any]]:
 
 
 def render(
-    env: Environment, images: Mapping[str, str] | None = None, resolve: Callable[[str], str] = secrets.resolve
+    env: Environment,
+    images: Mapping[str, str] | None = None,
+    resolve: Callable[[str], str] = secrets.resolve,
+    namespace: str | None = None,
 ) -> list[Manifest]:
-    """Every object of the environment, in the order they are applied."""
-    ctx = context(env, images, resolve)
+    """Every object of the environment, in the order they are applied (in ``namespace``, default
+    ``runtime.namespace`` or ``default``)."""
+    ctx = context(env, images, resolve, namespace)
     out: list[Manifest] = []
 
     def add(name: str, extra: dict[str, Any] | None = None) -> None:
