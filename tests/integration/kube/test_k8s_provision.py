@@ -102,6 +102,13 @@ def test_provision_from_nothing_then_no_writes_then_drift_put_back_and_prune(
     assert len(lists) == 2 * len(kinds), lists  # one list per kind for the plan, one for the run
     assert "nothing to change" in again.stdout
 
+    # the autoscaler scales worker: replicas it manages are not drift
+    apps.patch_namespaced_deployment_scale("odoo-worker", "odoo-t", {"spec": {"replicas": 3}},
+                                           field_manager="kube-controller-manager")  # fmt: skip
+    scaled = _erpops(tmp_path, "--dry-run")
+    assert scaled.returncode == 0 and "nothing to change" in scaled.stdout, scaled.stdout
+    assert "Deployment odoo-t/odoo-worker" not in scaled.stdout, scaled.stdout
+
     # drift: kubectl-style hand edits of an image and of odoo.conf
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "odoo", "image": "erpops-test/odoo:v9"}]}}}}
     apps.patch_namespaced_deployment("odoo-web", "odoo-t", patch, field_manager="kubectl-edit")
