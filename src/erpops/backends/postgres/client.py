@@ -258,12 +258,13 @@ class PgClient:
         return f"{self.name} {self.version_text} ({self.path})"
 
 
-class ClientNotFound(PermanentError):
-    """No usable PostgreSQL client tool of that name on this machine."""
+class ClientNotFound(Unreachable):
+    """No usable PostgreSQL client tool of that name on this machine: a misconfigured target, exit 3."""
 
 
-class ClientTooOld(PermanentError):
-    """Only client tools older than the server exist: refused before anything runs."""
+class ClientTooOld(Unreachable):
+    """Only client tools older than the server exist: refused before anything runs (exit 3, as the
+    README's exit codes say for a misconfigured target; not retried: it will not pass by waiting)."""
 
 
 def wheel_bindir() -> Path | None:
