@@ -332,3 +332,33 @@ def test_an_unsupported_storage_url_is_refused_with_its_line_before_a_run(cli, t
         f"erpops: error: {tmp_path / 'erpops.yaml'}:4 environments.prod.storage.url: storage url ftp://... is not "
         "supported: use s3://bucket/prefix, file:///path or a path"
     )
+
+
+def test_json_on_runbook_show_and_validate_runs_unlock_and_sandbox_down(cli, tmp_path):
+    """Issue 17 item 9: these four had no --json (a script had to parse tables)."""
+    import json
+
+    shown = cli("runbook", "show", "provision", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["name"] == "provision" and [s["id"] for s in doc["steps"]][:2] == ["preflight", "database"]
+    assert doc["params"]["prune"]["default"] is True
+
+    bad = write(tmp_path, "bad.yaml", HEADER + "steps:\n  - {id: x, action: no.such.action}\n")
+    checked = cli("runbook", "validate", bad, "--json")
+    lines = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert checked.returncode == 2 and lines[0]["ok"] is False and "no.such.action" in lines[0]["error"]
+
+    unlocked = cli("runs", "unlock", "--env", "sandbox", "--json")
+    assert unlocked.returncode == 0 and json.loads(unlocked.stdout) == {"environment": "sandbox", "cleared": False,
+                                                                        "holder": None}  # fmt: skip
+
+    down = cli("sandbox", "down", "--json", extra_env={"ERPOPS_SANDBOX_DIR": str(tmp_path / "no-sandbox")})
+    assert down.returncode == 0 and json.loads(down.stdout) == {"done": [], "purged": False}
+
+
+def test_scale_for_peak_until_help_says_it_takes_a_duration_and_completion_is_offered(cli):
+    """Issue 17 item 9: --until's help said ISO time only; there was no shell completion."""
+    helped = cli("scale-for-peak", "--help", extra_env={"COLUMNS": "200"})
+    assert "or a duration from now (4h)" in helped.stdout
+    assert "--install-completion" in cli("--help", extra_env={"COLUMNS": "200"}).stdout

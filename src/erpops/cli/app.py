@@ -62,7 +62,7 @@ app = typer.Typer(
     help="Operate Odoo-based distribution ERP platforms with planned, journaled, resumable runbooks.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode="rich",
 )
 
@@ -232,7 +232,9 @@ def failover(
 @guarded
 def scale_for_peak(
     replicas: int = typer.Option(None, "--replicas", help="Web replicas for the peak."),
-    until: str = typer.Option(None, "--until", help="When the revert is due (ISO time)."),
+    until: str = typer.Option(
+        None, "--until", help="When the revert is due: an ISO time (2026-12-24T18:00) or a duration from now (4h)."
+    ),
     revert: bool = typer.Option(False, "--revert", help="Restore replicas and deferred crons."),
     revert_due: bool = typer.Option(False, "--revert-due", help="Revert if --until has passed."),
     env: str = EnvOpt,

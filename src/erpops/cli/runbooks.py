@@ -49,7 +49,7 @@ def list_(json: bool = JsonOpt) -> None:
 
 @app.command()
 @guarded
-def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
+def show(name: str = typer.Argument(..., help="Runbook name or file."), json: bool = JsonOpt) -> None:
     """A runbook's description, parameters and steps."""
     from rich.console import Console
     from rich.table import Table
@@ -59,6 +59,19 @@ def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
     from erpops.runbook.loader import load_runbook
 
     rb = load_runbook(find(name), load_actions())
+    if json:
+        md = rb.spec.metadata
+        doc = {
+            "name": md.name, "version": md.version, "path": str(rb.path), "sha256": rb.sha256,
+            "description": md.description, "destructive": md.destructive, "lock": rb.spec.lock,
+            "params": {n: {"type": p.type, "required": p.required, "default": p.default, "description": p.description}
+                       for n, p in rb.spec.params.items()},
+            "steps": [{"id": s.id, "action": s.action, "when": s.when, "on_failure": s.on_failure,
+                       "undo": s.undo.action if s.undo else None, "phase": phase}
+                      for phase, steps in (("main", rb.spec.steps), ("finally", rb.spec.finally_)) for s in steps],
+        }  # fmt: skip
+        typer.echo(_json.dumps(doc, default=str))
+        return
     console = Console()
     md = rb.spec.metadata
     console.print(f"[bold]{md.name}[/bold] {md.version}  [dim]{rb.path}  sha256 {rb.sha256}[/dim]")
@@ -87,7 +100,10 @@ def show(name: str = typer.Argument(..., help="Runbook name or file.")) -> None:
 
 @app.command()
 @guarded
-def validate(paths: list[Path] = typer.Argument(None, help="Files or directories (default: every runbook).")) -> None:
+def validate(
+    paths: list[Path] = typer.Argument(None, help="Files or directories (default: every runbook)."),
+    json: bool = JsonOpt,
+) -> None:
     """Validate runbooks without running them; report every error (exit 2 if any)."""
     from erpops.actions.base import load_actions
     from erpops.errors import ExitCode, ValidationFailed
@@ -106,12 +122,19 @@ def validate(paths: list[Path] = typer.Argument(None, help="Files or directories
     for f in files:
         try:
             rb = load_runbook(f, load_actions())
-            typer.echo(f"ok      {f} ({rb.name} {rb.version})")
+            if json:
+                typer.echo(_json.dumps({"file": str(f), "ok": True, "name": rb.name, "version": rb.version}))
+            else:
+                typer.echo(f"ok      {f} ({rb.name} {rb.version})")
         except ValidationFailed as exc:
             for issue in exc.issues:
                 errors += 1
-                typer.echo(f"error   {issue}", err=True)
-    typer.echo(f"{len(files)} file(s) checked, {errors} error(s)")
+                if json:
+                    typer.echo(_json.dumps({"file": str(f), "ok": False, "error": str(issue)}))
+                else:
+                    typer.echo(f"error   {issue}", err=True)
+    if not json:
+        typer.echo(f"{len(files)} file(s) checked, {errors} error(s)")
     raise typer.Exit(int(ExitCode.INVALID_INPUT) if errors else 0)
 
 

@@ -269,6 +269,7 @@ def resume(
 def unlock(
     env: str = typer.Option(..., "--env", "-e", help="Environment whose stale lock to clear."),
     config: str = ConfigOpt,
+    json: bool = JsonOpt,
 ) -> None:
     """Clear a stale environment lock left by a run whose process is gone (checked first)."""
     _cfg, store = _open(config)
@@ -276,6 +277,9 @@ def unlock(
         if not hasattr(store, "unlock_environment"):
             abort("this state store keeps no locks between processes")
         holder = store.unlock_environment(env)
+        if json:
+            typer.echo(_json.dumps({"environment": env, "cleared": holder is not None, "holder": holder}, default=str))
+            return
         if holder is None:
             typer.echo(f"environment {env!r} is not locked")
             return

@@ -101,7 +101,9 @@ def up(
 
 @app.command()
 @guarded
-def down(purge: bool = typer.Option(False, "--purge", help="Also delete the sandbox directory.")) -> None:
+def down(
+    purge: bool = typer.Option(False, "--purge", help="Also delete the sandbox directory."), json: bool = JsonOpt
+) -> None:
     """Stop the sandbox's servers (and with --purge delete everything it holds)."""
     from erpops import sandbox
 
@@ -118,6 +120,9 @@ def down(purge: bool = typer.Option(False, "--purge", help="Also delete the sand
             forget_topology(state, SANDBOX)
         finally:
             state.close()
+    if json:
+        typer.echo(_json.dumps({"done": done, "purged": purge}))
+        return
     for line in done or ["nothing was running"]:
         console.print(line)
 
