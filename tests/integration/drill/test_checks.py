@@ -176,11 +176,13 @@ def test_neutralize_tolerates_missing_modules(seeded_db) -> None:
         with pg.connect(seeded_db.server_dsn, "odoo_drill_minimal") as c:
             c.execute("CREATE TABLE ir_config_parameter (id serial PRIMARY KEY, key varchar UNIQUE NOT NULL, "
                       "value text NOT NULL)")  # fmt: skip
-            c.execute("INSERT INTO ir_config_parameter (key, value) VALUES ('database.uuid', 'abc')")
+            c.execute("INSERT INTO ir_config_parameter (key, value) VALUES ('database.uuid', 'abc'), "
+                      "('database.secret', 'production-secret')")  # fmt: skip
             changed = C.neutralize(c)
-            assert changed == {"is_neutralized": True, "new_database_uuid": True}
+            assert changed == {"is_neutralized": True, "new_database_uuid": True, "new_database_secret": True}
             params = dict(c.execute("SELECT key, value FROM ir_config_parameter").fetchall())
             assert params["database.is_neutralized"] == "true" and params["database.uuid"] != "abc"
+            assert params["database.secret"] != "production-secret"  # issue 17 item 1: as Odoo's copy restore
     finally:
         with pg.connect(seeded_db.server_dsn) as admin:
             admin.execute("DROP DATABASE IF EXISTS odoo_drill_minimal WITH (FORCE)")

@@ -28,7 +28,7 @@ steps:
     with: {path: "{{ params.zip }}"}
   - id: import
     action: odoo.import_zip
-    with: {path: "{{ steps.export.outputs.path }}", database: "{{ params.target }}"}
+    with: {path: "{{ steps.export.outputs.path }}", database: "{{ params.target }}", mode: move}
 """
 
 
@@ -152,3 +152,43 @@ def test_a_zip_without_a_database_in_its_dump_is_refused_leaving_nothing(
     with pg.connect(seeded_db.server_dsn) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone() is None
     assert not (drill.scratch / f"erpops-scratch-{target}").exists()  # nor its scratch directory
+
+
+def _identity(dsn: str, database: str) -> tuple[dict[str, str], list[tuple[str, bool]]]:
+    with pg.connect(dsn, database) as conn:
+        params = dict(conn.execute(
+            "SELECT key, value FROM ir_config_parameter WHERE key IN ('database.uuid', 'database.secret')"
+        ).fetchall())  # fmt: skip
+        crons = [(str(r[0]), bool(r[1])) for r in conn.execute("SELECT cron_name, active FROM ir_cron ORDER BY id")]
+    return params, crons
+
+
+def test_the_shipped_runbooks_import_a_copy_by_default_and_a_move_when_asked(drill: Drill, seeded_db) -> None:
+    """Issue 17 item 3: an imported database kept the live uuid, secret and active crons (Odoo's own
+    import offers "copy" and "move"); now copy is the default, move explicit; runbooks ship both ways."""
+    from erpops.backends.odoo import restore as odoo_restore
+
+    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    out = drill.root / "odoo.zip"
+    exported = drill.run("run", "odoo-export", "--env", "local", "--param", f"path={out}")
+    assert exported.code == 0, exported.stdout[-2000:] + exported.stderr
+    live_params, live_crons = _identity(seeded_db.server_dsn, seeded_db.dbname)
+    assert any(active for _, active in live_crons)
+    try:
+        copy = drill.run("run", "odoo-import", "--env", "local", "--param", f"path={out}",
+                         "--param", "database=odoo_seed_drill_copy")  # fmt: skip
+        assert copy.code == 0, copy.stdout[-2000:] + copy.stderr
+        params, crons = _identity(seeded_db.server_dsn, "odoo_seed_drill_copy")
+        assert params["database.uuid"] != live_params["database.uuid"]
+        assert params["database.secret"] != live_params["database.secret"]
+        assert [c for c in crons if c[1]] == [c for c in crons if c[1] and "vacuum" in c[0].lower()]
+        assert copy.step("import")["outputs"]["neutralized"]["new_database_secret"] is True
+
+        move = drill.run("run", "odoo-import", "--env", "local", "--param", f"path={out}",
+                         "--param", "database=odoo_seed_drill_move", "--param", "mode=move")  # fmt: skip
+        assert move.code == 0, move.stdout[-2000:] + move.stderr
+        assert _identity(seeded_db.server_dsn, "odoo_seed_drill_move") == (live_params, live_crons)
+        assert move.step("import")["outputs"]["neutralized"] is None
+    finally:
+        for name in ("odoo_seed_drill_copy", "odoo_seed_drill_move"):
+            odoo_restore.drop_database(seeded_db.server_dsn, name, run_id=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -88,10 +88,16 @@ class ImportZip(Action):
     """Import an Odoo database-manager zip into a new database (created and marked as erpops's
     own) and its ``filestore/`` into a directory. Never the environment's live database.
 
+    ``mode: copy`` (the default) is Odoo's "This database is a copy": a new ``database.uuid`` and
+    ``database.secret``, and the copy neutralized (scheduled jobs but the autovacuum off, mail
+    servers off, payment and shipping providers in test...) so it never acts as the original
+    towards customers or Odoo's services. ``mode: move`` keeps the original's identity and jobs
+    as they are: for a database that replaces its original (stop that one).
+
     ```yaml
     - id: import
       action: odoo.import_zip
-      with: {path: /tmp/odoo.zip, database: odoo_copy, filestore: /var/lib/odoo/filestore/odoo_copy}
+      with: {path: /tmp/odoo.zip, database: odoo_copy, filestore: /var/lib/odoo/filestore/odoo_copy, mode: copy}
     ```
     """
 
@@ -104,8 +110,12 @@ class ImportZip(Action):
             None, description="where to unpack filestore/ (default: <scratch>/filestore/<database>)"
         )
         scratch_dir: str | None = Field(None, description="parent of the scratch directory for the default filestore")
+        mode: Literal["copy", "move"] = Field(
+            "copy", description="copy: new uuid and secret, neutralized (Odoo's copy); move: the original's identity"
+        )
 
     outputs = {
+        "neutralized": "what the copy's neutralization changed (mode copy), else null",
         "database": "the new database",
         "filestore": "where the filestore was unpacked",
         "files": "files unpacked",
@@ -113,7 +123,8 @@ class ImportZip(Action):
     }
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.WILL, f"import {params.path} into new database {params.database}")
+        how = "as a neutralized copy" if params.mode == "copy" else "keeping the original's identity (move)"
+        return PlanResult(Change.WILL, f"import {params.path} into new database {params.database} {how}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.odoo import restore as R
@@ -140,8 +151,15 @@ class ImportZip(Action):
             R.create_database(dsn, name, run_id=ctx.run.id, note=f"import of {src.name}")
             created.append(name)
 
+        neutralized: dict[str, Any] | None = None
         try:
             manifest = import_zip(src, dsn, params.database, filestore, create=create, cancelled=cancelled(ctx))
+            if params.mode == "copy":
+                from erpops.backends.odoo import checks
+                from erpops.backends.postgres import client as pg
+
+                with pg.connect(dsn, params.database) as conn:
+                    neutralized = checks.neutralize(conn)
         except BaseException:
             if created:
                 R.drop_database(dsn, params.database, run_id=ctx.run.id)
@@ -149,7 +167,15 @@ class ImportZip(Action):
                 R.remove_scratch(scratch)
             raise
         ctx.log(f"imported {src} into {params.database} ({manifest.get('files', 0)} filestore files)")
+        if neutralized is not None:
+            off = neutralized.get("crons_disabled", 0)
+            ctx.log(f"a copy: new database.uuid and database.secret, neutralized ({off} scheduled jobs off)")
+        else:
+            original = manifest.get("db_name") or "the original"
+            ctx.log(f"a move: {params.database} keeps {original}'s uuid, secret and scheduled jobs; stop {original}",
+                    level="warning")  # fmt: skip
         return {
+            "neutralized": neutralized,
             "database": params.database,
             "filestore": str(filestore),
             "files": manifest.get("files", 0),

@@ -1,7 +1,8 @@
 """What a restore drill does to and checks on a restored Odoo copy: neutralization and checks.
 
 **Neutralization** mirrors what ``odoo-bin neutralize`` does (each installed module's
-``data/neutralize.sql``), and what Odoo's *copy* restore adds (a new ``database.uuid``), on the
+``data/neutralize.sql``), and what Odoo's *copy* restore adds (a new ``database.uuid`` and
+``database.secret``), on the
 tables that exist: scheduled jobs off except ``base.autovacuum_job``; outgoing mail servers off
 plus an active "neutralization - disable emails" server on host ``invalid`` port 1025, so nothing
 falls back to a real server; incoming (fetchmail) servers off; payment providers ``disabled``
@@ -120,6 +121,9 @@ def neutralize(conn: psycopg.Connection[Any]) -> dict[str, Any]:
             changed["is_neutralized"] = True
             _set_param(conn, "database.uuid", str(uuid.uuid1()))
             changed["new_database_uuid"] = True
+            # as Odoo's copy restore: a copy signs nothing (sessions, tokens) with production's secret
+            _set_param(conn, "database.secret", str(uuid.uuid4()))
+            changed["new_database_secret"] = True
     return changed
 
 
