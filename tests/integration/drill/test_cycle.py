@@ -177,3 +177,35 @@ def test_backup_under_object_lock_is_listed_locked(drill: Drill, seeded_db, s3_s
     assert "governance until" in table.stdout
     head = s3_server.client().head_object(Bucket=s3_locked_bucket, Key=f"erp/locked/{backup_id}/db.dump.zst")
     assert head["ObjectLockMode"] == "GOVERNANCE"
+
+
+def test_a_kept_copy_lands_in_a_data_dir_with_the_line_that_boots_it(drill: Drill, seeded_db) -> None:
+    """Issue 17 item 2: a kept drill copy's filestore was in a scratch directory Odoo does not look
+    in; with --param data_dir it is <data_dir>/filestore/<db>, and the run says how to boot it."""
+    import shutil
+
+    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    assert drill.run("backup", "--env", "local", "--param", "prune=false").code == 0
+    data_dir = drill.root / "odoo-data"
+    refused = drill.run("restore-test", "--env", "local", "--param", f"data_dir={data_dir}")
+    assert refused.code == 1 and "add --keep" in refused.stdout + refused.stderr
+    assert drill_databases(seeded_db) == [] and not data_dir.exists()  # refused before anything
+
+    res = drill.run("restore-test", "--env", "local", "--keep", "--param", f"data_dir={data_dir}")
+    assert res.code == 0, res.stdout[-3000:] + res.stderr
+    db = res.step("restore")["outputs"]["database"]
+    try:
+        assert res.step("restore")["outputs"]["filestore"] == str(data_dir / "filestore" / db)
+        assert any((data_dir / "filestore" / db).glob("??/*"))  # Odoo's layout: <data_dir>/filestore/<db>/ab/...
+        said = [e["message"] for e in res.events if e.get("event") == "step.log" and e.get("step") == "boot"]
+        assert said == [f"boot the kept copy: odoo --data-dir {data_dir} -d {db} --db-filter '^{db}$'"], said
+    finally:
+        cleanup = drill.runbook(
+            "cleanup",
+            "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: cleanup, version: 1.0.0}\n"
+            "steps:\n  - id: drop\n    action: odoo.cleanup\n"
+            f"    with: {{database: {db}, created_by: {res.finished()['run_id']}}}\n",
+        )
+        assert drill.run("run", str(cleanup), "--env", "local").code == 0
+        shutil.rmtree(data_dir, ignore_errors=True)
+    assert drill_databases(seeded_db) == []
