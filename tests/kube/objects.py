@@ -53,3 +53,21 @@ def provision(
         }
         core: Any = client.CoreV1Api(api)
         core.create_namespaced_service(namespace, service)
+
+
+def autoscaler(api: Any, name: str, deployment: str, *, low: int, high: int, namespace: str = "default") -> None:
+    """A HorizontalPodAutoscaler ``name`` on CPU (70%) targeting ``deployment``, ``low``..``high`` replicas."""
+    target = {"type": "Utilization", "averageUtilization": 70}
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+            "minReplicas": low,
+            "maxReplicas": high,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
+        },
+    }
+    autoscaling: Any = client.AutoscalingV2Api(api)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(namespace, hpa)

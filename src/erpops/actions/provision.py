@@ -42,6 +42,8 @@ def _database(ctx: ActionContext, apply: bool) -> list[ObjectChange]:
     from erpops.backends.postgres import provision
 
     env = ctx.env
+    if env.database is None:
+        raise InvalidInput(f"environment {env.name!r} has no database: section to provision")
     password = ctx.resolve_secret(env.odoo.db_password) if env.odoo.db_password else None
     return provision.converge(
         ctx.resolve_secret(env.database.dsn), role=env.odoo.db_user, password=password,
@@ -60,6 +62,14 @@ def _released(ctx: ActionContext) -> dict[str, str]:
         if release.get("status") in ("good", None) and release.get("images"):
             return {s: i for s, i in release["images"].items() if i}
     return {}
+
+
+def _bucket(ctx: ActionContext, apply: bool) -> list[ObjectChange]:
+    from erpops.backends.storage import bucket
+
+    if ctx.env.storage is None:
+        raise InvalidInput(f"environment {ctx.env.name!r} has no storage: section to provision")
+    return bucket.converge(ctx.env.storage, ctx.resolve_secret, apply=apply)
 
 
 class Preflight(Action):
@@ -135,8 +145,6 @@ class Database(Action):
         return _planned(_database(ctx, apply=False))
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        if ctx.env.database is None:
-            raise InvalidInput(f"environment {ctx.env.name!r} has no database: section to provision")
         return _report(ctx, _database(ctx, apply=True))
 
 
@@ -158,16 +166,10 @@ class Bucket(Action):
     outputs = {"changes": "per object: kind, name, action, detail", "changed": "how many objects changed"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        from erpops.backends.storage import bucket
-
-        return _planned(bucket.converge(ctx.env.storage, ctx.resolve_secret, apply=False))
+        return _planned(_bucket(ctx, apply=False))
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
-        from erpops.backends.storage import bucket
-
-        if ctx.env.storage is None:
-            raise InvalidInput(f"environment {ctx.env.name!r} has no storage: section to provision")
-        return _report(ctx, bucket.converge(ctx.env.storage, ctx.resolve_secret, apply=True))
+        return _report(ctx, _bucket(ctx, apply=True))
 
 
 class Runtime(Action):

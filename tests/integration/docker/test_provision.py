@@ -47,6 +47,14 @@ def _config(e: Any, odoo_db: Any, database: str, role: str) -> Path:
     )
 
 
+def _remove(e: Any) -> None:
+    """Everything provision made for ``e`` on the engine: its containers and its volume."""
+    for c in e.client.containers.list(all=True, filters={"label": f"erpops.environment={e.name}"}):
+        c.remove(force=True)
+    with contextlib.suppress(docker.errors.NotFound):
+        e.client.volumes.get(f"{e.name}-data").remove(force=True)
+
+
 def _role_exists(dsn: str, role: str) -> bool:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
@@ -120,10 +128,7 @@ def test_provision_creates_converges_repairs_drift_and_prunes(
         with psycopg.connect(odoo_db.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database}")
             conn.execute(f"DROP ROLE IF EXISTS {role}")
-        for c in e.client.containers.list(all=True, filters={"label": f"erpops.environment={e.name}"}):
-            c.remove(force=True)
-        with contextlib.suppress(docker.errors.NotFound):
-            e.client.volumes.get(f"{e.name}-data").remove(force=True)
+        _remove(e)
 
 
 def test_an_unreachable_engine_is_refused_before_anything_changes(
@@ -197,5 +202,4 @@ def test_a_users_front_template_is_what_runs_and_a_bad_one_is_named(
         bad = e.erpops("provision", "--yes", env=env)
         assert bad.returncode == 2 and f"{mine}: not a front container" in bad.stdout + bad.stderr, outcome(bad)
     finally:
-        for c in e.client.containers.list(all=True, filters={"label": f"erpops.environment={e.name}"}):
-            c.remove(force=True)
+        _remove(e)

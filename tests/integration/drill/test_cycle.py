@@ -98,6 +98,18 @@ def test_backup_then_restore_test_on_local_store(drill: Drill, seeded_db) -> Non
     assert not any(drill.scratch.glob("erpops-scratch-*"))  # scratch files removed
 
 
+def _drop_kept(drill: Drill, db: str, run_id: str) -> None:
+    """Drop a database a drill kept (odoo.cleanup, naming the run that created it)."""
+    cleanup = drill.runbook(
+        "cleanup",
+        "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: cleanup, version: 1.0.0}\n"
+        "steps:\n  - id: drop\n    action: odoo.cleanup\n"
+        f"    with: {{database: {db}, created_by: {run_id}}}\n",
+    )
+    done = drill.run("run", str(cleanup), "--env", "local")
+    assert done.code == 0, done.stdout[-2000:]
+
+
 def test_restore_test_keep_leaves_a_neutralized_copy(drill: Drill, seeded_db) -> None:
     drill.add("local", **local_env(seeded_db, drill.root / "store"))
     assert drill.run("backup", "--env", "local", "--param", "prune=false").code == 0
@@ -129,14 +141,7 @@ def test_restore_test_keep_leaves_a_neutralized_copy(drill: Drill, seeded_db) ->
         assert params["database.uuid"] != live["database.uuid"]  # the copy never impersonates production
         assert "database.is_neutralized" not in live  # the live database was not touched
     finally:
-        cleanup = drill.runbook(
-            "cleanup",
-            "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: cleanup, version: 1.0.0}\n"
-            "steps:\n  - id: drop\n    action: odoo.cleanup\n"
-            f"    with: {{database: {db}, created_by: {res.finished()['run_id']}}}\n",
-        )
-        done = drill.run("run", str(cleanup), "--env", "local")
-        assert done.code == 0, done.stdout[-2000:]
+        _drop_kept(drill, db, res.finished()["run_id"])
     assert drill_databases(seeded_db) == []
 
 
@@ -200,12 +205,6 @@ def test_a_kept_copy_lands_in_a_data_dir_with_the_line_that_boots_it(drill: Dril
         said = [e["message"] for e in res.events if e.get("event") == "step.log" and e.get("step") == "boot"]
         assert said == [f"boot the kept copy: odoo --data-dir {data_dir} -d {db} --db-filter '^{db}$'"], said
     finally:
-        cleanup = drill.runbook(
-            "cleanup",
-            "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: cleanup, version: 1.0.0}\n"
-            "steps:\n  - id: drop\n    action: odoo.cleanup\n"
-            f"    with: {{database: {db}, created_by: {res.finished()['run_id']}}}\n",
-        )
-        assert drill.run("run", str(cleanup), "--env", "local").code == 0
+        _drop_kept(drill, db, res.finished()["run_id"])
         shutil.rmtree(data_dir, ignore_errors=True)
     assert drill_databases(seeded_db) == []

@@ -15,7 +15,7 @@ from kubernetes import client
 
 from tests.fixtures.odoo_crons import Database
 from tests.integration.kube.test_kubernetes_runtime import _provision
-from tests.kube.objects import provision
+from tests.kube.objects import autoscaler, provision
 from tests.kube.server import Server
 
 
@@ -82,12 +82,7 @@ def test_scale_for_peak_on_a_cluster_with_an_autoscaler_defers_crons_and_reverts
     _provision(api)
     odoo_db.reset_crons()
     autoscaling: Any = client.AutoscalingV2Api(api)
-    autoscaling.create_namespaced_horizontal_pod_autoscaler("default", {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "erpops-k-web"},
-                 "minReplicas": 2, "maxReplicas": 4,
-                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                              "target": {"type": "Utilization", "averageUtilization": 70}}}]}})  # fmt: skip
+    autoscaler(api, "web", "erpops-k-web", low=2, high=4)
     web = {"replicas": 2, "port": 8069, "health_url": kube.ingress_url("erpops-k-web"),
            "healthcheck": {"interval": 0.2, "timeout": 1, "retries": 3, "start_period": 2}}  # fmt: skip
     config = {"state": f"sqlite:///{tmp_path / 'state.db'}", "environments": {"k": {

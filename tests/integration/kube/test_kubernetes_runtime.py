@@ -15,7 +15,7 @@ from kubernetes import client
 from erpops.backends.runtime import DeployFailed, open_runtime
 from erpops.environments import Environment
 from erpops.errors import ExitCode, Unreachable
-from tests.kube.objects import provision
+from tests.kube.objects import autoscaler, provision
 from tests.kube.server import Server
 
 LABELS = {"erpops.io/environment": "k", "erpops.io/service": "web"}
@@ -89,12 +89,7 @@ def test_scaling_for_a_peak_raises_an_autoscalers_floor_and_the_revert_restores_
 ) -> None:
     _provision(api)
     autoscaling: Any = client.AutoscalingV2Api(api)
-    autoscaling.create_namespaced_horizontal_pod_autoscaler("default", {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "erpops-k-web"},
-                 "minReplicas": 2, "maxReplicas": 4,
-                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
-                              "target": {"type": "Utilization", "averageUtilization": 70}}}]}})  # fmt: skip
+    autoscaler(api, "web", "erpops-k-web", low=2, high=4)
     with open_runtime(_env(tmp_path / "kubeconfig")) as rt:
         rt.deploy("web", "erpops-test/odoo:v1", release="r1", timeout=60)
         peak = rt.scale("web", 6, timeout=60)

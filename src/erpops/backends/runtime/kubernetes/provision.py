@@ -238,10 +238,9 @@ def converge(
         cluster = Cluster(rt)
         rendered = manifests.render(env, images, resolve, namespace=ns)
         selector = f"app.kubernetes.io/managed-by=erpops,erpops.io/environment={env.name}"
-        kinds = sorted({m.obj["kind"] for m in rendered} | (set(KINDS) - {"Namespace"}), key=list(KINDS).index)
         live: dict[tuple[str, str], dict[str, Any]] = {}
-        for kind in kinds:
-            if kind == "Namespace":
+        for kind in KINDS:  # every kind erpops may have made here: what is no longer rendered is pruned
+            if kind == "Namespace":  # not namespaced: read by name below
                 continue
             for item in cluster.list(kind, selector):
                 live[(kind, item["metadata"]["name"])] = item
