@@ -19,6 +19,7 @@ import docker.errors
 import psycopg
 import yaml
 
+from erpops.backends.runtime import open_runtime
 from tests.fixtures.docker import ImageSet
 from tests.fixtures.odoo_crons import Database
 from tests.integration.docker.conftest import outcome
@@ -114,6 +115,12 @@ def test_provision_creates_converges_repairs_drift_and_prunes(
         assert len(e.ids("web")) == 2 and "workers = 2" in conf.read_text() and e.front_check()[0] == 200
         assert "will change" not in e.erpops("provision", "--dry-run", env=env).stdout
 
+        # another environment on the same engine, with a worker too: the prune below must not touch it
+        other = docker_env(front=False)
+        with open_runtime(other.env) as rt:
+            rt.deploy("worker", docker_images.healthy, release="r1", timeout=60)
+        theirs = other.ids("worker")
+
         # a label changed in erpops.yaml: the instances are replaced (rolling, through the front)
         raw = yaml.safe_load((e.workdir / "erpops.yaml").read_text())
         raw["environments"][e.name]["runtime"]["services"]["web"]["labels"] = {"team": "ops"}
@@ -124,6 +131,7 @@ def test_provision_creates_converges_repairs_drift_and_prunes(
         assert "labels differ" in changed.stdout and "service 'worker' is no longer declared" in changed.stdout
         assert {c.labels.get("team") for c in e.containers("web")} == {"ops"} and e.containers("worker") == []
         assert e.front_check()[0] == 200
+        assert other.ids("worker") == theirs and len(theirs) == 1  # only this environment's objects are pruned
     finally:
         with psycopg.connect(odoo_db.dsn, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {database}")
