@@ -375,6 +375,9 @@ class Drills(_Model):
     env_from_secrets: dict[str, str] = Field(default_factory=dict)
     #: A PersistentVolumeClaim for the drill's JUnit and metrics (default: the pod's own disk).
     reports_claim: str | None = None
+    #: Also put each drill's report, JUnit and metrics in the environment's object store
+    #: (``<env>/drills/<run-id>/``): the evidence outlives the pod without a volume.
+    store_reports: bool = False
     timeout_seconds: int = Field(default=7200, ge=60)
     suspend: bool = False
 

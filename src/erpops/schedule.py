@@ -74,12 +74,22 @@ class HostSchedule:
 
 
 def host_schedule(
-    env: str, cron: str, *, erpops: str, config: str | None, reports: Path, time_zone: str | None = None
+    env: str,
+    cron: str,
+    *,
+    erpops: str,
+    config: str | None,
+    reports: Path,
+    time_zone: str | None = None,
+    store_reports: bool = False,
 ) -> HostSchedule:
-    """The crontab line and the systemd service + timer that run the restore drill of ``env``."""
+    """The crontab line and the systemd service + timer that run the restore drill of ``env``
+    (``store_reports``: the reports also go to the environment's object store)."""
     calendar = on_calendar(cron) + (f" {time_zone}" if time_zone else "")
     argv = [erpops, "restore-test", "--env", env, "--yes",
             "--junit", str(reports / "junit.xml"), "--metrics-file", str(reports / "erpops.prom")]  # fmt: skip
+    if store_reports:
+        argv.append("--store-reports")
     command = shlex.join(argv)
     prefix = f"ERPOPS_CONFIG={shlex.quote(config)} " if config else ""
     unit = f"erpops-restore-test-{re.sub(r'[^A-Za-z0-9_.-]', '-', env)}"

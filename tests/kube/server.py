@@ -279,9 +279,20 @@ class Store:
             self._record("MODIFIED", res, new)
             return copy.deepcopy(new)
 
-    def delete(self, res: Resource, ns: str, name: str) -> dict[str, Any]:
+    def delete(self, res: Resource, ns: str, name: str, preconditions: dict[str, str] | None = None) -> dict[str, Any]:
         with self.lock:
             obj = self.get(res, ns, name)
+            for field in ("uid", "resourceVersion"):  # DeleteOptions.preconditions, as the API server checks them
+                wanted = (preconditions or {}).get(field)
+                if wanted and wanted != obj["metadata"][field]:
+                    label = "UID" if field == "uid" else "ResourceVersion"
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: {label} in precondition: {wanted}, {label} in object meta: "
+                        f"{obj['metadata'][field]}",
+                        {"name": name, "group": res.group, "kind": res.plural},
+                    )
             del self.objects[(res, ns if res.namespaced else "", name)]
             obj["metadata"]["resourceVersion"] = self.next_rv()
             self._record("DELETED", res, obj)
@@ -772,7 +783,8 @@ class _Handler(BaseHTTPRequestHandler):
         if verb == "PATCH":
             return self._patch(res, ns, name, sub, query, manager)
         if verb == "DELETE" and sub is None:
-            obj = store.delete(res, ns, name)
+            options = self._body() or {}
+            obj = store.delete(res, ns, name, options.get("preconditions") if isinstance(options, dict) else None)
             details = {"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]}
             return self._send(200, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                                     "details": details})  # fmt: skip

@@ -60,13 +60,14 @@ def test_the_command_prints_crontab_and_writes_units_systemd_verifies(tmp_path: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
     env["ERPOPS_CONFIG"] = str(tmp_path / "erpops.yaml")
     argv = [sys.executable, "-m", "erpops", "schedule", "restore-test", "--env", "prod% 1", "--cron", "0 3 * * *",
-            "--reports", str(tmp_path / "drills"), "--out", str(tmp_path / "units")]  # fmt: skip
+            "--reports", str(tmp_path / "drills"), "--out", str(tmp_path / "units"), "--store-reports"]  # fmt: skip
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("0 3 * * * "))
     assert (
         "restore-test --env 'prod\\% 1' --yes --junit" in line and f"ERPOPS_CONFIG={tmp_path / 'erpops.yaml'}" in line
     )
+    assert line.split(" >> ")[0].endswith(" --store-reports")  # the drill's evidence also goes to the store
     units = sorted(str(p) for p in (tmp_path / "units").iterdir())
     assert [Path(u).name for u in units] == ["erpops-restore-test-prod--1.service", "erpops-restore-test-prod--1.timer"]
     assert "OnCalendar=*-*-* 03:00:00" in Path(units[1]).read_text()
@@ -96,3 +97,9 @@ def test_on_kubernetes_the_drill_is_the_cronjob_provision_applies(tmp_path: Path
         "15 2 * * *",
         "Forbid",
     )
+    assert "--store-reports" not in job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    stored = subprocess.run([*argv, "--store-reports"], env=env, capture_output=True, text=True, timeout=60)
+    args = json.loads(stored.stdout)["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-1] == "--store-reports", args
+    told = subprocess.run([*argv[:-1], "--store-reports"], env=env, capture_output=True, text=True, timeout=60)
+    assert "# set drills.schedule: '15 2 * * *', drills.store_reports: true in erpops.yaml" in told.stdout

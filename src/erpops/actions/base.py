@@ -126,6 +126,13 @@ class ActionContext(Protocol):
     #: The state store (``erpops.state.StateStore``) or None when the run has no journal.
     state: Any
 
+    @property
+    def memo(self) -> dict[str, Any]:
+        """What this step's plan left for its apply, in this process (empty when the run resumed,
+        or for a step that was not planned): an action may reuse an observation it just made
+        instead of reading everything twice. Never the only source of truth: what is missing is
+        read again."""
+
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         """Emit a log event for this step (redacted, journaled, shown)."""
 

@@ -203,13 +203,16 @@ class Runtime(Action):
         if kind == "kubernetes":
             from erpops.backends.runtime.kubernetes import provision as k8s
 
-            changes, requests = k8s.converge(
+            seen, requests = k8s.converge(
                 ctx.env, apply=apply, force=params.force, prune=params.prune, images=_released(ctx),
                 resolve=ctx.resolve_secret, timeout=params.timeout,
+                planned=None if not apply else ctx.memo.pop("kubernetes", None),
             )  # fmt: skip
+            if not apply:  # the apply that follows acts on this reading while it is fresh
+                ctx.memo["kubernetes"] = seen
             writes = [r for r in requests if not r.startswith("GET ")]
             ctx.log(f"{len(requests)} API requests ({len(writes)} writes)", requests=requests)
-            return changes
+            return seen.changes
         from erpops.backends.runtime import open_runtime
         from erpops.backends.runtime.docker import provision
 

@@ -187,6 +187,9 @@ def restore_test(
     keep: bool = typer.Option(False, "--keep", help="Keep the scratch database and files."),
     junit: str = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
     metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    store_reports: bool = typer.Option(
+        False, "--store-reports", help="Also put the report, JUnit and metrics in the object store."
+    ),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
     yes: bool = YesOpt,
@@ -200,7 +203,7 @@ def restore_test(
     execute(
         "restore-test",
         _common(env, dry_run, yes, json, runbook, param, config, wait),
-        {"backup": backup, "keep": keep, "junit": junit, "metrics_file": metrics_file},
+        {"backup": backup, "keep": keep, "junit": junit, "metrics_file": metrics_file, "store_reports": store_reports},
     )
 
 

@@ -25,6 +25,9 @@ def restore_test(
     reports: str = typer.Option(
         None, "--reports", help="Where the drill's JUnit and metrics go (default: the state folder's drills/ENV)."
     ),
+    store_reports: bool = typer.Option(
+        False, "--store-reports", help="The drill also puts its reports in the object store (host schedules)."
+    ),
     out: str = typer.Option(None, "--out", help="Write the systemd units into this folder (e.g. /etc/systemd/system)."),
     time_zone: str = typer.Option(None, "--time-zone", help="The timer's time zone (default: the host's)."),
     json: bool = JsonOpt,
@@ -41,15 +44,16 @@ def restore_test(
     cfg = load_config(config)
     environment = cfg.environment(env)
     if environment.runtime.kind == "kubernetes":
-        _kubernetes(environment, cron, json)
+        _kubernetes(environment, cron, json, store_reports)
         return
     source = find_config(config)
     exe = shutil.which("erpops") or str(Path(sys.executable).parent / "erpops")
     folder = Path(reports).expanduser().absolute() if reports else state_dir() / "drills" / environment.name
     conf = str(source.absolute()) if source else None
     plan = host_schedule(
-        environment.name, cron, erpops=str(Path(exe).absolute()), config=conf, reports=folder, time_zone=time_zone
-    )
+        environment.name, cron, erpops=str(Path(exe).absolute()), config=conf, reports=folder, time_zone=time_zone,
+        store_reports=store_reports,
+    )  # fmt: skip
     if out:
         target = Path(out).expanduser()
         target.mkdir(parents=True, exist_ok=True)
@@ -71,7 +75,7 @@ def restore_test(
     typer.echo(f"# then: systemctl daemon-reload && systemctl enable --now {plan.unit}.timer   (units in {where})")
 
 
-def _kubernetes(environment: object, cron: str, json: bool) -> None:
+def _kubernetes(environment: object, cron: str, json: bool, store_reports: bool) -> None:
     from erpops.backends.runtime.kubernetes import manifests
     from erpops.environments import Drills, Environment
     from erpops.errors import InvalidInput
@@ -82,7 +86,8 @@ def _kubernetes(environment: object, cron: str, json: bool) -> None:
             f"environment {environment.name!r} runs on Kubernetes: its drill is a CronJob that provision applies; "
             "add drills: (schedule, image, config_secret) to erpops.yaml, then run erpops provision"
         )
-    drills = Drills.model_validate({**environment.drills.model_dump(), "schedule": cron})
+    stored = store_reports or environment.drills.store_reports
+    drills = Drills.model_validate({**environment.drills.model_dump(), "schedule": cron, "store_reports": stored})
     scheduled = environment.model_copy(update={"drills": drills})
     (job,) = [m.obj for m in manifests.render(scheduled) if m.obj["kind"] == "CronJob"]
     if json:
@@ -91,7 +96,9 @@ def _kubernetes(environment: object, cron: str, json: bool) -> None:
     import yaml
 
     typer.echo(yaml.safe_dump(job, sort_keys=False).rstrip())
-    if environment.drills.schedule != cron:
-        typer.echo(f"# set drills.schedule: {cron!r} in erpops.yaml, then: erpops provision --env {environment.name}")
+    changed = [f"drills.schedule: {cron!r}"] if environment.drills.schedule != cron else []
+    changed += ["drills.store_reports: true"] if stored != environment.drills.store_reports else []
+    if changed:
+        typer.echo(f"# set {', '.join(changed)} in erpops.yaml, then: erpops provision --env {environment.name}")
     else:
         typer.echo(f"# applied by: erpops provision --env {environment.name}")

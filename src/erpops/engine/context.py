@@ -43,6 +43,10 @@ class StepContext:
             )
         )
 
+    @property
+    def memo(self) -> dict[str, Any]:
+        return self._run_state.memos.setdefault(self.step_id, {})
+
     # -- cancellation --------------------------------------------------------------------------
     @property
     def cancelled(self) -> bool:

@@ -68,6 +68,8 @@ class RunState:
     params: dict[str, Any]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     depth: int = 0
+    #: step id -> what the step's plan left for its apply (this process only: a resumed run plans anew)
+    memos: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def template_context(self) -> dict[str, Any]:
         return {

@@ -159,9 +159,20 @@ def test_cycle_over_s3(drill: Drill, seeded_db, s3_server, s3_bucket) -> None:
     keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"])
     assert keys == [f"erp/cloud/{backup_id}/{n}" for n in ("db.dump.zst", "filestore.tar.zst", "manifest.json",
                                                           "verify.json")]  # fmt: skip
-    res = drill.run("restore-test", "--env", "cloud")
-    assert res.code == 0, res.stdout[-3000:] + res.stderr
+    runs = []
+    for _ in range(2):  # a drill whose disk goes away (a CronJob's pod) keeps its evidence in the store
+        res = drill.run("restore-test", "--env", "cloud", "--store-reports", "--param", "keep_reports=1")
+        assert res.code == 0, res.stdout[-3000:] + res.stderr
+        runs.append(res.finished()["run_id"])
     assert [(b["backup_id"], b["state"]) for b in drill.backups("cloud")] == [(backup_id, "restore-tested")]
+    keys = sorted(o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="erp/cloud/drills/")[
+        "Contents"])  # fmt: skip
+    assert keys == [f"erp/cloud/drills/{runs[1]}/{n}" for n in ("erpops.prom", "junit.xml", "report.json")]  # newest
+    body = s3_server.client().get_object(Bucket=s3_bucket, Key=keys[2])["Body"].read()
+    stored = json.loads(body)
+    assert stored["passed"] is True and stored["run_id"] == runs[1] and stored["backup_id"] == backup_id
+    prom = s3_server.client().get_object(Bucket=s3_bucket, Key=keys[0])["Body"].read().decode()
+    assert parse_prometheus(prom)["erpops_restore_drill_success"] == [('{environment="cloud"}', 1.0)]
     assert drill_databases(seeded_db) == []
 
 

@@ -99,7 +99,7 @@ def test_provision_from_nothing_then_no_writes_then_drift_put_back_and_prune(
     assert writes == [], writes  # no write request
     lists = [r for r in made if r[0] == "GET" and "labelSelector=" in r[1]]
     kinds = {r[1].split("?")[0] for r in lists}
-    assert len(lists) == 2 * len(kinds), lists  # one list per kind for the plan, one for the run
+    assert len(lists) == len(kinds), lists  # one list per kind: the run applies what its plan read
     assert "nothing to change" in again.stdout
 
     # the autoscaler scales worker: replicas it manages are not drift
@@ -148,6 +148,42 @@ def test_provision_from_nothing_then_no_writes_then_drift_put_back_and_prune(
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert "remove    Deployment odoo-t/odoo-worker" in pruned.stdout
     assert [d.metadata.name for d in apps.list_namespaced_deployment("odoo-t").items] == ["odoo-cron", "odoo-web"]
+    assert kube.store.errors == [], kube.store.errors
+
+
+def test_a_plan_read_stands_for_its_apply_only_while_fresh_and_a_stale_prune_deletes_nothing_changed(
+    kube: Server, api: Any, tmp_path: Path, odoo_db: Database, role: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from erpops.backends.runtime.kubernetes import provision
+    from erpops.environments import load_config
+
+    _config(tmp_path, odoo_db.dsn, role)
+    assert _erpops(tmp_path, "--yes").returncode == 0
+    raw = yaml.safe_load((tmp_path / "erpops.yaml").read_text())
+    del raw["environments"]["k"]["runtime"]["services"]["worker"]
+    (tmp_path / "erpops.yaml").write_text(yaml.safe_dump(raw))
+    env = load_config(str(tmp_path / "erpops.yaml")).environments["k"]
+    monkeypatch.setenv("ERPOPS_TEST_PW", CANARY)
+
+    planned, _ = provision.converge(env, apply=False)
+    assert {("Deployment", "odoo-t/odoo-worker", "remove")} <= {(c.kind, c.name, c.action) for c in planned.changes}
+    # between the plan and its apply, someone changes the worker Deployment: it is not deleted
+    apps: Any = client.AppsV1Api(api)
+    apps.patch_namespaced_deployment("odoo-worker", "odoo-t", {"metadata": {"annotations": {"x": "y"}}})
+    before = len(kube.store.requests)
+    with pytest.raises(Exception, match="changed since provision read it: not pruned"):
+        provision.converge(env, apply=True, planned=planned)
+    assert not [r for r in kube.store.requests[before:] if "labelSelector=" in r[1]]  # the plan's read, reused
+    assert "odoo-worker" in {d.metadata.name for d in apps.list_namespaced_deployment("odoo-t").items}
+
+    # a stale reading (older than FRESH_SECONDS) is read again: the prune then goes through
+    planned, _ = provision.converge(env, apply=False)
+    planned.at -= provision.FRESH_SECONDS
+    apps.patch_namespaced_deployment("odoo-worker", "odoo-t", {"metadata": {"annotations": {"x": "z"}}})
+    before = len(kube.store.requests)
+    provision.converge(env, apply=True, planned=planned)
+    assert [r for r in kube.store.requests[before:] if "labelSelector=" in r[1]]
+    assert "odoo-worker" not in {d.metadata.name for d in apps.list_namespaced_deployment("odoo-t").items}
     assert kube.store.errors == [], kube.store.errors
 
 

@@ -11,6 +11,10 @@ from erpops.actions.base import Action, ActionContext, ActionParams, Change, Pla
 from erpops.actions.odoo._common import env_name, open_store
 from erpops.errors import ErpopsError, PermanentError
 
+#: Where stored drill reports go, beside the backups in ``<env>/`` (not a backup id: the catalog
+#: never lists or prunes it).
+DRILLS_FOLDER = "drills"
+
 
 def _age(now: datetime, iso: str | None) -> float | None:
     if not iso:
@@ -25,9 +29,11 @@ class DrillReport(Action):
     each timed), RPO (now minus the backup's snapshot time, and now minus the newest
     ``write_date`` in the restored sale/stock/account data), backup age and every check. Writes
     ``junit`` (JUnit XML, one testcase per check), ``metrics_file`` (Prometheus text format) and
-    ``report_file`` (JSON) when given. Marks the backup restore-tested (``restore-test.json``)
-    only when the restore succeeded and every check passed; otherwise the step fails (exit 1)
-    after writing the files. Meant for ``finally``: inputs of steps that did not run may be empty.
+    ``report_file`` (JSON) when given, and with ``store_reports`` the three in the environment's
+    object store (``<env>/drills/<run-id>/``, the newest ``keep_reports`` drills kept). Marks the
+    backup restore-tested (``restore-test.json``) only when the restore succeeded and every check
+    passed; otherwise the step fails (exit 1) after writing the files. Meant for ``finally``:
+    inputs of steps that did not run may be empty.
 
     ```yaml
     finally:
@@ -55,6 +61,12 @@ class DrillReport(Action):
         metrics_file: str | None = Field(None, description="write Prometheus metrics here")
         report_file: str | None = Field(None, description="write the report as JSON here")
         mark: bool = Field(True, description="record a passing drill as restore-test.json in storage")
+        store_reports: bool = Field(
+            False,
+            description="also put report.json, junit.xml and erpops.prom in the object store under "
+            "<env>/drills/<run-id>/ (for drills whose disk goes away: a CronJob's pod)",
+        )
+        keep_reports: int = Field(90, ge=1, description="with store_reports: the newest drills' reports kept there")
 
     outputs = {
         "passed": "true when the restore worked and every check passed",
@@ -64,6 +76,8 @@ class DrillReport(Action):
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
         files = [f for f in (params.junit, params.metrics_file, params.report_file) if f]
+        if params.store_reports:
+            files.append(f"the object store ({DRILLS_FOLDER}/)")
         return PlanResult(Change.MAY, "report the drill" + (f" to {', '.join(files)}" if files else ""))
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
@@ -138,6 +152,8 @@ class DrillReport(Action):
             write_atomic(params.metrics_file, reports.prometheus_text(report).encode())
         if params.report_file:
             write_atomic(params.report_file, json.dumps(report, indent=2, default=str).encode())
+        if params.store_reports:
+            self._store(ctx, env, report, params.keep_reports)
         marked = False
         if passed and params.mark and params.backup:
             marked = self._mark(ctx, env, report)
@@ -178,6 +194,30 @@ class DrillReport(Action):
             return None
         last = failed[-1]
         return f"step {last.step_id}: {last.error or last.outcome}"
+
+    @staticmethod
+    def _store(ctx: ActionContext, env: str, report: dict[str, Any], keep: int) -> None:
+        """report.json, junit.xml and erpops.prom under ``<env>/drills/<run-id>/`` (the report last:
+        a folder with its report.json is whole); then the oldest drills beyond ``keep`` removed."""
+        import json
+
+        from erpops import reports
+
+        store = open_store(ctx)
+        folder = f"{env}/{DRILLS_FOLDER}/"
+        store.put_bytes(folder + f"{ctx.run.id}/junit.xml", reports.junit_xml(report))
+        store.put_bytes(folder + f"{ctx.run.id}/erpops.prom", reports.prometheus_text(report).encode())
+        store.put_bytes(folder + f"{ctx.run.id}/report.json", json.dumps(report, indent=2, default=str).encode())
+        ctx.log(f"drill reports stored at {store.location(folder + ctx.run.id + '/')}")
+        runs = sorted({key[len(folder) :].split("/", 1)[0] for key in store.iter_keys(folder)})
+        from erpops.backends.storage.base import ObjectLocked
+
+        for old in runs[: max(0, len(runs) - keep)]:  # run ids sort by their start time
+            for key in list(store.iter_keys(f"{folder}{old}/")):
+                try:
+                    store.delete(key)
+                except ObjectLocked:  # under the bucket's default retention: it goes when that ends
+                    break
 
     @staticmethod
     def _mark(ctx: ActionContext, env: str, report: dict[str, Any]) -> bool:

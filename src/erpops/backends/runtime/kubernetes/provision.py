@@ -1,7 +1,8 @@
 """``erpops provision`` on Kubernetes: the rendered manifests (:mod:`.manifests`) applied with
 server-side apply under the field manager ``erpops``.
 
-- **Reads**: one list per kind in the namespace, by the environment's labels (the Namespace and
+- **Reads**: once per run — the plan's reading serves the apply that follows within
+  ``FRESH_SECONDS`` — one list per kind in the namespace, by the environment's labels (the Namespace and
   unlabelled objects by name). An object is unchanged when every field erpops renders has that
   value on the cluster (defaults the server filled in, ``managedFields``, ``status`` and the
   replicas an autoscaler manages are not erpops's) and erpops owns no field it no longer
@@ -20,10 +21,12 @@ server-side apply under the field manager ``erpops``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -121,10 +124,19 @@ class Cluster:
             self.call("PATCH", path, query=query, body=json.dumps(obj), content_type="application/apply-patch+yaml")
         )
 
-    def delete(self, kind: str, name: str) -> None:
+    def delete(self, kind: str, name: str, preconditions: Mapping[str, str] | None = None) -> None:
+        """Delete (background propagation); with ``preconditions`` (uid, resourceVersion) only the
+        object as it was read: one changed or replaced since is left alone and reported."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if preconditions:
+            options["preconditions"] = dict(preconditions)
         try:
-            self.call("DELETE", self.path(kind, name), query={"propagationPolicy": "Background"})
+            self.call("DELETE", self.path(kind, name), body=options, content_type="application/json")
         except ApiException as exc:
+            if exc.status == 409:
+                raise ActionError(
+                    f"{kind} {self.namespace}/{name} changed since provision read it: not pruned; run provision again"
+                ) from None
             if exc.status != 404:
                 raise _api_error(exc, f"delete {kind} {name}") from None
 
@@ -221,6 +233,63 @@ def _compare(m: manifests.Manifest, live: dict[str, Any] | None) -> ObjectChange
     return ObjectChange(kind, name, "update", "\n".join(lines)) if lines else ObjectChange(kind, name, "no change")
 
 
+#: How long a plan's reading may stand in for the apply's (seconds): a run plans every step, then
+#: applies; within this, the apply acts on what the plan read (as a saved plan does) instead of
+#: listing every kind again. Older (an approval waited for, slow steps before): read again.
+FRESH_SECONDS = 60.0
+
+
+@dataclass
+class Observation:
+    """What a plan read and decided: reusable by the apply that follows it within FRESH_SECONDS."""
+
+    digest: str  # of the rendered objects and the prune flag: the apply reuses only the same intent
+    changes: list[ObjectChange]
+    todo: list[manifests.Manifest]
+    stale: list[tuple[str, str, dict[str, str]]]  # kind, name, delete preconditions (uid, resourceVersion)
+    at: float = field(default_factory=time.monotonic)
+
+    def fresh(self, digest: str) -> bool:
+        return digest == self.digest and time.monotonic() - self.at < FRESH_SECONDS
+
+
+def _digest(rendered: list[manifests.Manifest], prune: bool) -> str:
+    text = json.dumps([m.obj for m in rendered], sort_keys=True, default=str) + str(prune)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _observe(cluster: Cluster, env: Environment, rendered: list[manifests.Manifest], prune: bool) -> Observation:
+    """One list per kind (by the environment's labels), a get by name for what is not labelled."""
+    selector = f"app.kubernetes.io/managed-by=erpops,erpops.io/environment={env.name}"
+    live: dict[tuple[str, str], dict[str, Any]] = {}
+    for kind in KINDS:  # every kind erpops may have made here: what is no longer rendered is pruned
+        if kind == "Namespace":  # not namespaced: read by name below
+            continue
+        for item in cluster.list(kind, selector):
+            live[(kind, item["metadata"]["name"])] = item
+    changes: list[ObjectChange] = []
+    todo: list[manifests.Manifest] = []
+    for m in rendered:
+        key = (m.obj["kind"], m.obj["metadata"]["name"])
+        current = live.get(key)
+        if current is None:  # not labelled as erpops's (the Namespace, or new): by name
+            current = cluster.get(*key)
+        change = _compare(m, current)
+        changes.append(change)
+        if change.changed:
+            todo.append(m)
+    wanted = {(m.obj["kind"], m.obj["metadata"]["name"]) for m in rendered}
+    stale = [
+        (kind, name, {"uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"]})
+        for (kind, name), obj in live.items()
+        if prune and (kind, name) not in wanted and kind not in NEVER_PRUNED
+    ]
+    changes += [
+        ObjectChange(kind, f"{cluster.namespace}/{name}", "remove", "no longer rendered") for kind, name, _ in stale
+    ]
+    return Observation(_digest(rendered, prune), changes, todo, stale)
+
+
 def converge(
     env: Environment,
     *,
@@ -230,38 +299,20 @@ def converge(
     images: Mapping[str, str] | None = None,
     resolve: Callable[[str], str] = secrets.resolve,
     timeout: float = 600.0,
-) -> tuple[list[ObjectChange], list[str]]:
-    """Plan (and with ``apply`` converge) the environment; (what was or would be done, the requests made)."""
+    planned: Observation | None = None,
+) -> tuple[Observation, list[str]]:
+    """Plan (and with ``apply`` converge) the environment; (what was read and decided, the requests
+    made). ``planned``: a plan's observation of the same rendering, used instead of reading again
+    when fresh (see FRESH_SECONDS); a prune then deletes only objects unchanged since that read."""
     rt = KubernetesRuntime(env)
     try:
-        ns = rt.namespace
         cluster = Cluster(rt)
-        rendered = manifests.render(env, images, resolve, namespace=ns)
-        selector = f"app.kubernetes.io/managed-by=erpops,erpops.io/environment={env.name}"
-        live: dict[tuple[str, str], dict[str, Any]] = {}
-        for kind in KINDS:  # every kind erpops may have made here: what is no longer rendered is pruned
-            if kind == "Namespace":  # not namespaced: read by name below
-                continue
-            for item in cluster.list(kind, selector):
-                live[(kind, item["metadata"]["name"])] = item
-        changes: list[ObjectChange] = []
-        todo: list[manifests.Manifest] = []
-        for m in rendered:
-            key = (m.obj["kind"], m.obj["metadata"]["name"])
-            current = live.get(key)
-            if current is None:  # not labelled as erpops's (the Namespace, or new): by name
-                current = cluster.get(*key)
-            change = _compare(m, current)
-            changes.append(change)
-            if change.changed:
-                todo.append(m)
-        wanted = {(m.obj["kind"], m.obj["metadata"]["name"]) for m in rendered}
-        stale = [k for k in live if k not in wanted and k[0] not in NEVER_PRUNED] if prune else []
-        changes += [
-            ObjectChange(kind, f"{rt.namespace}/{name}", "remove", "no longer rendered") for kind, name in stale
-        ]
+        rendered = manifests.render(env, images, resolve, namespace=rt.namespace)
+        seen = planned if planned is not None and planned.fresh(_digest(rendered, prune)) else None
+        seen = seen or _observe(cluster, env, rendered, prune)
+        todo, stale = list(seen.todo), seen.stale
         if apply and (todo or stale):
-            creating = any(c.kind == "Namespace" and c.action == "create" for c in changes)
+            creating = any(c.kind == "Namespace" and c.action == "create" for c in seen.changes)
             new_namespace = [m for m in todo if m.obj["kind"] == "Namespace" and creating]
             for m in new_namespace:  # what lives in it can be tried only once it exists
                 try:
@@ -278,10 +329,10 @@ def converge(
                     raise _refused(m, exc) from None
                 if m.obj["kind"] == "Deployment":
                     generations[m.obj["metadata"]["name"]] = int(out["metadata"].get("generation", 1))
-            for kind, name in stale:
-                cluster.delete(kind, name)
+            for kind, name, preconditions in stale:
+                cluster.delete(kind, name, preconditions)
             _wait(rt, env, generations, timeout)
-        return changes, cluster.requests
+        return seen, cluster.requests
     finally:
         rt.close()
 
