@@ -5,7 +5,9 @@
 # installed. Runs as an unprivileged user (uid 10001, as the CronJob's securityContext says).
 
 # Base images as build arguments: the tests build it from a Debian root filesystem (debootstrap)
-# and the host's uv, both brought in with `docker import`, where no registry is reachable.
+# and the host's uv, both brought in with `docker import`, where no registry is reachable
+# (tests/fixtures/erpops_image.py). Behind a TLS-inspecting proxy, put its authority's PEM in
+# docker/ca/ first: the build stage trusts it for its downloads; the image does not ship it.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -15,6 +17,10 @@ FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/opt/erpops
 WORKDIR /src
+# A TLS-inspecting proxy's authority for the downloads (docker/ca/*.pem; this stage only, not shipped).
+COPY docker/ca/ /tmp/ca/
+RUN cat /etc/ssl/certs/ca-certificates.crt /tmp/ca/*.pem > /tmp/ca/bundle.crt 2>/dev/null || true
+ENV SSL_CERT_FILE=/tmp/ca/bundle.crt
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY src ./src

