@@ -361,6 +361,17 @@ class Ingress(_Model):
         return value
 
 
+class BackupSettings(_Model):
+    """How ``erpops backup`` copies the database, and the WAL archive of a physical method."""
+
+    #: ``logical``: pg_dump of the Odoo database (portable, any server version to restore on);
+    #: ``physical``: a base backup of the whole server (pg_basebackup; needs a REPLICATION role),
+    #: with WAL archiving what a restore to any moment since needs (``erpops wal``).
+    method: Literal["logical", "physical"] = "logical"
+    #: ``env check`` / ``wal status`` warn when the newest archived WAL is older than this.
+    wal_max_age: str = "15m"
+
+
 class Drills(_Model):
     """Scheduled restore drills in the cluster (Kubernetes: a CronJob provision applies)."""
 
@@ -418,6 +429,7 @@ class Environment(_Model):
     ingress: Ingress | None = None
     #: Scheduled restore drills (Kubernetes: a CronJob that provision applies).
     drills: Drills | None = None
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     #: Runbook name -> version specifier (PEP 440 style, e.g. ">=1.2,<2").
     runbooks: dict[str, str] = Field(default_factory=dict)
     #: Extra SQL checks for restore drills.

@@ -31,6 +31,8 @@ from erpops.errors import PermanentError, validation_message
 FORMAT_VERSION = 1
 
 DB_DUMP = "db.dump.zst"
+BASE_BACKUP = "base.tar.zst"
+PG_BACKUP_MANIFEST = "backup_manifest"
 FILESTORE = "filestore.tar.zst"
 MANIFEST = "manifest.json"
 VERIFY_MARKER = "verify.json"
@@ -120,6 +122,22 @@ class Artifact(_Doc):
     files: int | None = None
 
 
+class Physical(_Doc):
+    """Where a physical base backup sits in the WAL: what a point-in-time restore starts from."""
+
+    start_lsn: str
+    #: The copy is consistent once WAL is replayed up to here (``backup_manifest``'s WAL range).
+    stop_lsn: str
+    timeline: int
+    #: The first WAL segment the restore needs.
+    start_wal: str
+    start_time: datetime
+    stop_time: datetime
+    system_identifier: int | None = None
+    #: PostgreSQL's ``backup_label`` as written.
+    backup_label: str = ""
+
+
 class RunbookRef(_Doc):
     name: str
     version: str
@@ -135,15 +153,22 @@ class Manifest(_Doc):
     database: str
     started_at: datetime
     ended_at: datetime
-    #: When the database snapshot was taken (pg_dump's consistent snapshot).
+    #: When the database snapshot was taken (pg_dump's consistent snapshot; for a physical backup
+    #: the time its copy ended, which the copy is consistent at once its WAL is replayed).
     snapshot_time: datetime
     postgres_version: str
+    #: The client tool's version: pg_dump's, or pg_basebackup's for a physical backup.
     pg_dump_version: str
+    #: ``logical`` (pg_dump of the Odoo database) or ``physical`` (a base backup of the server).
+    method: str = "logical"
+    physical: Physical | None = None
     odoo_version: str | None = None
     #: Installed modules (``ir_module_module``): name -> installed version.
     modules: dict[str, str] = Field(default_factory=dict)
-    #: Row counts of key tables at the snapshot: table -> count.
+    #: Row counts of key tables at the snapshot: table -> count (a physical backup: read when
+    #: its copy started; ``row_counts_end`` when it ended — the copy holds counts in between).
     row_counts: dict[str, int] = Field(default_factory=dict)
+    row_counts_end: dict[str, int] | None = None
     #: Artifact name (``db``, ``filestore``) -> where and what it is.
     artifacts: dict[str, Artifact] = Field(default_factory=dict)
     erpops_version: str
@@ -176,7 +201,9 @@ def restore_commands(manifest: Manifest, base_url: str, *, target_db: str = "odo
         unpack = " | zstd -d" if art.compression == "zstd" else ""
         check = f"# {name}: {art.size} bytes, sha256 {art.sha256} (check with sha256sum before restoring)"
         out.append(check)
-        if art.format.startswith("pg_dump"):
+        if art.format == "pg_basebackup-tar":
+            out.append(f"mkdir -m 0700 data && {fetch}{unpack} | tar -x -C data && pg_verifybackup data")
+        elif art.format.startswith("pg_dump"):
             out.append(f"createdb {target_db} && {fetch}{unpack} | pg_restore --no-owner -d {target_db}")
         elif art.format == "tar":
             out.append(f"mkdir -p filestore/{target_db} && {fetch}{unpack} | tar -x -C filestore/{target_db}")

@@ -43,10 +43,13 @@ class Preflight(Action):
         )
         storage: bool = Field(True, description="also check that the object store answers")
         require_odoo: bool = Field(True, description="fail when the database has no ir_module_module table")
+        method: Literal["logical", "physical"] | None = Field(
+            None, description="the backup method to check for; default: the environment's backup.method"
+        )
 
     outputs = {
         "server_version": "PostgreSQL server version",
-        "pg_dump": "the pg_dump that will run (version and path)",
+        "pg_dump": "the pg_dump (physical: pg_basebackup) that will run (version and path)",
         "odoo_version": "base module version, e.g. 18.0.1.3",
         "database_size": "bytes",
         "storage": "object store URL",
@@ -69,7 +72,17 @@ class Preflight(Action):
                     f"database {database!r} does not exist on {pg.describe(dsn)}",
                     hint="check database.name of the environment",
                 )
-            pg_dump = pg.client_for(conn, "pg_dump")
+            physical = (params.method or ctx.env.backup.method) == "physical"
+            pg_dump = pg.client_for(conn, "pg_basebackup" if physical else "pg_dump")
+            if physical:
+                may = conn.execute(
+                    "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user"
+                ).fetchone()
+                if not may or not may[0]:
+                    raise Unreachable(
+                        f"{pg.describe(dsn)}: the role cannot take a base backup (backup.method physical)",
+                        hint="ALTER ROLE ... REPLICATION, or backup.method: logical",
+                    )
             server = pg.server_version(conn)
         with pg.connect(dsn, database) as conn:
             modules = odoo_db.installed_modules(conn)
@@ -125,6 +138,9 @@ class Backup(Action):
         )
         retention_days: int | None = Field(None, ge=1, description="Object Lock retention in days")
         parallel: bool = Field(True, description="archive the filestore while the database is dumped")
+        method: Literal["logical", "physical"] | None = Field(
+            None, description="logical (pg_dump) or physical (pg_basebackup); default: the environment's backup.method"
+        )
 
     outputs = {
         "backup_id": "the new backup's id",
@@ -144,7 +160,10 @@ class Backup(Action):
         except ErpopsError:
             url = "(no storage)"
         fs = filestore_of(ctx, params.filestore)
-        what = f"database {params.database or database_of(ctx, None)}" + (f" and filestore {fs}" if fs else "")
+        physical = (params.method or ctx.env.backup.method) == "physical"
+        what = f"database {params.database or database_of(ctx, None)}"
+        what = f"a base backup of the server of {what}" if physical else what
+        what += f" and filestore {fs}" if fs else ""
         return PlanResult(Change.WILL, f"back up {what} to {url.rstrip('/')}/{env_name(ctx)}/<new backup id>/")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
@@ -169,6 +188,7 @@ class Backup(Action):
             run_id=ctx.run.id,
             runbook=runbook,
             parallel=params.parallel,
+            method=params.method or ctx.env.backup.method,
         )
         store = open_store(ctx)
         result = run_backup(

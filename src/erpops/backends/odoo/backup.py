@@ -74,6 +74,9 @@ class BackupOptions:
     tables: tuple[str, ...] | None = None
     #: Archive the filestore while the database is dumped (False: one after the other).
     parallel: bool = True
+    #: ``logical`` (pg_dump of the database) or ``physical`` (a base backup of the whole server:
+    #: :mod:`erpops.backends.postgres.basebackup`).
+    method: str = "logical"
 
 
 @dataclass
@@ -106,6 +109,8 @@ def run_backup(
     if opts.filestore is not None and not opts.filestore.is_dir():
         raise InvalidInput(f"filestore {opts.filestore} is not a directory (odoo.filestore of {opts.environment})")
     store.check()
+    if opts.method == "physical":
+        return _run_physical(store, opts, cancelled=cancelled, progress=progress, log=log)
     backup_id = opts.backup_id or new_backup_id()
     started = datetime.now(UTC)
     t0 = time.monotonic()
@@ -188,6 +193,97 @@ def run_backup(
         run_id=opts.run_id,
     )
     manifest.restore_commands = restore_commands(manifest, store.url, target_db=f"{opts.database}_restored")
+    if cancelled():
+        raise StreamCancelled("backup cancelled before its manifest was written; it stays incomplete")
+    store.put_bytes(key(MANIFEST), manifest.to_json(), opts.retention)
+    durations["total"] = round(time.monotonic() - t0, 3)
+    return BackupResult(manifest, key(MANIFEST), durations)
+
+
+def _facts_now(opts: BackupOptions) -> tuple[dict[str, str], dict[str, int]]:
+    with pg.connect(opts.dsn, opts.database) as conn:
+        return odoo_db.installed_modules(conn), odoo_db.row_counts(conn, opts.tables)
+
+
+def _run_physical(
+    store: ObjectStore,
+    opts: BackupOptions,
+    *,
+    cancelled: Callable[[], bool],
+    progress: Progress | None,
+    log: Log | None,
+) -> BackupResult:
+    """A base backup of the server (``base.tar.zst`` and PostgreSQL's ``backup_manifest``) and the
+    filestore beside it; the Odoo facts (modules, row counts) read as the copy starts and ends."""
+    from erpops.backends.postgres import basebackup
+    from erpops.manifest import BASE_BACKUP, PG_BACKUP_MANIFEST, Physical
+
+    backup_id = opts.backup_id or new_backup_id()
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    key = lambda name: object_key(opts.environment, backup_id, name)  # noqa: E731
+    with pg.connect(opts.dsn, opts.database) as conn:
+        pg.refuse_unless_primary(conn, opts.dsn, f"a base backup of {opts.database}'s server")
+        server_version = pg.server_version(conn)
+    modules, counts = _facts_now(opts)
+    stop = threading.Event()
+
+    def halted() -> bool:
+        return stop.is_set() or cancelled()
+
+    filestore_job = None
+    if opts.filestore is not None:
+        filestore_job = _Job(lambda: _archive_filestore(store, key(FILESTORE), opts, halted, progress), stop)
+    try:
+        base = basebackup.stream(
+            store, key(BASE_BACKUP), key(PG_BACKUP_MANIFEST), opts.dsn, level=opts.level, threads=opts.threads,
+            retention=opts.retention, cancelled=halted, progress=(lambda n: progress("base", n)) if progress else None,
+        )  # fmt: skip
+    except BaseException:
+        stop.set()
+        if filestore_job is not None:
+            filestore_job.join()
+        raise
+    stopped = datetime.now(UTC)
+    durations = {"database": round(time.monotonic() - t0, 3)}
+    if log:
+        log(f"base backup: {base.artifact.uncompressed_size} bytes copied, {base.artifact.size} stored; "
+            f"WAL {base.label.start_lsn} .. {base.label.stop_lsn} on timeline {base.label.timeline}")  # fmt: skip
+    artifacts = {"base": base.artifact, "backup_manifest": base.manifest}
+    if filestore_job is not None:
+        artifacts["filestore"] = filestore_job.wait()
+        durations["filestore"] = filestore_job.seconds
+    _, counts_end = _facts_now(opts)
+    manifest = Manifest(
+        backup_id=backup_id,
+        environment=opts.environment,
+        database=opts.database,
+        started_at=started,
+        ended_at=datetime.now(UTC),
+        snapshot_time=stopped,
+        postgres_version=server_version,
+        pg_dump_version=base.client_version,
+        method="physical",
+        physical=Physical(
+            start_lsn=base.label.start_lsn,
+            stop_lsn=base.label.stop_lsn,
+            timeline=base.label.timeline,
+            start_wal=base.label.start_wal,
+            start_time=base.label.start_time,
+            stop_time=stopped,
+            system_identifier=base.label.system_identifier,
+            backup_label=base.label.label,
+        ),
+        odoo_version=odoo_db.odoo_version(modules),
+        modules=modules,
+        row_counts=counts,
+        row_counts_end=counts_end,
+        artifacts=artifacts,
+        erpops_version=__version__,
+        runbook=opts.runbook,
+        run_id=opts.run_id,
+    )
+    manifest.restore_commands = restore_commands(manifest, store.url)
     if cancelled():
         raise StreamCancelled("backup cancelled before its manifest was written; it stays incomplete")
     store.put_bytes(key(MANIFEST), manifest.to_json(), opts.retention)

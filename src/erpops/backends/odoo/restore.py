@@ -294,6 +294,11 @@ def fetch(
     """
     t0 = time.monotonic()
     db = manifest.artifacts.get("db")
+    if db is None and manifest.method == "physical":
+        raise InvalidInput(
+            f"backup {manifest.backup_id} is a physical base backup: pg_restore cannot restore it",
+            hint="drill it with a physical restore: erpops restore-test --env ENV --to-time latest",
+        )
     if db is None:
         raise PermanentError(f"backup {manifest.backup_id} has no database artifact in its manifest")
     results: list[ArtifactResult] = []
