@@ -371,6 +371,17 @@ class BackupSettings(_Model):
     #: ``env check`` / ``wal status`` warn when the newest archived WAL is older than this.
     wal_max_age: str = "15m"
 
+    @field_validator("wal_max_age")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from erpops.runbook.durations import parse_duration
+
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(f"wal_max_age: {exc}") from None
+        return value
+
 
 class Drills(_Model):
     """Scheduled restore drills in the cluster (Kubernetes: a CronJob provision applies)."""

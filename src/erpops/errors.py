@@ -21,6 +21,9 @@ class ExitCode(IntEnum):
     LOCKED = 4
     APPROVAL_REFUSED = 5
     ROLLED_BACK = 6
+    #: ``wal fetch`` found the archived file corrupt: above 125, so PostgreSQL stops its recovery
+    #: instead of taking it for the end of the archive.
+    ARCHIVE_CORRUPT = 126
     INTERRUPTED = 130
 
 

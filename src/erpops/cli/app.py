@@ -296,6 +296,7 @@ _mount("erpops.cli.backups", "backups", "Backups in object storage and their sta
 _mount("erpops.cli.releases", "releases", "Release history of an environment.")
 _mount("erpops.cli.envs", "env", "Environments from erpops.yaml, and preflight checks.")
 _mount("erpops.cli.sandbox", "sandbox", "The embedded default environment (PostgreSQL primary + standby).")
+_mount("erpops.cli.wal", "wal", "The WAL archive: archive_command, restore_command, its freshness.")
 _mount("erpops.cli.schedule", "schedule", "Run a drill on a schedule: crontab, systemd timer, or Kubernetes CronJob.")
 
 

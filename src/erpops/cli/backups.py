@@ -24,25 +24,10 @@ def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> N
     """Backups newest first: id, time, size, state (incomplete / complete / verified /
     restore-tested / corrupt) and Object Lock. Incomplete backups (no manifest) are never
     restored; pruning removes them after the grace period."""
-    from erpops.backends.storage import open_store
     from erpops.backends.storage.catalog import Catalog
-    from erpops.environments import load_config
-    from erpops.errors import InvalidInput
-    from erpops.secrets import REDACTOR, is_reference, resolve
+    from erpops.cli.common import environment_store
 
-    environment = load_config(config).environment(env)
-    from erpops.backends.runtime import install_secret_resolvers
-
-    install_secret_resolvers(environment)  # storage keys may be k8s-secret: references
-    if environment.storage is None:
-        raise InvalidInput(f"environment {environment.name!r} has no storage configured (storage.url in erpops.yaml)")
-
-    def secret(value: str) -> str:
-        out = resolve(value) if is_reference(value) else value
-        REDACTOR.register(out)
-        return out
-
-    store = open_store(environment.storage, secret)
+    environment, store = environment_store(config, env)
     entries = Catalog(store, environment.name).list()
     if json:
         for entry in entries:

@@ -142,3 +142,25 @@ def run_guarded(engine: Any, fn: Any) -> Any:
 
     with interrupt_handlers(engine):
         return fn()
+
+
+def environment_store(config: str | None, env: str | None) -> tuple[Any, Any]:
+    """(the environment, its object store) for commands that read the store directly; secret
+    references of the store resolved (and registered for redaction)."""
+    from erpops.backends.runtime import install_secret_resolvers
+    from erpops.backends.storage import open_store
+    from erpops.environments import load_config
+    from erpops.errors import InvalidInput
+    from erpops.secrets import REDACTOR, is_reference, resolve
+
+    environment = load_config(config).environment(env)
+    install_secret_resolvers(environment)  # storage keys may be k8s-secret: references
+    if environment.storage is None:
+        raise InvalidInput(f"environment {environment.name!r} has no storage configured (storage.url in erpops.yaml)")
+
+    def secret(value: str) -> str:
+        out = resolve(value) if is_reference(value) else value
+        REDACTOR.register(out)
+        return out
+
+    return environment, open_store(environment.storage, secret)

@@ -120,7 +120,8 @@ def check(
         for col in ("target", "status", "time", "detail"):
             table.add_column(col)
         for c in checks:
-            status = {True: "[green]ok[/]", False: "[red]FAILED[/]", None: "[dim]skipped[/]"}[c.ok]
+            status = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "failed": "[red]FAILED[/]",
+                      "skipped": "[dim]skipped[/]"}[c.status]  # fmt: skip
             table.add_row(c.target, status, f"{c.seconds:.2f}s", escape(c.detail))
         con.print(table)
         if failed:

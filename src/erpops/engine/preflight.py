@@ -28,9 +28,17 @@ class Check:
     ok: bool | None  # None: nothing to check
     detail: str
     seconds: float = 0.0
+    #: Reached, but not as it should be (the WAL archive is behind): said, not a failure.
+    warning: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.ok and self.warning:
+            return "warning"
+        return "ok" if self.ok else ("skipped" if self.ok is None else "failed")
 
     def as_dict(self) -> dict[str, Any]:
-        status = "ok" if self.ok else ("skipped" if self.ok is None else "failed")
+        status = self.status
         return {"target": self.target, "status": status, "detail": self.detail, "seconds": round(self.seconds, 3)}
 
 
@@ -60,6 +68,28 @@ def _storage(env: Environment) -> str:
     store = open_store(env.storage, _resolve)
     store.check()
     return f"{env.storage.url} answers"
+
+
+class _Behind(Exception):
+    """A target that answers but is behind (reported as a warning)."""
+
+
+def _wal(env: Environment) -> str:
+    """backup.method physical: the newest archived WAL segment is younger than backup.wal_max_age."""
+    from erpops.backends.postgres import wal
+    from erpops.backends.storage import open_store
+    from erpops.runbook.durations import parse_duration
+
+    assert env.storage is not None
+    found = wal.status(open_store(env.storage, _resolve), env.name)
+    limit = parse_duration(env.backup.wal_max_age)
+    if found.newest is None:
+        raise _Behind("nothing is archived: archive_command is not 'erpops wal push ...' or is failing")
+    age = found.age_seconds or 0.0
+    said = f"newest archived WAL {found.newest.name}, {age:.0f}s old"
+    if age > limit:
+        raise _Behind(f"{said}: more than backup.wal_max_age ({env.backup.wal_max_age}); archiving is behind")
+    return said
 
 
 def _runtime(env: Environment) -> str:
@@ -111,19 +141,24 @@ def preflight(config: Config, env: Environment) -> list[Check]:
     jobs.append(("storage", (lambda: _storage(env)) if env.storage else None, "no storage configured"))
     jobs.append(("runtime", (lambda: _runtime(env)) if env.runtime.kind != "none" else None, "runtime.kind is none"))
     jobs.append(("odoo", (lambda: _odoo(env)) if env.odoo.url else None, "no odoo.url configured"))
+    archiving = env.backup.method == "physical" and env.storage is not None
+    jobs.append(("wal archive", (lambda: _wal(env)) if archiving else None, "backup.method is not physical"))
 
     def run(target: str, fn: Callable[[], str] | None, why_not: str) -> Check:
         if fn is None:
             return Check(target, None, why_not)
         start = time.monotonic()
+        warning = False
         try:
             detail = fn()
             ok = True
+        except _Behind as exc:
+            detail, ok, warning = str(exc), True, True
         except (ErpopsError, secrets.SecretReferenceError) as exc:
             detail, ok = str(exc), False
         except Exception as exc:  # an unexpected failure of a client library is still a failed check
             detail, ok = f"{type(exc).__name__}: {exc}", False
-        return Check(target, ok, secrets.redact(detail), time.monotonic() - start)
+        return Check(target, ok, secrets.redact(detail), time.monotonic() - start, warning)
 
     # daemon threads: a target that hangs past its timeout must not keep erpops from exiting
     results: dict[int, Check] = {}

@@ -199,6 +199,12 @@ def _write_auto_conf(datadir: Path, settings: dict[str, str], drop: tuple[str, .
     _chown(conf, _run_user())
 
 
+def configure(datadir: Path | str, settings: dict[str, str]) -> None:
+    """Set server settings in the data directory's postgresql.auto.conf (values as PostgreSQL
+    reads them: quote strings, ``'...'``); they take effect at the next start or reload."""
+    _write_auto_conf(Path(datadir).resolve(), settings)
+
+
 def _conf_port(datadir: Path) -> int | None:
     port = None
     for name in ("postgresql.conf", "postgresql.auto.conf"):
