@@ -7,7 +7,8 @@ import os
 import shutil
 import tempfile
 
-pytest_plugins = ["tests.fixtures.odoo_crons"]  # the session's one Odoo-shaped cron database (odoo_db)
+# the session's one Odoo-shaped cron database (odoo_db); a PostgreSQL archiving through erpops (archiving)
+pytest_plugins = ["tests.fixtures.odoo_crons", "tests.fixtures.archiving"]
 
 _ISOLATED = ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "ERPOPS_SANDBOX_DIR")
 _root: str | None = None

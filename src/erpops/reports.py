@@ -170,6 +170,14 @@ def prometheus_text(report: dict[str, Any]) -> str:
             "Age of the backup the last restore drill used.",
             [({}, float(report["backup_age_seconds"]))],
         )
+    recovery = report.get("recovery") or {}
+    if recovery.get("lag_seconds") is not None:
+        metric(
+            "erpops_restore_drill_recovery_lag_seconds",
+            "gauge",
+            "A drill to a moment: the target minus the time of the last transaction it replayed.",
+            [({}, float(recovery["lag_seconds"]))],
+        )
     checks = report.get("checks") or []
     if checks:
         metric(

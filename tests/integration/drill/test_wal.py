@@ -10,78 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
-import pytest
 import yaml
 import zstandard
 
-from erpops.backends.postgres import local_server
-from tests.fixtures.postgres import free_port
-
-
-@dataclass
-class Archiving:
-    root: Path
-    config: Path
-    store: Path
-    info: local_server.ServerInfo
-
-    def erpops(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
-        argv = [sys.executable, "-m", "erpops", *args, "--config", str(self.config)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-
-    def sql(self, query: str) -> list[tuple[object, ...]]:
-        with psycopg.connect(self.info.dsn(), autocommit=True) as conn:
-            cur = conn.execute(query)
-            return cur.fetchall() if cur.description else []
-
-    def wait_archived(self, name: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            (row,) = self.sql("SELECT last_archived_wal, failed_count, last_failed_wal FROM pg_stat_archiver")
-            if row[0] is not None and str(row[0]) >= name:
-                return
-            time.sleep(0.1)
-        log = "\n".join(p.read_text()[-3000:] for p in (self.info.datadir / "log").glob("*") if p.is_file())
-        raise AssertionError(f"{name} not archived within {timeout}s: {row}\n{log}")
-
-
-@pytest.fixture
-def archiving() -> Iterator[Archiving]:
-    root = Path(tempfile.mkdtemp(prefix="erwal-", dir="/tmp"))
-    root.chmod(0o755)  # the server's OS user runs archive_command: it reads the config, writes the store
-    store = root / "store"
-    store.mkdir(mode=0o777)
-    store.chmod(0o777)
-    config = root / "erpops.yaml"
-    port = free_port()
-    datadir = root / "data"
-    env = {"database": {"dsn": f"postgresql://postgres@/postgres?host={datadir}&port={port}", "name": "postgres"},
-           "storage": {"url": f"file://{store}"}, "backup": {"method": "physical", "wal_max_age": "1h"}}  # fmt: skip
-    config.write_text(yaml.safe_dump({"environments": {"w": env}}))
-    config.chmod(0o644)
-    command = shlex.join([sys.executable, "-m", "erpops", "wal", "push", "--config", str(config), "--env", "w"])
-    local_server.init_primary(datadir, port, sync=False)
-    local_server.configure(datadir, {"archive_mode": "on", "archive_command": "'" + command + " %p'"})
-    info = local_server.start(datadir)
-    try:
-        yield Archiving(root, config, store, info)
-    finally:
-        local_server.stop(datadir, mode="immediate")
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
+from tests.fixtures.archiving import Archiving
 
 
 def _switch(a: Archiving) -> str:

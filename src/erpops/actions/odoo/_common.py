@@ -44,13 +44,27 @@ def database_of(ctx: ActionContext, given: str | None) -> str:
     return name
 
 
-def refuse_live(ctx: ActionContext, database: str, what: str) -> None:
-    """Safety rule: restores, neutralization and drops never touch the environment's live database."""
-    if database == live_database(ctx):
+def refuse_live(ctx: ActionContext, database: str, what: str, dsn: str | None = None) -> None:
+    """Safety rule: restores, neutralization and drops never touch the environment's live database.
+    A database of the live name is allowed only on a scratch server erpops made (a physical drill's
+    copy: ``dsn`` answers from a data directory inside an erpops scratch directory)."""
+    if database == live_database(ctx) and not (dsn and _scratch_server(dsn)):
         raise InvalidInput(
             f"{what} refuses the live database {database!r} of environment {ctx.env.name}; use a new name "
             f"such as {database}_drill"
         )
+
+
+def _scratch_server(dsn: str) -> bool:
+    from erpops.backends.odoo.restore import SCRATCH_MARKER
+    from erpops.backends.postgres import client as pg
+
+    try:
+        with pg.connect(dsn) as conn:
+            row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+    except Exception:  # not reachable or not allowed to say: not shown to be a scratch server
+        return False
+    return row is not None and (Path(str(row[0])).parent / SCRATCH_MARKER).is_file()
 
 
 def env_name(ctx: ActionContext, given: str | None = None) -> str:

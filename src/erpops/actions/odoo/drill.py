@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -316,7 +317,7 @@ class Neutralize(Action):
         from erpops.backends.odoo import checks as odoo_checks
         from erpops.backends.postgres import client as pg
 
-        refuse_live(ctx, params.database, "odoo.neutralize")
+        refuse_live(ctx, params.database, "odoo.neutralize", params.dsn and dsn_of(ctx, params.dsn))
         t0 = time.monotonic()
         with pg.connect(dsn_of(ctx, params.dsn), params.database) as conn:
             changed = odoo_checks.neutralize(conn)
@@ -362,6 +363,12 @@ class Verify(Action):
         checks: list[_CheckSpec] = Field(default_factory=list, description="custom SQL checks")
         environment_checks: bool = Field(True, description="also run the environment's checks")
         fail: bool = Field(True, description="fail the step when a check fails (false: report only)")
+        row_counts: Literal["compare", "report"] = Field(
+            "compare", description="report: the copy is of another moment than the manifest (a drill to a moment)"
+        )
+        attachments_until: str | None = Field(
+            None, description="only attachments created by then have a file in the backup (ISO time)"
+        )
 
     outputs = {
         "passed": "true when every check passed",
@@ -396,11 +403,14 @@ class Verify(Action):
         }:
             raise InvalidInput(f"odoo.verify: check names must be unique and not built-in names: {names}")
         filestore = Path(params.filestore) if params.filestore else None
+        until = datetime.fromisoformat(params.attachments_until) if params.attachments_until else None
+        compare = params.row_counts == "compare"
+        why = "the copy is of a later moment than the base backup's counts"
         with pg.connect(dsn_of(ctx, params.dsn), params.database) as conn:
             results = [
-                C.check_row_counts(conn, manifest.row_counts),
+                C.check_row_counts(conn, manifest.row_counts, compare=compare, why=why),
                 C.check_balanced(conn),
-                C.check_attachments(conn, filestore, params.sample),
+                C.check_attachments(conn, filestore, params.sample, until),
                 C.check_modules(conn, manifest.modules),
             ]
             results += [C.check_sql(conn, c) for c in custom]

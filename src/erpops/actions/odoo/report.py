@@ -94,12 +94,19 @@ class DrillReport(Action):
         failure = self._failed_step(ctx)
         artifacts = params.restore.get("artifacts") or []
         checksum_ok = restored and all(a.get("ok") for a in artifacts)
+        phases = params.restore.get("phases")
+        recovery = params.restore.get("recovery")
+        expected = (
+            f"the base backup's SHA-256 and pg_verifybackup pass, WAL replayed to {recovery.get('target')}"
+            if recovery
+            else "artifacts match the manifest's SHA-256, pg_restore succeeds"
+        )
         checks.insert(
             0,
             {
                 "name": "restore",
                 "passed": checksum_ok,
-                "expected": "artifacts match the manifest's SHA-256, pg_restore succeeds",
+                "expected": expected,
                 "actual": ("restored into " + params.restore["database"]) if checksum_ok else (failure or problem),
                 "duration": float(params.restore.get("fetch_seconds") or 0)
                 + float(params.restore.get("restore_seconds") or 0),
@@ -113,8 +120,10 @@ class DrillReport(Action):
                  "duration": 0.0, "message": f"checks did not run: {failure}", "skipped": False}
             )  # fmt: skip
         durations = {
-            "fetch": params.restore.get("fetch_seconds"),
-            "restore": params.restore.get("restore_seconds"),
+            **(
+                phases
+                or {"fetch": params.restore.get("fetch_seconds"), "restore": params.restore.get("restore_seconds")}
+            ),
             "neutralize": params.neutralize.get("seconds"),
             "checks": params.checks.get("seconds"),
         }
@@ -138,11 +147,13 @@ class DrillReport(Action):
             "rpo_seconds": {
                 "snapshot": _age(now, snapshot),
                 "business_data": _age(now, params.checks.get("newest_write")),
+                **({"recovered": _age(now, recovery.get("reached_time"))} if recovery else {}),
             },
             "snapshot_time": snapshot,
             "newest_write": params.checks.get("newest_write"),
             "backup_age_seconds": _age(now, manifest.ended_at.isoformat()) if manifest else None,
             "neutralized": params.neutralize.get("changed") or {},
+            "recovery": recovery,
             "checks": checks,
             "error": failure or problem,
         }
@@ -247,6 +258,12 @@ class DrillReport(Action):
         rto = ", ".join(f"{k} {v:.2f}s" for k, v in d.items())
         rpo = report["rpo_seconds"]
         ctx.log(f"RTO: {rto}")
+        if report.get("recovery"):
+            r = report["recovery"]
+            ctx.log(
+                f"recovery point: target {r['target']}, reached {r['reached_time'] or r['reached_lsn']}"
+                + (f" ({r['lag_seconds']:.3f}s before the target)" if r.get("lag_seconds") is not None else "")
+            )
         ctx.log(
             "RPO: "
             + ", ".join(f"{k} {v:.0f}s" for k, v in rpo.items() if v is not None)

@@ -181,12 +181,20 @@ def _set_param(conn: psycopg.Connection[Any], key: str, value: str) -> None:
 # --- checks -----------------------------------------------------------------------------------
 
 
-def check_row_counts(conn: psycopg.Connection[Any], expected: dict[str, int]) -> CheckResult:
+def check_row_counts(
+    conn: psycopg.Connection[Any], expected: dict[str, int], *, compare: bool = True, why: str = ""
+) -> CheckResult:
+    """``compare`` False: the copy is of another moment than the manifest's counts (a drill to a
+    moment); the counts are reported, not compared (``why`` says so)."""
+
     def run() -> CheckResult:
         if not expected:
             return CheckResult("row_counts", True, {}, {}, message="the manifest records no row counts", skipped=True)
         actual_present = odoo_db.row_counts(conn, list(expected))
         actual: dict[str, int | None] = {t: actual_present.get(t) for t in expected}
+        if not compare:
+            said = ", ".join(f"{t} {n}" for t, n in actual.items())
+            return CheckResult("row_counts", True, dict(expected), actual, message=f"{why}: {said}", skipped=True)
         diffs = [f"{t}: {actual[t] if actual[t] is not None else 'missing'} (manifest {n})"
                  for t, n in expected.items() if actual[t] != n]  # fmt: skip
         msg = "; ".join(diffs) if diffs else f"{len(expected)} tables match the manifest"
@@ -223,16 +231,32 @@ def _num(value: Any) -> str:
     return f"{value:f}" if isinstance(value, Decimal) else str(value)
 
 
-def check_attachments(conn: psycopg.Connection[Any], filestore: Path | None, sample: int = 200) -> CheckResult:
+def check_attachments(
+    conn: psycopg.Connection[Any], filestore: Path | None, sample: int = 200, until: datetime | None = None
+) -> CheckResult:
+    """``until``: only attachments created by then have their file in the backup (a physical drill
+    replayed past its filestore archive): later ones are counted, not sampled."""
+
     def run() -> CheckResult:
         if not odoo_db.has_table(conn, "ir_attachment"):
             return CheckResult("attachments", True, message="no ir_attachment table", skipped=True)
         if filestore is None:
             return CheckResult("attachments", True, message="the backup has no filestore", skipped=True)
+        stored = (
+            "store_fname IS NOT NULL AND store_fname <> '' AND db_datas IS NULL AND coalesce(type, 'binary') = 'binary'"
+        )
+        later = 0
+        if until is not None:
+            row = conn.execute(
+                f"SELECT count(*) FROM ir_attachment WHERE {stored} AND create_date > %s",
+                (until.astimezone(UTC).replace(tzinfo=None),),
+            ).fetchone()
+            later = int(row[0]) if row else 0
         rows = conn.execute(
-            "SELECT store_fname, checksum FROM ir_attachment WHERE store_fname IS NOT NULL AND store_fname <> '' "
-            "AND db_datas IS NULL AND coalesce(type, 'binary') = 'binary' ORDER BY random() LIMIT %s",
-            (max(0, sample),),
+            f"SELECT store_fname, checksum FROM ir_attachment WHERE {stored} "
+            + ("AND create_date <= %s " if until is not None else "")
+            + "ORDER BY random() LIMIT %s",
+            ((until.astimezone(UTC).replace(tzinfo=None),) if until is not None else ()) + (max(0, sample),),
         ).fetchall()
         root = filestore.resolve()
         missing: list[str] = []
@@ -252,8 +276,12 @@ def check_attachments(conn: psycopg.Connection[Any], filestore: Path | None, sam
             "examples": examples,
         }
         ok = not missing and not mismatched
+        if later:
+            actual["created_after_filestore"] = later
         if ok:
             msg = f"{len(rows)} sampled attachment files present with matching SHA-1"
+            if later:
+                msg += f"; {later} attachments created after the filestore was archived have no file in this backup"
         else:
             msg = f"{len(missing)} missing, {len(mismatched)} with a wrong SHA-1, of {len(rows)} sampled: " + ", ".join(
                 examples

@@ -202,13 +202,39 @@ def marked_databases(dsn: str) -> list[tuple[str, str]]:
 
 
 def remove_scratch(path: Path) -> bool:
-    """Delete a scratch directory erpops made (it has the marker); anything else is refused."""
+    """Delete a scratch directory erpops made (it has the marker); anything else is refused. A
+    scratch PostgreSQL server still running in it (a physical drill's) is stopped first."""
     if not path.exists():
         return False
     if not (path / SCRATCH_MARKER).exists():
         raise PermanentError(f"not deleting {path}: it has no {SCRATCH_MARKER} marker, so erpops did not create it")
+    for pidfile in path.glob("*/postmaster.pid"):
+        _stop_postmaster(pidfile)
     shutil.rmtree(path)
     return True
+
+
+def _stop_postmaster(pidfile: Path, wait: float = 10.0) -> None:
+    """Immediate shutdown (SIGQUIT, then SIGKILL) of the postmaster of ``pidfile``'s data directory."""
+    import signal
+
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if str(pidfile.parent).encode() not in fh.read() and not (pidfile.parent / "PG_VERSION").exists():
+                return
+        os.kill(pid, signal.SIGQUIT)
+    except (OSError, ValueError, IndexError):
+        return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
 
 
 # --- target databases -------------------------------------------------------------------------
@@ -341,6 +367,32 @@ def fetch(
         archive.unlink(missing_ok=True)  # the download, or the link (never the store's object)
         raise
     return Fetched(manifest, scratch, dump, archive if fs else None, results, round(time.monotonic() - t0, 3), checked)
+
+
+def fetch_checked(
+    store: ObjectStore,
+    art: Artifact,
+    dest: Path,
+    *,
+    cancelled: Cancelled = _never,
+    progress: Callable[[int], None] | None = None,
+) -> CheckedFile:
+    """An artifact as a local file whose SHA-256 and size match the manifest's (a local store's
+    object is hashed where it lies; others downloaded to ``dest``); :class:`ChecksumMismatch` else."""
+    box: dict[str, Any] = {}
+    _fetch_archive(store, art, dest, cancelled, progress, box)
+    if "error" in box:
+        raise box["error"]
+    result: ArtifactResult = box["result"]
+    if not result.ok:
+        box["checked"].close()
+        dest.unlink(missing_ok=True)
+        raise ChecksumMismatch(
+            f"{art.key}: sha256 {result.sha256[:12]}… size {result.size}, the manifest says "
+            f"{art.sha256[:12]}… size {art.size}; not restoring it"
+        )
+    checked: CheckedFile = box["checked"]
+    return checked
 
 
 def _fetch_archive(

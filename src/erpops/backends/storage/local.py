@@ -171,8 +171,11 @@ class LocalStore(ObjectStore):
         # Start at the deepest directory fully named by the prefix.
         base_parts = prefix.split("/")[:-1] if prefix else []
         start = self.root.joinpath(*base_parts)
-        if not start.is_dir():
-            return []
+        try:
+            if not start.is_dir():
+                return []
+        except OSError as exc:  # a folder this user may not enter (another user's 0700 store folder)
+            raise self.os_error("list", prefix or ".", exc) from None
         found = []
         try:
             for dirpath, dirnames, filenames in os.walk(start, onerror=None):

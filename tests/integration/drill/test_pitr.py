@@ -1,0 +1,139 @@
+"""Drills to a moment (issue 14, item 3) against a real PostgreSQL archiving through erpops: rows
+written at known times, a physical base backup, more rows; ``restore-test --to-time T`` between
+them gives a copy with exactly the rows before T (an environment check counts them), reports the
+recovery point reached and the RTO phases, marks the base backup restore-tested and leaves no
+scratch server; ``latest`` has every row; a missing WAL segment fails the drill naming it and a
+corrupted one fails it on its checksum (exit 1, the backup's mark unchanged)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from erpops.backends.odoo import seed
+from tests.fixtures.archiving import Archiving
+
+
+def _events(out: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+
+
+def _finished(out: str) -> dict[str, Any]:
+    return next(e for e in reversed(_events(out)) if e["event"] == "run.finished" and not e.get("depth"))
+
+
+def _step(out: str, step: str) -> dict[str, Any]:
+    return next(e for e in reversed(_events(out)) if e["event"] == "step.finished" and e.get("step") == step)
+
+
+def _mark(a: Archiving, n: int) -> datetime:
+    """Insert ``n`` rows (one transaction each); the time after the last commit."""
+    with psycopg.connect(a.info.dsn("odoo"), autocommit=True) as conn:
+        for _ in range(n):
+            conn.execute("INSERT INTO pitr_marks DEFAULT VALUES")
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    when: datetime = row[0]
+    return when
+
+
+def _switch_and_wait(a: Archiving) -> None:
+    ((name,),) = a.sql("SELECT pg_walfile_name(pg_switch_wal())")
+    a.wait_archived(str(name))
+
+
+def _drill(a: Archiving, *args: str) -> Any:
+    return a.erpops("restore-test", "--env", "w", "--yes", "--json", *args, timeout=300)
+
+
+def _counting(a: Archiving, expect: int) -> None:
+    check = {"name": "marks", "sql": "SELECT count(*) FROM pitr_marks", "expect": expect}
+    a.edit(lambda env: env.update(checks=[check]))
+
+
+def _prepare(a: Archiving) -> tuple[str, datetime]:
+    seed.seed(a.info.dsn(), "odoo", a.root / "filestore" / "odoo", 0.05)
+    with psycopg.connect(a.info.dsn("odoo"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE pitr_marks (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+    _mark(a, 3)
+    backup = a.erpops("backup", "--env", "w", "--json", timeout=300)
+    assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
+    backup_id = _finished(backup.stdout)["outputs"]["backup_id"]
+    between = _mark(a, 3)
+    time.sleep(0.3)
+    _mark(a, 4)
+    _switch_and_wait(a)
+    return backup_id, between
+
+
+def test_a_drill_to_a_moment_has_exactly_the_rows_before_it(archiving: Archiving) -> None:
+    a = archiving
+    backup_id, between = _prepare(a)
+    _counting(a, 6)
+    res = _drill(a, "--to-time", between.isoformat(), "--junit", str(a.root / "junit.xml"))
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr
+    report = _step(res.stdout, "report")["outputs"]["report"]
+    assert report["passed"] is True and report["backup_id"] == backup_id
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["marks"]["passed"] and checks["marks"]["actual"] == 6
+    recovery = report["recovery"]
+    reached = datetime.fromisoformat(recovery["reached_time"])
+    assert reached <= between and 0 <= recovery["lag_seconds"] < 1, recovery
+    assert datetime.fromisoformat(recovery["next_commit_time"]) > between  # the first commit left out
+    assert recovery["segments"] >= 1 and recovery["target"] == between.isoformat()
+    assert set(report["durations"]) == {"fetch", "unpack", "replay", "neutralize", "checks", "total"}
+    marker = json.loads((a.store / "w" / backup_id / "restore-test.json").read_text())
+    assert marker["ok"] is True and marker["run_id"] == _finished(res.stdout)["run_id"]
+    assert not list((a.root / "scratch").glob("erpops-scratch-*"))  # the scratch server and files are gone
+    with psycopg.connect(a.info.dsn("odoo")) as conn:  # the live database was not touched
+        row = conn.execute("SELECT count(*) FROM pitr_marks").fetchone()
+        params: dict[str, str] = dict(conn.execute("SELECT key, value FROM ir_config_parameter").fetchall())
+    assert row == (10,) and "database.is_neutralized" not in params
+
+    # the live name is allowed only on erpops's scratch server: the live server's DSN is refused
+    runbook = a.root / "neutralize-live.yaml"
+    runbook.write_text(
+        "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: n, version: 1.0.0}\nsteps:\n"
+        f"  - id: n\n    action: odoo.neutralize\n    with: {{dsn: '{a.info.dsn()}', database: odoo}}\n"
+    )
+    refused = a.erpops("run", str(runbook), "--env", "w", "--yes")
+    assert refused.returncode == 2 and "refuses the live database 'odoo'" in refused.stdout + refused.stderr
+
+    _counting(a, 10)
+    latest = _drill(a, "--to-time", "latest")
+    assert latest.returncode == 0, latest.stdout[-4000:] + latest.stderr
+    assert _step(latest.stdout, "report")["outputs"]["report"]["recovery"]["target"] == "latest"
+
+
+def test_a_missing_or_corrupt_segment_fails_the_drill_naming_it(archiving: Archiving) -> None:
+    a = archiving
+    backup_id, _between = _prepare(a)
+    _mark(a, 2)
+    _switch_and_wait(a)
+    folder = a.store / "w" / "wal" / "00000001"
+    segments = sorted(p for p in folder.iterdir() if len(p.name.split("-")[0]) == 24)  # segments only
+    manifest = json.loads((a.store / "w" / backup_id / "manifest.json").read_text())
+    after = [p for p in segments if p.name.split("-")[0] > manifest["physical"]["start_wal"]]
+    assert len(after) >= 2, [p.name for p in segments]
+    victim = after[0]
+    hidden = victim.with_name("hidden")
+    victim.rename(hidden)
+    missing = _drill(a, "--to-time", "latest")
+    said = missing.stdout + missing.stderr
+    gap = f"WAL segment {victim.name.split('-')[0]} is not in the archive"
+    assert missing.returncode == 1 and gap in said, said[-3000:]
+    assert not (a.store / "w" / backup_id / "restore-test.json").exists()  # not marked restore-tested
+
+    hidden.rename(victim)
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    corrupt = _drill(a, "--to-time", "latest")
+    said = corrupt.stdout + corrupt.stderr
+    assert corrupt.returncode == 1 and "corrupt" in said and victim.name.split("-")[0] in said, said[-3000:]
+    assert not (a.store / "w" / backup_id / "restore-test.json").exists()
+    assert not list((a.root / "scratch").glob("erpops-scratch-*"))
