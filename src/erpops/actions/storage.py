@@ -426,7 +426,9 @@ class Prune(Action):
     Never deletes the newest usable, verified or restore-tested backup, nor anything under Object
     Lock retention; deletes incomplete backups older than ``grace`` (a younger one may be running)
     and backups that failed verification. Also removes leftovers of killed uploads older than
-    ``grace``. Outputs say what was kept and deleted, and why.
+    ``grace``, and archived WAL older than the first segment the oldest kept physical base backup
+    needs (never WAL a kept base backup needs; none at all without a kept base backup; history
+    files always stay). Outputs say what was kept and deleted, and why.
 
     ```yaml
     - id: prune
@@ -457,6 +459,7 @@ class Prune(Action):
         "failed": "backups that could not be deleted, with the error",
         "cleaned": "leftovers of killed uploads removed",
         "policy": "the policy applied",
+        "wal": "the WAL archive pruned back to the oldest kept base backup: kept_from, deleted, locked",
     }
 
     def _decide(self, params: Params, ctx: ActionContext) -> tuple[Any, Any, list[Any]]:
@@ -483,6 +486,29 @@ class Prune(Action):
             if release.get("backup_id"):
                 pins.setdefault(release["backup_id"], f"pre-deploy backup of release {release['id']}")
         return pins
+
+    @staticmethod
+    def _prune_wal(ctx: ActionContext, catalog: Any, kept: list[str]) -> dict[str, Any] | None:
+        """The WAL archive back to the oldest kept physical base backup, and no further."""
+        from erpops.backends.postgres import wal
+
+        starts = []
+        for backup_id in kept:
+            try:
+                manifest, _ = catalog.read_manifest(backup_id)
+            except ErpopsError:
+                continue  # incomplete: it names no WAL
+            if manifest.physical is not None:
+                starts.append(manifest.physical.start_wal)
+        if not starts:
+            return None  # no base backup kept: the archive is left as it is
+        oldest = min(starts, key=lambda name: wal.segment_number(name))
+        pruned = wal.prune(catalog.store, catalog.environment, oldest)
+        if pruned.deleted or pruned.locked:
+            ctx.log(f"WAL archive: {len(pruned.deleted)} files older than {oldest} (the oldest kept base backup's "
+                    f"first segment) deleted" + (f", {len(pruned.locked)} under Object Lock kept" if pruned.locked
+                                                 else ""))  # fmt: skip
+        return {"kept_from": oldest, "deleted": len(pruned.deleted), "locked": len(pruned.locked)}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
         try:
@@ -522,7 +548,9 @@ class Prune(Action):
             ctx.log(f"deleted backup {d.backup_id} ({d.state}): {'; '.join(d.reasons)}")
         cutoff = datetime.now(UTC) - timedelta(seconds=params.grace)
         cleaned = catalog.store.cleanup_partial(f"{catalog.environment}/", cutoff)
-        outputs = {"kept": kept, "deleted": deleted, "failed": failed, "cleaned": cleaned, "policy": policy.describe()}
+        wal = self._prune_wal(ctx, catalog, [k["backup_id"] for k in kept]) if not failed else None
+        outputs = {"kept": kept, "deleted": deleted, "failed": failed, "cleaned": cleaned, "policy": policy.describe(),
+                   "wal": wal}  # fmt: skip
         if failed:
             ids = ", ".join(f["backup_id"] for f in failed)
             raise PermanentError(

@@ -137,3 +137,104 @@ def test_a_missing_or_corrupt_segment_fails_the_drill_naming_it(archiving: Archi
     assert corrupt.returncode == 1 and "corrupt" in said and victim.name.split("-")[0] in said, said[-3000:]
     assert not (a.store / "w" / backup_id / "restore-test.json").exists()
     assert not list((a.root / "scratch").glob("erpops-scratch-*"))
+
+
+def test_prune_keeps_the_wal_the_oldest_kept_base_backup_needs_and_no_more(archiving: Archiving) -> None:
+    a = archiving
+    first, _ = _prepare(a)
+    for _ in range(2):
+        _mark(a, 1)
+        _switch_and_wait(a)
+    again = a.erpops("backup", "--env", "w", "--json", "--param", "daily=1", "--param", "weekly=0", "--param",
+                     "monthly=0", timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr
+    newest = _finished(again.stdout)["outputs"]["backup_id"]
+    _mark(a, 1)
+    _switch_and_wait(a)
+    assert not (a.store / "w" / first).exists()  # the older base backup is outside the policy
+    manifest = json.loads((a.store / "w" / newest / "manifest.json").read_text())
+    start = manifest["physical"]["start_wal"]
+    names = [p.name.split("-")[0] for p in (a.store / "w" / "wal" / "00000001").iterdir()]
+    assert names and all(n[:24] >= start for n in names if not n.endswith(".history")), (start, sorted(names))
+    pruned = _step(again.stdout, "prune")["outputs"]["wal"]
+    assert pruned["kept_from"] == start and pruned["deleted"] >= 2, pruned
+    _counting(a, 13)  # 10 in _prepare, 2 before the second backup, 1 after
+    latest = _drill(a, "--to-time", "latest")  # the kept base backup still has every segment it needs
+    assert latest.returncode == 0, latest.stdout[-3000:] + latest.stderr
+
+
+def test_a_base_backup_killed_midway_is_never_listed_complete(archiving: Archiving) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    a = archiving
+    seed.seed(a.info.dsn(), "odoo", a.root / "filestore" / "odoo", 0.5)
+    argv = [sys.executable, "-m", "erpops", "backup", "--env", "w", "--config", str(a.config)]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("ERPOPS_")}
+    for delay in (0.6, 0.9, 1.2, 1.5):
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    listed = a.erpops("backups", "list", "--env", "w", "--json")
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(x) for x in listed.stdout.splitlines()]
+    print("states after the kills:", [e["state"] for e in entries])
+    for entry in entries:
+        folder = a.store / "w" / entry["backup_id"]
+        if entry["state"] != "incomplete":  # finished before its kill: whole, and says so
+            manifest = json.loads((folder / "manifest.json").read_text())
+            assert (folder / "base.tar.zst").stat().st_size == manifest["artifacts"]["base"]["size"]
+        else:
+            assert not (folder / "manifest.json").exists()
+    done = a.erpops("backup", "--env", "w", timeout=300)  # and the next backup still works
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+
+
+def test_after_a_failover_archiving_goes_on_and_a_drill_follows_the_new_timeline(archiving: Archiving) -> None:
+    """Item 5: the standby promoted archives its timeline (history file, the old timeline's
+    partial segment, its own segments) into the same place; a drill from a base backup taken
+    before the failover replays across the timeline switch."""
+    from erpops.backends.postgres import local_server
+
+    a = archiving
+    backup_id, _ = _prepare(a)
+    from tests.fixtures.postgres import free_port
+
+    standby = local_server.create_standby(a.info, a.root / "standby", free_port())
+    _mark(a, 2)  # timeline 1, streamed to the standby
+    with psycopg.connect(a.info.dsn(), autocommit=True) as conn:
+        ((lsn,),) = conn.execute("SELECT pg_current_wal_lsn()").fetchall()
+    deadline = time.monotonic() + 30
+    with psycopg.connect(standby.dsn(), autocommit=True) as conn:
+        while conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone() != (True,):
+            assert time.monotonic() < deadline, "the standby did not catch up"
+            time.sleep(0.05)
+    local_server.stop(a.info.datadir, mode="immediate")  # the primary dies
+    with psycopg.connect(standby.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_promote(true, 30)")
+    with psycopg.connect(standby.dsn("odoo"), autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("INSERT INTO pitr_marks DEFAULT VALUES")
+        ((after,),) = conn.execute("SELECT clock_timestamp()").fetchall()
+        conn.execute("INSERT INTO pitr_marks DEFAULT VALUES")  # a commit after the target: where replay stops
+        ((name,),) = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchall()
+        deadline = time.monotonic() + 60
+        while True:
+            ((last,),) = conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchall()
+            if last is not None and str(last) >= str(name):
+                break
+            assert time.monotonic() < deadline, "the new primary did not archive"
+            time.sleep(0.1)
+    try:
+        archived = {p.name.split("-")[0] for p in (a.store / "w" / "wal").rglob("*.zst")}
+        assert "00000002.history" in archived and any(n.endswith(".partial") for n in archived), sorted(archived)
+        assert any(n.startswith("00000002") and len(n) == 24 for n in archived), sorted(archived)
+        _counting(a, 15)  # 10 before the backup, 2 on timeline 1 after it, 3 on timeline 2
+        res = _drill(a, "--to-time", after.isoformat())
+        assert res.returncode == 0, res.stdout[-4000:] + res.stderr
+        report = _step(res.stdout, "report")["outputs"]["report"]
+        assert report["passed"] and report["backup_id"] == backup_id
+    finally:
+        local_server.stop(standby.datadir, mode="immediate")

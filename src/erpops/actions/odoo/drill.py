@@ -458,6 +458,9 @@ class Sweep(Action):
         scratch_dir: str | None = Field(
             None, description="where scratch directories are looked for (default $ERPOPS_SCRATCH_DIR or /var/tmp)"
         )
+        databases: bool = Field(
+            True, description="also look for scratch databases on the live server (a physical drill makes none)"
+        )
 
     outputs = {
         "swept": "per dead run: run, databases dropped, directories removed, processes killed",
@@ -471,7 +474,7 @@ class Sweep(Action):
         dsn = dsn_of(ctx, params.dsn)
         live = live_database(ctx)
         found: dict[str, dict[str, list[str]]] = {}
-        for name, run_id in R.marked_databases(dsn):
+        for name, run_id in R.marked_databases(dsn) if params.databases else []:
             if name != live:
                 found.setdefault(run_id, {"databases": [], "directories": []})["databases"].append(name)
         roots: list[Path | str | None] = [params.scratch_dir]

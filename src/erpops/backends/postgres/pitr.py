@@ -427,10 +427,15 @@ def _why(datadir: Path, feeder: WalFeeder, target: Target, exc: Exception) -> st
         return f"the replay stopped: {feeder.error}"
     text = (datadir / "log").read_text(errors="replace") if (datadir / "log").is_file() else ""
     fatal = [ln.split("FATAL:", 1)[1].strip() for ln in text.splitlines() if "FATAL:" in ln]
-    asked = [n for n in feeder.requested_missing() if wal.SEGMENT.match(n)]
-    missing = f"; the archive has no {asked[0]}, which it asked for" if asked else ""
+    last = max((wal.segment_number(n) for n in feeder.plan.names), default=-1)
+    gaps = [n for n in feeder.requested_missing() if wal.SEGMENT.match(n) and wal.segment_number(n) < last]
     reason = fatal[0] if fatal else str(exc)
-    return f"the replay to {target.describe()} failed: {reason}{missing}"
+    if gaps:
+        reason += f"; the archive has no {gaps[0]}, which it asked for"
+    elif "before configured recovery target" in reason and feeder.plan.names:
+        reason += (f"; nothing committed after {target.describe()} is archived yet (the newest segment is "
+                   f"{feeder.plan.names[-1]}): a later moment needs more WAL, or use --to-time latest")  # fmt: skip
+    return f"the replay to {target.describe()} failed: {reason}"
 
 
 def stop(datadir: Path, *, major: int | None = None) -> None:

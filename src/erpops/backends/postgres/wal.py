@@ -193,3 +193,29 @@ def status(store: ObjectStore, env: str) -> Status:
         timelines=sorted({a.timeline for a in archive}),
         size=sum(a.size for a in archive),
     )
+
+
+@dataclass(frozen=True)
+class Pruned:
+    deleted: list[str]
+    locked: list[str]
+
+
+def prune(store: ObjectStore, env: str, keep_from: str) -> Pruned:
+    """Delete archived WAL older than segment ``keep_from`` (the first segment the oldest kept base
+    backup needs), on every timeline; history files stay (a few bytes each, and every later
+    timeline's replay reads them). What Object Lock still protects is left and reported."""
+    from erpops.backends.storage.base import ObjectLocked
+
+    first = segment_number(keep_from)
+    deleted, locked = [], []
+    for a in listing(store, env):
+        if a.name.endswith(".history") or segment_number(a.name[:24]) >= first:
+            continue
+        try:
+            store.delete(a.key)
+        except ObjectLocked:
+            locked.append(a.name)
+            continue
+        deleted.append(a.name)
+    return Pruned(deleted, locked)

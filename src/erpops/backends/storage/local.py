@@ -211,9 +211,13 @@ class LocalStore(ObjectStore):
         return True
 
     def _remove_empty_dirs(self, parent: Path) -> None:
-        """Remove directories left empty, up to (not including) the root: S3 has no directories."""
+        """Remove directories left empty, up to (not including) the root: S3 has no directories.
+        A folder another user owns stays (the WAL archiver's ``<env>/wal``, which it must be able
+        to write into again)."""
         while parent != self.root and self.root in parent.parents:
             try:
+                if parent.stat().st_uid != os.geteuid():
+                    break
                 parent.rmdir()
             except OSError:
                 break
