@@ -522,6 +522,8 @@ def sandbox_environment() -> Environment:
         odoo=Odoo(filestore=str(root / "filestore" / "odoo"), image=runtime.get("image")),
         runtime=_sandbox_runtime(runtime),
         ingress=_sandbox_ingress(runtime),
+        # `sandbox up --archive`: WAL archived into the store, base backups physical
+        backup=BackupSettings(method="physical") if (root / "archive.json").is_file() else BackupSettings(),
     )
 
 

@@ -263,6 +263,7 @@ def up(
     root: Path | str | None = None,
     report: Report | None = None,
     runtime: bool = True,
+    archive: bool = False,
 ) -> SandboxStatus:
     """Start (creating what is missing) the primary, the streaming standby, the object-store directory
     and the seeded database ``odoo`` with its filestore. ``scale`` (default 1) only matters when
@@ -323,11 +324,53 @@ def up(
                     say(str(exc))
         if runtime:
             actions += _runtime(p, say)
+        if archive:
+            actions += _archive(p, say)
         final = _collect(p)
     final.actions = actions
     final.warnings += warnings
     final.seed = seeded
     return final
+
+
+ARCHIVE_RECORD = "archive.json"
+
+
+def archive_command(root: Path) -> str:
+    """``erpops wal push`` for the sandbox, as its servers run it (their own OS user and
+    environment: the sandbox's folder is given, not inferred)."""
+    import shlex
+    import sys
+
+    argv = [sys.executable, "-m", "erpops", "wal", "push", "--env", environments.SANDBOX]
+    return f"ERPOPS_SANDBOX_DIR={shlex.quote(str(root))} {shlex.join(argv)} %p"
+
+
+def _archive(p: Paths, say: Report) -> list[str]:
+    """Continuous WAL archiving into the sandbox's store (both servers: the standby archives once
+    promoted), and ``backup.method: physical`` for the sandbox environment."""
+    import json
+
+    done = []
+    wal_folder = p.storage / environments.SANDBOX / "wal"
+    wal_folder.mkdir(parents=True, exist_ok=True)
+    for folder in (p.storage, p.storage / environments.SANDBOX):
+        folder.chmod(folder.stat().st_mode | 0o711)  # the servers' OS user reaches its wal/ folder
+    pgserver.run_as_server_user(wal_folder)
+    command = archive_command(p.root)
+    for name, datadir, _port in p.servers():
+        if not pgserver.is_initialized(datadir):
+            continue
+        settings = {"archive_mode": "on", "archive_command": "'" + command.replace("'", "''") + "'",
+                    "archive_timeout": "'60s'"}  # fmt: skip
+        pgserver.configure(datadir, settings)
+        if pgserver.status(datadir).running:
+            pgserver.stop(datadir)  # archive_mode takes a restart
+            pgserver.start(datadir)
+        done.append(f"WAL archiving on for {name} (archive_command: erpops wal push)")
+        say(done[-1])
+    (p.root / ARCHIVE_RECORD).write_text(json.dumps({"method": "physical", "archive_command": command}) + "\n")
+    return done
 
 
 def _runtime(p: Paths, say: Report) -> list[str]:

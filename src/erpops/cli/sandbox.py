@@ -82,6 +82,9 @@ def up(
     runtime: bool = typer.Option(
         True, "--runtime/--no-runtime", help="With a Docker engine: web and cron of a demo image behind Traefik."
     ),
+    archive: bool = typer.Option(
+        False, "--archive", help="WAL archiving into the store (erpops wal push); backups become physical."
+    ),
     json: bool = JsonOpt,
 ) -> None:
     """Create or start the sandbox: primary, streaming standby, seeded database, filestore, store,
@@ -90,7 +93,7 @@ def up(
 
     console = _console()
     report = None if json else (lambda msg: console.print(f"[cyan]>[/cyan] {msg}"))
-    status = sandbox.up(scale, report=report, runtime=runtime)
+    status = sandbox.up(scale, report=report, runtime=runtime, archive=archive)
     if json:
         typer.echo(_json.dumps(status.as_dict()))
         return

@@ -238,3 +238,61 @@ def test_after_a_failover_archiving_goes_on_and_a_drill_follows_the_new_timeline
         assert report["passed"] and report["backup_id"] == backup_id
     finally:
         local_server.stop(standby.datadir, mode="immediate")
+
+
+def test_the_same_over_s3(archiving: Archiving, s3_server: Any, s3_bucket: str) -> None:
+    """Base backups, the WAL archive (pushed by the server's archive_command over HTTP) and a
+    drill to a moment with the store in S3 (moto)."""
+    a = archiving
+    storage = s3_server.storage(s3_bucket, "erp").model_dump(exclude_none=True)
+    a.edit(lambda env: env.update(storage=storage))
+    backup_id, between = _prepare(a)
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket, Prefix="erp/w/")["Contents"]]
+    assert f"erp/w/{backup_id}/base.tar.zst" in keys and any(k.startswith("erp/w/wal/00000001/") for k in keys)
+    _counting(a, 6)
+    res = _drill(a, "--to-time", between.isoformat())
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr
+    assert _step(res.stdout, "report")["outputs"]["report"]["recovery"]["segments"] >= 1
+
+
+def test_the_sandbox_can_be_started_with_archiving_on() -> None:
+    """``sandbox up --archive``: both servers archive through ``erpops wal push``, the sandbox's
+    backups are physical, and a drill to the latest moment passes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="ersa-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERPOPS_")}
+    env.update(ERPOPS_SANDBOX_DIR=str(root), COLUMNS="200", ERPOPS_SCRATCH_DIR=str(root / "scratch"))
+
+    def erpops(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "erpops", *args], env=env, capture_output=True, text=True,
+                              timeout=600, cwd=root.parent)  # fmt: skip
+
+    try:
+        up = erpops("sandbox", "up", "--archive", "--no-runtime", "--scale", "0.1")
+        assert up.returncode == 0 and "WAL archiving on for primary" in up.stdout, up.stdout + up.stderr
+        backup = erpops("backup", "--json")
+        assert backup.returncode == 0, backup.stdout[-3000:] + backup.stderr
+        assert _finished(backup.stdout)["outputs"]["size"] > 0
+        (bid,) = [p.name for p in (root / "storage" / "sandbox").iterdir() if p.name != "wal"]
+        assert json.loads((root / "storage" / "sandbox" / bid / "manifest.json").read_text())["method"] == "physical"
+        dsn = f"postgresql://postgres@/odoo?host={root / 'primary'}&port=5432"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE res_partner SET name = name WHERE id = (SELECT min(id) FROM res_partner)")
+            ((name,),) = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchall()
+            deadline = time.monotonic() + 60
+            while (conn.execute("SELECT last_archived_wal FROM pg_stat_archiver").fetchone() or [None])[0] != name:
+                assert time.monotonic() < deadline, "the sandbox primary did not archive"
+                time.sleep(0.1)
+        status = erpops("wal", "status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["newest"] == name, status.stdout + status.stderr
+        drill = erpops("restore-test", "--to-time", "latest", "--yes", "--json")
+        assert drill.returncode == 0, drill.stdout[-3000:] + drill.stderr
+    finally:
+        erpops("sandbox", "down", "--purge")
+        shutil.rmtree(root, ignore_errors=True)
