@@ -206,7 +206,10 @@ class Backup(Action):
             "url": store.location(prefix),
             "manifest_key": result.manifest_key,
             "size": m.total_size,
-            "artifacts": {n: {"key": a.key, "size": a.size, "sha256": a.sha256} for n, a in m.artifacts.items()},
+            "artifacts": {
+                n: {"key": a.key, "size": a.size, "sha256": a.sha256, "uncompressed_size": a.uncompressed_size}
+                for n, a in m.artifacts.items()
+            },
             "snapshot_time": m.snapshot_time.isoformat(),
             "odoo_version": m.odoo_version,
             "durations": result.durations,

@@ -5,6 +5,7 @@ physical base backup and the WAL archive, into a scratch server
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,24 @@ class RestorePhysical(Action):
                 f"timeline {phys.timeline}) to {target.describe()}")  # fmt: skip
 
         t0 = time.monotonic()
+        fs = manifest.artifacts.get("filestore")
+        box: dict[str, Any] = {}
+        worker = None
+        if fs is not None:  # the filestore is fetched and unpacked beside the data directory
+
+            def unpack_filestore() -> None:
+                try:
+                    archive = R.fetch_checked(store, fs, scratch / "filestore.tar.zst", cancelled=stop)
+                    try:
+                        R.extract_filestore(archive, files, cancelled=stop, expect=fs)
+                    finally:
+                        archive.close()
+                        (scratch / "filestore.tar.zst").unlink(missing_ok=True)
+                except BaseException as exc:  # raised below
+                    box["error"] = exc
+
+            worker = threading.Thread(target=unpack_filestore, daemon=True, name="erpops-filestore")
+            worker.start()
         base = manifest.artifacts["base"]
         checked = R.fetch_checked(store, base, scratch / "base.tar.zst", cancelled=stop,
                                   progress=lambda n: progress(ctx, "fetch")("base", n))  # fmt: skip
@@ -132,14 +151,11 @@ class RestorePhysical(Action):
             (scratch / "base.tar.zst").unlink(missing_ok=True)
         said = pitr.verify_backup(datadir, major)
         ctx.log(f"pg_verifybackup: {said.splitlines()[-1] if said else 'ok'}")
-        fs = manifest.artifacts.get("filestore")
-        if fs is not None:
-            archive = R.fetch_checked(store, fs, scratch / "filestore.tar.zst", cancelled=stop)
-            try:
-                R.extract_filestore(archive, files, cancelled=stop, expect=fs)
-            finally:
-                archive.close()
-                (scratch / "filestore.tar.zst").unlink(missing_ok=True)
+        if worker is not None:
+            worker.join()
+            if "error" in box:
+                raise box["error"]
+            assert fs is not None
             artifacts.append({"name": "filestore", "key": fs.key, "ok": True})
         unpacked = time.monotonic()
 

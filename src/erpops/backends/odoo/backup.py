@@ -225,7 +225,16 @@ def _run_physical(
     with pg.connect(opts.dsn, opts.database) as conn:
         pg.refuse_unless_primary(conn, opts.dsn, f"a base backup of {opts.database}'s server")
         server_version = pg.server_version(conn)
-    modules, counts = _facts_now(opts)
+    facts: dict[str, Any] = {}
+
+    def read_facts(when: str) -> None:
+        try:
+            facts[when] = _facts_now(opts)
+        except BaseException as exc:  # raised below
+            facts["error"] = exc
+
+    reader = threading.Thread(target=read_facts, args=("start",), daemon=True)
+    reader.start()  # beside the copy: the Odoo facts as it starts
     stop = threading.Event()
 
     def halted() -> bool:
@@ -234,6 +243,7 @@ def _run_physical(
     filestore_job = None
     if opts.filestore is not None:
         filestore_job = _Job(lambda: _archive_filestore(store, key(FILESTORE), opts, halted, progress), stop)
+    copy_started = time.monotonic()
     try:
         base = basebackup.stream(
             store, key(BASE_BACKUP), key(PG_BACKUP_MANIFEST), opts.dsn, level=opts.level, threads=opts.threads,
@@ -245,15 +255,22 @@ def _run_physical(
             filestore_job.join()
         raise
     stopped = datetime.now(UTC)
-    durations = {"database": round(time.monotonic() - t0, 3)}
+    copy_seconds = round(time.monotonic() - copy_started, 3)
+    reader.join()
+    durations = {"database": round(time.monotonic() - t0, 3), "copy": copy_seconds}
     if log:
         log(f"base backup: {base.artifact.uncompressed_size} bytes copied, {base.artifact.size} stored; "
             f"WAL {base.label.start_lsn} .. {base.label.stop_lsn} on timeline {base.label.timeline}")  # fmt: skip
     artifacts = {"base": base.artifact, "backup_manifest": base.manifest}
+    reader = threading.Thread(target=read_facts, args=("end",), daemon=True)
+    reader.start()  # and as it ended, beside the filestore's end
     if filestore_job is not None:
         artifacts["filestore"] = filestore_job.wait()
         durations["filestore"] = filestore_job.seconds
-    _, counts_end = _facts_now(opts)
+    reader.join()
+    if "error" in facts:
+        raise PermanentError(f"reading modules and row counts of {opts.database} failed: {facts['error']}")
+    (modules, counts), (_, counts_end) = facts["start"], facts["end"]
     manifest = Manifest(
         backup_id=backup_id,
         environment=opts.environment,

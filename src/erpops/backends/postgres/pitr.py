@@ -192,12 +192,14 @@ def plan_wal(store: ObjectStore, archive: dict[str, wal.Archived], manifest: Man
         need_until = max(before, default=first - 1)
     if target.kind == "lsn" and target.lsn:
         need_until = min(last, wal.lsn_segment(target.lsn) - 1)
-    need_until = max(need_until, wal.lsn_segment(manifest.physical.stop_lsn))  # the copy's own consistency
+    # the base backup carries the WAL up to its stop (pg_basebackup -X fetch): what the archive has
+    # of those segments is preferred (complete), what it lacks is no gap
+    covered = wal.lsn_segment(manifest.physical.stop_lsn)
     for number in range(first, max(last, need_until) + 1):
         name = wal.segment_name(timeline_at(number), number)
         if name in archive:
             names.append(name)
-        elif number <= need_until:
+        elif covered < number <= need_until:
             missing.append(name)
     history = sorted(n for n in archive if n.endswith(".history"))
     return Plan(names, missing, history)
