@@ -459,6 +459,8 @@ class Environment(_Model):
 class Config(_Model):
     state: str | None = None
     environments: dict[str, Environment] = Field(default_factory=dict)
+    #: Named sets of environments (names or globs), for fleet runs: ``--env tenants``.
+    groups: dict[str, list[str]] = Field(default_factory=dict)
     #: Where the config came from (not part of the file).
     source: str | None = Field(default=None, exclude=True)
 
@@ -469,7 +471,54 @@ class Config(_Model):
             env.name = name
         return value
 
+    @model_validator(mode="after")
+    def _groups(self) -> Config:
+        for group, members in self.groups.items():
+            if group in self.environments:
+                raise ValueError(f"groups: {group!r} is also an environment's name; give the group another name")
+            for member in members:
+                if not _is_glob(member) and member not in self.environments:
+                    raise ValueError(f"groups.{group}: {member!r} is not an environment")
+        return self
+
+    def select(self, spec: str | None) -> list[str]:
+        """The environments ``--env`` names: a name, a group, a glob over names (``tenant-*``), or
+        several of those separated by commas (``--env a --env b`` arrives as ``a,b``). Each part
+        must match something; the result keeps the order given, without repeats."""
+        if not spec or ("," not in spec and spec not in self.groups and not _is_glob(spec)):
+            return [self.environment(spec).name]
+        names: list[str] = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                continue
+            if part in self.groups:
+                found = [n for member in self.groups[part] for n in self._matching(member)]
+            elif _is_glob(part):
+                found = self._matching(part)
+            else:
+                found = [self.environment(part).name]
+            if not found:
+                known = ", ".join(sorted(self.environments)) or "(none)"
+                groups = f"; groups: {', '.join(sorted(self.groups))}" if self.groups else ""
+                raise InvalidInput(f"--env {part!r} matches no environment in {self.source or 'the configuration'} "
+                                   f"(environments: {known}{groups})")  # fmt: skip
+            names += found
+        return list(dict.fromkeys(names))
+
+    def _matching(self, pattern: str) -> list[str]:
+        import fnmatch
+
+        return [n for n in sorted(self.environments) if fnmatch.fnmatchcase(n, pattern)]
+
     def environment(self, name: str | None) -> Environment:
+        if name and ("," in name or name in self.groups or _is_glob(name)):
+            chosen = self.select(name)
+            if len(chosen) > 1:
+                raise InvalidInput(
+                    f"--env {name!r} selects {len(chosen)} environments ({', '.join(chosen)}); this command takes "
+                    "one (the playbooks and `erpops run` take several: a fleet run)"
+                )
+            name = chosen[0]
         name = name or (SANDBOX if SANDBOX in self.environments or not self.environments else None)
         if name is None:
             names = ", ".join(sorted(self.environments))
@@ -481,6 +530,10 @@ class Config(_Model):
             where = self.source or "the built-in configuration"
             raise InvalidInput(f"unknown environment {name!r} in {where}; known: {names}")
         return self.environments[name]
+
+
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
 
 
 def sandbox_root() -> Path:

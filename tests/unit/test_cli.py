@@ -258,20 +258,23 @@ def test_closed_stdout_pipe_is_not_a_crash(tmp_path):
     assert "Traceback" not in err and "internal error" not in err, err
 
 
-def test_a_repeated_env_is_refused_not_silently_narrowed(cli, tmp_path):
-    """Regression: ``--env A --env B`` ran only B (Click keeps the last value of an option)."""
+def test_a_repeated_env_is_a_selection_not_silently_narrowed(cli, tmp_path):
+    """Regression: ``--env A --env B`` ran only B (Click keeps the last value of an option); now
+    every --env counts: a fleet run over both, and a one-environment command refuses the pair."""
+    (tmp_path / "erpops.yaml").write_text("environments:\n  a: {}\n  b: {}\n")
     path = tmp_path / "rb.yaml"
-    marker = tmp_path / "ran"
-    path.write_text(HEADER + f"steps:\n  - {{id: touch, action: exec, with: {{argv: [touch, {marker}]}}}}\n")
-    for args in (["--env", "a", "--env", "b"], ["-e", "a", "-e", "sandbox"], ["--env=a", "-eb"]):
+    path.write_text(HEADER + "steps:\n  - {id: touch, action: exec, with: {argv: [touch, '{{ env.name }}.ran']}}\n")
+    for args in (["--env", "a", "--env", "b"], ["-e", "a", "-e", "b"], ["--env=a", "-eb"]):
         res = cli("run", str(path), *args, "--yes")
-        assert res.returncode == 2, res.stderr
-        assert "--env given 2 times" in res.stderr and "run it once per environment" in res.stderr
-        assert not marker.exists()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert (tmp_path / "a.ran").exists() and (tmp_path / "b.ran").exists()
+        (tmp_path / "a.ran").unlink()
+        (tmp_path / "b.ran").unlink()
         listed = cli("backups", "list", *args)
-        assert listed.returncode == 2 and "--env given 2 times" in listed.stderr
+        assert listed.returncode == 2 and "selects 2 environments (a, b)" in listed.stderr, listed.stderr
     # a value that merely looks like the option is not one
-    assert "--env given" not in cli("run", str(path), "--env", "sandbox", "--param", "x=--env", "--yes").stderr
+    one = cli("run", str(path), "--env", "a", "--param", "x=--env", "--yes")
+    assert "selects" not in one.stderr and not (tmp_path / "b.ran").exists()
 
 
 def test_a_dry_run_of_a_run_that_will_refuse_exits_as_the_run_would(cli, tmp_path):

@@ -16,7 +16,10 @@ from erpops.cli.common import (
     ConfigOpt,
     DryRunOpt,
     EnvOpt,
+    FailFastOpt,
     JsonOpt,
+    MaxErrorsOpt,
+    ParallelOpt,
     ParamOpt,
     RunbookOpt,
     WaitOpt,
@@ -25,35 +28,13 @@ from erpops.cli.common import (
 )
 
 
-def _environments_named(args: list[str]) -> list[str]:
-    """Every value given to ``--env``/``-e`` in a command's arguments (before a ``--``)."""
-    found: list[str] = []
-    i = 0
-    while i < len(args) and args[i] != "--":
-        arg = args[i]
-        if arg in ("--env", "-e") and i + 1 < len(args):
-            found.append(args[i + 1])
-            i += 1
-        elif arg.startswith("--env="):
-            found.append(arg.split("=", 1)[1])
-        elif arg.startswith("-e") and len(arg) > 2 and not arg.startswith("--"):
-            found.append(arg[2:])
-        i += 1
-    return found
-
-
 class _Root(TyperGroup):
     """The command group that sees every argument before the commands parse theirs."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # a click Context (typer vendors click)
-        named = _environments_named(args)
-        if len(named) > 1:
-            # Click keeps only the last value of a repeated option: never run on one of them silently.
-            guarded(abort)(
-                f"--env given {len(named)} times ({', '.join(named)}): a command runs on one environment; "
-                "run it once per environment"
-            )
-        return super().parse_args(ctx, args)
+        # Click keeps only the last value of a repeated option: a repeated --env is one selection
+        # of several environments instead (a fleet run; one-environment commands refuse it)
+        return super().parse_args(ctx, joined_envs(args))
 
 
 app = typer.Typer(
@@ -89,10 +70,12 @@ def _common(
     param: list[str] | None,
     config: str | None,
     wait: str | None,
+    fleet: tuple[int, str | None, bool] = (1, None, False),
 ) -> Common:
     return Common(
-        env=env, dry_run=dry_run, yes=yes, json=json, runbook=runbook, params=param or [], config=config, wait=wait
-    )
+        env=env, dry_run=dry_run, yes=yes, json=json, runbook=runbook, params=param or [], config=config, wait=wait,
+        parallel=fleet[0], max_errors=fleet[1], fail_fast=fleet[2],
+    )  # fmt: skip
 
 
 # --- the seven playbooks ------------------------------------------------------------------------
@@ -109,9 +92,14 @@ def provision(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Create or converge an environment from templates."""
-    execute("provision", _common(env, dry_run, yes, json, runbook, param, config, wait))
+    execute(
+        "provision", _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast))
+    )
 
 
 @app.command(rich_help_panel="Playbooks")
@@ -127,11 +115,14 @@ def deploy(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Rolling deploy with a health gate and automatic rollback."""
     execute(
         "deploy",
-        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
         {"image": image, "skip_backup": skip_backup},
     )
 
@@ -155,11 +146,14 @@ def rollback(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Back to the last known good release."""
     execute(
         "rollback",
-        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
         {"to": to, "restore_backup": restore_backup, "backup": backup},
     )
 
@@ -175,9 +169,12 @@ def backup(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Database + filestore to object storage, verified before it counts."""
-    execute("backup", _common(env, dry_run, yes, json, runbook, param, config, wait))
+    execute("backup", _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)))
 
 
 @app.command("restore-test", rich_help_panel="Playbooks")
@@ -202,6 +199,9 @@ def restore_test(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Restore drill with evidence: RTO, RPO and checks. With backup.method physical (or --to-time /
     --to-lsn): the server recovered to a moment from a base backup and the WAL archive."""
@@ -209,9 +209,17 @@ def restore_test(
                "store_reports": store_reports}  # fmt: skip
     if to_time or to_lsn or _physical(config, env):
         options |= {"to_time": to_time, "to_lsn": to_lsn}
-        execute("restore-test-pitr", _common(env, dry_run, yes, json, runbook, param, config, wait), options)
+        execute(
+            "restore-test-pitr",
+            _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
+            options,
+        )
         return
-    execute("restore-test", _common(env, dry_run, yes, json, runbook, param, config, wait), options)
+    execute(
+        "restore-test",
+        _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
+        options,
+    )
 
 
 def _physical(config: str | None, env: str | None) -> bool:
@@ -220,7 +228,8 @@ def _physical(config: str | None, env: str | None) -> bool:
     from erpops.errors import ErpopsError
 
     try:
-        return load_config(config).environment(env).backup.method == "physical"
+        cfg = load_config(config)
+        return all(cfg.environment(name).backup.method == "physical" for name in cfg.select(env))
     except ErpopsError:
         return False
 
@@ -240,11 +249,14 @@ def failover(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Promote the standby, fence the old primary, repoint the application."""
     execute(
         "failover",
-        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
         {"force": force, "rehearse": rehearse, "max_lag": max_lag, "metrics_file": metrics_file},
     )
 
@@ -266,6 +278,9 @@ def scale_for_peak(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Scale for a peak after a database headroom check; defer non-essential crons."""
     if not (revert or revert_due):  # what the peak needs, refused before anything runs
@@ -279,7 +294,7 @@ def scale_for_peak(
                 abort(f"--until {until!r} is in the past; give a later time or a duration (4h)")
     execute(
         "scale-for-peak",
-        _common(env, dry_run, yes, json, runbook, param, config, wait),
+        _common(env, dry_run, yes, json, runbook, param, config, wait, (parallel, max_errors, fail_fast)),
         {"replicas": replicas, "until": until, "revert": revert, "revert_due": revert_due},
     )
 
@@ -295,9 +310,12 @@ def run_file(
     param: list[str] = ParamOpt,
     config: str = ConfigOpt,
     wait: str = WaitOpt,
+    parallel: int = ParallelOpt,
+    max_errors: str = MaxErrorsOpt,
+    fail_fast: bool = FailFastOpt,
 ) -> None:
     """Run any runbook file."""
-    execute(path, _common(env, dry_run, yes, json, path, param, config, wait))
+    execute(path, _common(env, dry_run, yes, json, path, param, config, wait, (parallel, max_errors, fail_fast)))
 
 
 def _mount(module: str, name: str, help_text: str) -> None:
@@ -316,6 +334,38 @@ _mount("erpops.cli.envs", "env", "Environments from erpops.yaml, and preflight c
 _mount("erpops.cli.sandbox", "sandbox", "The embedded default environment (PostgreSQL primary + standby).")
 _mount("erpops.cli.wal", "wal", "The WAL archive: archive_command, restore_command, its freshness.")
 _mount("erpops.cli.schedule", "schedule", "Run a drill on a schedule: crontab, systemd timer, or Kubernetes CronJob.")
+
+
+def joined_envs(argv: list[str]) -> list[str]:
+    """``--env a --env b`` (or ``-e``, ``--env=a``) as one ``--env a,b``: a repeated --env is a
+    selection of several, never one silently dropping the other."""
+    values: list[str] = []
+    out: list[str] = []
+    first: int | None = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        value = None
+        if arg in ("--env", "-e") and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        elif arg.startswith("--env="):
+            value, i = arg.split("=", 1)[1], i + 1
+        elif arg.startswith("-e") and len(arg) > 2 and not arg.startswith("--"):
+            value, i = arg[2:], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        if first is None:
+            first = len(out)
+            out += ["--env", ""]
+        values.append(value)
+    if first is not None:
+        out[first + 1] = ",".join(values)
+    return out
 
 
 def run() -> None:

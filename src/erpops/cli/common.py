@@ -20,6 +20,11 @@ RunbookOpt = typer.Option(None, "--runbook", help="Use this runbook file instead
 ParamOpt = typer.Option(None, "--param", "-p", help="Runbook parameter key=value (repeatable).")
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="ERPOPS_CONFIG", help="Path of erpops.yaml.")
 WaitOpt = typer.Option(None, "--wait", help="Wait this long for the environment lock (e.g. 5m) instead of failing.")
+ParallelOpt = typer.Option(1, "--parallel", min=1, max=64, help="Fleet runs: environments at a time.")
+MaxErrorsOpt = typer.Option(
+    None, "--max-errors", help="Fleet runs: start no more environments after this many failures (3, or 25%)."
+)
+FailFastOpt = typer.Option(False, "--fail-fast", help="Fleet runs: start no more environments after a failure.")
 
 
 @dataclass
@@ -32,6 +37,9 @@ class Common:
     params: list[str] = field(default_factory=list)
     config: str | None = None
     wait: str | None = None
+    parallel: int = 1
+    max_errors: str | None = None
+    fail_fast: bool = False
 
 
 #: Set by :func:`erpops.cli.main` (the console script): freeze start-up objects out of the GC.
@@ -59,12 +67,16 @@ def execute(name: str, common: Common, options: dict[str, Any] | None = None) ->
     for key, value in parse_params(common.params).items():
         given[key] = value
     config = load_config(common.config)
-    env = config.environment(common.env)
+    selected = config.select(common.env)
     runbook = load_runbook(find(common.runbook or name), load_actions())
     for key in options or {}:
         if key in given and key not in runbook.spec.params:
             abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for --{key.replace('_', '-')}")
-    run_runbook(runbook, env, given, common, config, lock_wait=parse_wait(common.wait))
+    if len(selected) > 1:
+        from erpops.cli.fleet import run_fleet
+
+        run_fleet(runbook, selected, given, common, config, lock_wait=parse_wait(common.wait))
+    run_runbook(runbook, config.environment(selected[0]), given, common, config, lock_wait=parse_wait(common.wait))
 
 
 def parse_wait(wait: str | None) -> float | None:

@@ -1,4 +1,4 @@
-"""``erpops runs list|show|resume|unlock``: the journal of runs, read back and continued."""
+"""``erpops runs list|show|compare|resume|unlock``: the journal of runs, read back, compared and continued."""
 
 import json as _json
 from datetime import UTC, datetime, timedelta
@@ -152,6 +152,9 @@ def show(
     _cfg, store = _open(config)
     try:
         run = store.get_run(run_id)
+        if run is None and run_id.startswith("fleet-"):
+            _show_fleet(store, run_id, json)
+            return
         if run is None:
             abort(f"no run {run_id!r} in the state store; see `erpops runs list`")
         steps = store.list_steps(run_id)
@@ -181,6 +184,37 @@ def show(
         _print_run(store, run, steps, approvals, children)
     finally:
         store.close()
+
+
+def _show_fleet(store: Any, fleet_id: str, json: bool) -> None:
+    """A fleet run: its members (each its own run), their outcome now in the journal."""
+    from erpops.engine.fleet import FLEET_RECORD, FLEET_SCOPE
+
+    record = store.get_record(FLEET_RECORD, FLEET_SCOPE, fleet_id)
+    if record is None:
+        abort(f"no fleet {fleet_id!r} in the state store; see `erpops runs list`")
+    doc = dict(record.data)
+    for member in doc.get("members", []):
+        run = store.get_run(member["run_id"]) if member.get("run_id") else None
+        member["state"] = _state_label(store, run) if run is not None else member["outcome"]
+    if json:
+        typer.echo(_json.dumps({"fleet": fleet_id, **doc}, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    con.print(f"[bold]fleet {fleet_id}[/bold]  {doc.get('runbook')} {doc.get('version')}, "
+              f"started {doc.get('started_at')}")  # fmt: skip
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("environment", "outcome", "state now", "took", "run", "error"):
+        table.add_column(col, overflow="fold")
+    for m in doc.get("members", []):
+        took = f"{m['seconds']:.1f}s" if m.get("seconds") is not None else "-"
+        table.add_row(m["environment"], m["outcome"], m["state"], took, m.get("run_id") or "-",
+                      escape(m.get("error") or ""))  # fmt: skip
+    con.print(table)
 
 
 def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str, Any]], children: list[Any]) -> None:
@@ -222,6 +256,71 @@ def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str,
     con.print(table)
     for a in approvals:
         con.print(f"  approved by {a['who']} ({a['how']}) at {_fmt_time(a.get('at'))}: {escape(a['message'])}")
+
+
+@app.command("compare")
+@guarded
+def compare(
+    run_a: str = typer.Argument(..., metavar="RUN_A", help="The reference run (a rehearsal, an earlier drill)."),
+    run_b: str = typer.Argument(..., metavar="RUN_B", help="The run to compare with it."),
+    json: bool = JsonOpt,
+    config: str = ConfigOpt,
+) -> None:
+    """Two runs side by side: each step's duration, attempts and outcome in A and B, the
+    difference, what differs (steps only in one, other outcomes or attempts) and the totals."""
+    from erpops.engine.compare import compare as compared
+
+    _cfg, store = _open(config)
+    try:
+        runs = []
+        for run_id in (run_a, run_b):
+            run = store.get_run(run_id)
+            if run is None:
+                abort(f"no run {run_id!r} in the state store; see `erpops runs list`")
+            runs.append(run)
+        doc = compared(runs[0], store.list_steps(run_a), runs[1], store.list_steps(run_b))
+    finally:
+        store.close()
+    if json:
+        typer.echo(_json.dumps(doc, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    def secs(value: float | None) -> str:
+        return f"{value:.2f}s" if value is not None else "-"
+
+    con = Console(highlight=False)
+    for side in ("a", "b"):
+        r = doc[side]
+        con.print(f"{side.upper()}  run {r['run_id']}  {r['runbook']} {r['version']} on {r['environment']}: "
+                  f"{r['state']}, {secs(r['seconds'])}")  # fmt: skip
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("step", "A", "B", "B - A"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for row in doc["steps"]:
+        name = row["step"] if row["phase"] == "main" else f"{row['step']} ({row['phase']})"
+        cells = []
+        for side in ("a", "b"):
+            got = row[side]
+            if got is None:
+                cells.append("-")
+                continue
+            tries = f" ({got['attempts']} attempts)" if got["attempts"] > 1 else ""
+            mark = "" if got["outcome"] == "succeeded" else f" {got['outcome']}"
+            cells.append(f"{secs(got['seconds'])}{tries}{mark}")
+        delta = row["delta_seconds"]
+        table.add_row(escape(name), *cells, f"{delta:+.2f}s" if delta is not None else "")
+    totals = doc["totals"]
+    delta = totals["delta_seconds"]
+    table.add_row("[bold]run[/bold]", secs(totals["a_seconds"]), secs(totals["b_seconds"]),
+                  f"{delta:+.2f}s" if delta is not None else "")  # fmt: skip
+    con.print(table)
+    for line in doc["differences"]:
+        con.print(f"  differs: {escape(line)}")
+    if not doc["differences"]:
+        con.print("  same steps, outcomes and attempts")
 
 
 @app.command("resume")

@@ -79,3 +79,27 @@ def test_env_check_against_real_targets(ws: Workspace, pg_server: PgServer) -> N
     listed = _json_lines(ws.erpops("env", "list", "--json").stdout)
     assert {e["name"] for e in listed} == {"lab", "sandbox"}
     assert next(e for e in listed if e["name"] == "lab")["database"] == "env:LAB_DSN"
+
+
+def test_runs_compare_puts_a_rehearsal_beside_the_real_run(ws: Workspace) -> None:
+    ws.write("cutover.yaml", RUNBOOK.format(name="cutover", py=sys.executable, code=0))
+    ws.write("shaky.yaml", RUNBOOK.format(name="cutover", py=sys.executable, code=3))
+    assert ws.erpops("run", "cutover.yaml", "--env", "prod").returncode == 0
+    assert ws.erpops("run", "shaky.yaml", "--env", "prod").returncode == 1
+    rehearsal, real = reversed([r["id"] for r in _json_lines(ws.erpops("runs", "list", "--json").stdout)])
+
+    doc = json.loads(ws.erpops("runs", "compare", rehearsal, real, "--json").stdout)
+    assert (doc["a"]["run_id"], doc["b"]["run_id"]) == (rehearsal, real)
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert list(steps) == ["first", "second"]
+    assert steps["second"]["a"]["outcome"] == "succeeded" and steps["second"]["a"]["attempts"] == 1
+    assert steps["second"]["b"]["outcome"] == "failed" and steps["second"]["b"]["attempts"] == 2
+    assert steps["first"]["delta_seconds"] is not None
+    assert "outcome: succeeded in A, failed in B" in doc["differences"]
+    assert "second: succeeded in A, failed in B" in doc["differences"]
+    assert "second: 1 attempt(s) in A, 2 in B" in doc["differences"]
+    totals = doc["totals"]
+    assert totals["delta_seconds"] == round(totals["b_seconds"] - totals["a_seconds"], 3)
+    table = ws.erpops("runs", "compare", rehearsal, real)
+    assert table.returncode == 0 and "(2 attempts) failed" in table.stdout and "differs: second" in table.stdout
+    assert ws.erpops("runs", "compare", rehearsal, "nope").returncode == 2

@@ -99,15 +99,28 @@ class SqliteStateStore(SqlStateStore):
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._create()
+            self._open()
         except (OSError, sqlite3.Error) as exc:
             raise Unreachable(
                 f"cannot open the state store {self.path}: {exc}",
                 hint="check the path in `state:` (erpops.yaml) or ERPOPS_STATE, and its permissions",
             ) from None
         self.lock_dir = self.path.parent / "locks"
+
+    def _open(self, patience: float = 30.0) -> None:
+        """WAL mode and the schema. Another process's checkpoint or first open can make these
+        answer "database is locked" at once, without the busy timeout: tried again, not fatal."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._create()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _create(self) -> None:
         row = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()

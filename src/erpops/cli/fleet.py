@@ -1,0 +1,227 @@
+"""A playbook or ``erpops run`` over several environments (:mod:`erpops.engine.fleet`): the
+approval asked once, each environment's run started as the limits allow, one report at the end —
+a table (environment, outcome, duration, the key outputs), JSON events carrying the environment
+and the fleet id, JUnit with one testsuite per environment and one Prometheus file with an
+``environment`` label when the runbook writes them."""
+
+from __future__ import annotations
+
+import json as _json
+import sys
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from erpops.cli.boundary import abort
+from erpops.cli.common import Common
+from erpops.errors import ExitCode
+
+#: Runbook parameters naming a file each run writes: per environment in a fleet, then merged.
+REPORT_FILES = ("junit", "metrics_file", "report_file")
+#: Outputs worth a column in the fleet's table, when the runbook has them.
+KEY_OUTPUTS = ("backup_id", "release", "passed", "rto_seconds", "size")
+
+
+class _Tagged:
+    """Events of one member, tagged with its environment and the fleet, written one at a time."""
+
+    def __init__(self, sink: Any, environment: str, fleet_id: str, lock: threading.Lock) -> None:
+        self.sink, self.environment, self.fleet_id, self.lock = sink, environment, fleet_id, lock
+
+    def emit(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.sink.emit({**event, "environment": event.get("environment") or self.environment,
+                            "fleet": self.fleet_id})  # fmt: skip
+
+
+class _Quiet:
+    def emit(self, event: dict[str, Any]) -> None:
+        pass
+
+
+def _needs_approval(runbook: Any) -> bool:
+    steps = list(runbook.spec.steps) + list(getattr(runbook.spec, "finally_", []) or [])
+    return any(getattr(s, "action", None) == "approve" for s in steps)
+
+
+def _approve(runbook: Any, envs: list[Any], common: Common) -> bool:
+    """Asked once for the fleet: True when the members may pass their approval gates."""
+    production = [e.name for e in envs if e.production]
+    if common.yes or common.dry_run or not production or not _needs_approval(runbook):
+        return common.yes
+    names = ", ".join(e.name for e in envs)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()) or common.json:
+        abort(
+            f"{runbook.name} on {len(envs)} environments ({names}) needs approval for production "
+            f"{', '.join(production)}: no terminal to ask; give --yes",
+            ExitCode.APPROVAL_REFUSED,
+        )
+    if not typer.confirm(f"Run {runbook.name} on {names} (production: {', '.join(production)})?", default=False):
+        abort("not approved", ExitCode.APPROVAL_REFUSED)
+    return True
+
+
+def run_fleet(
+    runbook: Any, selected: list[str], given: dict[str, Any], common: Common, config: Any, *, lock_wait: float | None
+) -> NoReturn:
+    from erpops.engine import fleet
+    from erpops.engine.events import JsonLinesSink
+    from erpops.engine.runner import Engine, RunOptions
+    from erpops.engine.store import open_existing_state_store, open_state_store
+    from erpops.records import apply_topology
+
+    envs = [config.environment(name) for name in selected]
+    budget = fleet.error_budget(common.max_errors, len(envs), common.fail_fast)
+    approved = _approve(runbook, envs, common)
+    fleet_id = fleet.new_fleet_id()
+    lock = threading.Lock()
+    stop = threading.Event()
+    out: Any = JsonLinesSink(sys.stdout) if common.json else None
+    scratch = Path(tempfile.mkdtemp(prefix="erpops-fleet-"))
+    files = {k: given[k] for k in REPORT_FILES if given.get(k)}
+    started = datetime.now(UTC)
+
+    def say(line: str) -> None:
+        if not common.json:
+            with lock:
+                typer.echo(line)
+
+    def start(name: str) -> Any:
+        env = config.environment(name)
+        state = open_existing_state_store(config) if common.dry_run else open_state_store(config)
+        try:
+            if state is not None:
+                env = apply_topology(env, state)
+            sink = _Tagged(out, name, fleet_id, lock) if out is not None else _Quiet()
+            engine = Engine(state=state, sink=sink, approver=None)
+            engine.interrupted = stop  # one Ctrl-C stops every member's step in flight
+            params = {**given, **{k: str(scratch / f"{name}.{k}") for k in files}}
+            opts = RunOptions(dry_run=common.dry_run, assume_yes=approved, interactive=False, lock_wait=lock_wait)
+            say(f"> {name}: {runbook.name} started")
+            return engine.run(runbook, env, params, opts)
+        finally:
+            if state is not None:
+                state.close()
+
+    def done(member: Any) -> None:
+        said = f"  {member.outcome}" + (f": {member.error}" if member.error and member.outcome != "succeeded" else "")
+        say(f"< {member.environment}:{said} ({member.seconds:.1f}s)")
+
+    if out is not None:
+        out.emit({"event": "fleet.started", "fleet": fleet_id, "runbook": runbook.name, "environments": selected,
+                  "parallel": common.parallel, "max_errors": budget})  # fmt: skip
+    else:
+        limit = f", at most {budget} failure(s)" if budget is not None else ""
+        say(f"fleet {fleet_id}: {runbook.name} on {len(envs)} environments, {common.parallel} at a time{limit}")
+    from erpops.engine.signals import interrupt_handlers
+
+    class _Handle:
+        interrupted = stop
+
+    with interrupt_handlers(_Handle()):
+        members = fleet.run(selected, start, parallel=common.parallel, max_errors=budget, stop=stop, on_done=done)
+    _merge(files, scratch, members)
+    _record(config, common, fleet_id, runbook, members, started)
+    code = fleet.exit_code(members)
+    if out is not None:
+        out.emit({"event": "fleet.finished", "fleet": fleet_id, "runbook": runbook.name, "exit_code": int(code),
+                  "members": [m.as_dict() for m in members]})  # fmt: skip
+    else:
+        _table(fleet_id, members)
+    raise typer.Exit(int(code))
+
+
+def _record(config: Any, common: Common, fleet_id: str, runbook: Any, members: list[Any], started: datetime) -> None:
+    if common.dry_run:
+        return
+    from erpops.engine import fleet
+    from erpops.engine.store import open_state_store
+
+    state = open_state_store(config)
+    if state is None:
+        return
+    try:
+        state.put_record(fleet.FLEET_RECORD, fleet.FLEET_SCOPE, fleet_id, {
+            "runbook": runbook.name, "version": runbook.version, "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(), "members": [m.as_dict() for m in members]})  # fmt: skip
+    finally:
+        state.close()
+
+
+def _table(fleet_id: str, members: list[Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    keys = [k for k in KEY_OUTPUTS if any(k in m.outputs for m in members)]
+    table = Table(show_edge=False, pad_edge=False, title=f"fleet {fleet_id}", title_justify="left")
+    for col in ("environment", "outcome", "took", "run", *keys, "error"):
+        table.add_column(col, overflow="fold")
+    style = {"succeeded": "green", "failed": "red", "locked": "yellow", "not started": "dim"}
+    for m in members:
+        table.add_row(
+            m.environment,
+            f"[{style.get(m.outcome, '')}]{m.outcome}[/]" if style.get(m.outcome) else m.outcome,
+            f"{m.seconds:.1f}s" if m.seconds is not None else "-",
+            m.run_id or "-",
+            *[escape(str(m.outputs.get(k, ""))) for k in keys],
+            escape(m.error or ""),
+        )
+    Console(highlight=False).print(table)
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m.outcome] = counts.get(m.outcome, 0) + 1
+    typer.echo(", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+
+
+def _merge(files: dict[str, str], scratch: Path, members: list[Any]) -> None:
+    """The members' report files as one: JUnit testsuites side by side, Prometheus samples under
+    one HELP/TYPE per metric (each carries its environment label), JSON reports in a list."""
+    from erpops.files import write_atomic
+
+    for key, target in files.items():
+        parts = [(m.environment, scratch / f"{m.environment}.{key}") for m in members]
+        parts = [(env, p) for env, p in parts if p.is_file()]
+        if key == "junit":
+            write_atomic(target, _merge_junit([p for _, p in parts]))
+        elif key == "metrics_file":
+            write_atomic(target, _merge_prometheus([p.read_text() for _, p in parts]).encode())
+        else:
+            doc = [{"environment": env, **_json.loads(p.read_text())} for env, p in parts]
+            write_atomic(target, _json.dumps(doc, indent=2, default=str).encode())
+
+
+def _merge_junit(paths: list[Path]) -> bytes:
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuites")
+    for path in paths:
+        doc = ET.parse(path).getroot()
+        suites = [doc] if doc.tag == "testsuite" else list(doc.iter("testsuite"))
+        root.extend(suites)
+    for attr in ("tests", "failures", "errors", "skipped"):
+        root.set(attr, str(sum(int(s.get(attr) or 0) for s in root)))
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8")
+
+
+def _merge_prometheus(texts: list[str]) -> str:
+    heads: dict[str, list[str]] = {}
+    samples: dict[str, list[str]] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("# "):
+                name = line.split()[2]
+                heads.setdefault(name, [])
+                if line not in heads[name]:
+                    heads[name].append(line)
+            elif line.strip():
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                samples.setdefault(name, []).append(line)
+    out = []
+    for name in dict.fromkeys([*heads, *samples]):
+        out += heads.get(name, []) + samples.get(name, [])
+    return "\n".join(out) + "\n"

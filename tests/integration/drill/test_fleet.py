@@ -1,0 +1,136 @@
+"""Fleet runs (issue 15, items 1-3) over tenant databases on one real PostgreSQL, each tenant with
+its own store: a group, a glob, a comma list and a repeated --env select them (a name matching
+nothing exits 2); backup and restore-test with --parallel 2 run each tenant as its own journaled
+run; a broken tenant fails alone (exit 1, named), a tenant locked by another run is reported
+locked while the others go on (exit 4 only when all are locked); --max-errors stops new starts;
+JUnit has one testsuite per tenant and one Prometheus file labels each; ``runs show FLEET`` shows
+the members together."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import psycopg
+import pytest
+import yaml
+
+from tests.integration.drill.conftest import Drill
+
+TENANTS = ("t1", "t2", "t3", "t4")
+
+
+def _events(out: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+
+
+def _fleet(out: str) -> dict[str, Any]:
+    return next(e for e in _events(out) if e["event"] == "fleet.finished")
+
+
+@pytest.fixture
+def tenants(drill: Drill, seeded_db: Any) -> Any:
+    with psycopg.connect(seeded_db.server_dsn, autocommit=True) as conn:
+        for t in TENANTS:
+            conn.execute(f"DROP DATABASE IF EXISTS tenant_{t}")
+            conn.execute(f"CREATE DATABASE tenant_{t} TEMPLATE {seeded_db.dbname}")
+    envs = {
+        t: {"database": {"dsn": seeded_db.server_dsn, "name": f"tenant_{t}"},
+            "storage": {"url": f"file://{drill.root / 'stores' / t}"},
+            "odoo": {"filestore": str(seeded_db.filestore)}}
+        for t in TENANTS
+    }  # fmt: skip
+    config = {"state": f"sqlite:///{drill.root / 'state.db'}", "environments": envs,
+              "groups": {"tenants": ["t*"], "pair": ["t1", "t2"]}}  # fmt: skip
+    drill.config.write_text(yaml.safe_dump(config))
+    yield drill
+    with psycopg.connect(seeded_db.server_dsn, autocommit=True) as conn:
+        for t in TENANTS:
+            conn.execute(f"DROP DATABASE IF EXISTS tenant_{t}")
+
+
+def _edit(drill: Drill, fn: Any) -> None:
+    raw = yaml.safe_load(drill.config.read_text())
+    fn(raw)
+    drill.config.write_text(yaml.safe_dump(raw))
+
+
+def test_fleet_backup_and_drills_with_a_broken_and_a_locked_tenant(tenants: Drill) -> None:
+    d = tenants
+    res = d.run("backup", "--env", "tenants", "--parallel", "2", timeout=300)
+    assert res.code == 0, res.stdout[-3000:] + res.stderr
+    fleet = _fleet(res.stdout)
+    assert [m["environment"] for m in fleet["members"]] == list(TENANTS)
+    assert all(m["outcome"] == "succeeded" and m["outputs"]["backup_id"] for m in fleet["members"])
+    started = [e for e in _events(res.stdout) if e["event"] == "run.started"]
+    assert {e["environment"] for e in started} == set(TENANTS) and {e["fleet"] for e in started} == {fleet["fleet"]}
+    assert len({e["run_id"] for e in started}) == 4  # each tenant its own run
+    for t in TENANTS:
+        assert any((d.root / "stores" / t / t).iterdir())
+
+    # one tenant broken on purpose: the others pass, the report names it
+    (dump,) = (d.root / "stores" / "t3" / "t3").glob("*/db.dump.zst")  # its backup corrupted
+    raw = bytearray(dump.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    dump.write_bytes(bytes(raw))
+    junit, prom = d.root / "fleet.xml", d.root / "fleet.prom"
+    res = d.run("restore-test", "--env", "t*", "--parallel", "2", "--junit", str(junit), "--metrics-file", str(prom),
+                timeout=600)  # fmt: skip
+    assert res.code == 1, res.stdout[-3000:] + res.stderr
+    outcome = {m["environment"]: m["outcome"] for m in _fleet(res.stdout)["members"]}
+    assert outcome == {"t1": "succeeded", "t2": "succeeded", "t3": "failed", "t4": "succeeded"}
+    suites = ET.parse(junit).getroot().findall("testsuite")
+    assert len(suites) == 4  # the broken tenant's report too
+    text = prom.read_text()
+    assert text.count("# TYPE erpops_restore_drill_success gauge") == 1
+    for t, ok in (("t1", 1), ("t3", 0)):
+        assert f'erpops_restore_drill_success{{environment="{t}"}} {ok}' in text
+
+    # the table for a person, and the fleet read back from the journal
+    table = d.run("backup", "--env", "pair", json_events=False, timeout=300)
+    assert table.code == 0 and "2 succeeded" in table.stdout, table.stdout
+    fleet_id = next(line.split()[1].rstrip(":") for line in table.stdout.splitlines() if line.startswith("fleet "))
+    shown = json.loads(d.run("runs", "show", fleet_id, "--json", json_events=False).stdout)
+    assert [m["environment"] for m in shown["members"]] == ["t1", "t2"] and shown["runbook"] == "backup"
+
+    # a tenant locked by another run: reported locked, the others go on; all locked: exit 4
+    hold = d.runbook("hold", "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: hold, version: 1.0.0}\n"
+                     "lock: environment\nsteps:\n  - id: wait\n    action: exec\n"
+                     f"    with: {{argv: [{sys.executable}, -c, 'import time; time.sleep(30)']}}\n")  # fmt: skip
+    holder = d.spawn("run", str(hold), "--env", "t1")
+    try:
+        deadline = time.monotonic() + 20
+        while "step.started" not in (d.root / "spawned.out").read_text():
+            assert time.monotonic() < deadline, (d.root / "spawned.out").read_text()
+            time.sleep(0.1)
+        res = d.run("backup", "--env", "t1", "--env", "t2", timeout=300)
+        members = {m["environment"]: m for m in _fleet(res.stdout)["members"]}
+        assert res.code == 1 and members["t1"]["outcome"] == "locked" and members["t2"]["outcome"] == "succeeded"
+        assert "locked" in (members["t1"]["error"] or "")
+        alone = d.run("backup", "--env", "t1,t1", timeout=60)  # t1 once: not a fleet
+        assert alone.code == 4, alone.stdout[-2000:]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_selection_errors_and_max_errors(tenants: Drill) -> None:
+    d = tenants
+    unknown = d.run("backup", "--env", "t1,nope", json_events=False)
+    assert unknown.code == 2 and "unknown environment 'nope'" in unknown.stderr + unknown.stdout
+    one_command = d.run("backups", "list", "--env", "tenants", json_events=False)
+    assert one_command.code == 2 and "selects 4 environments" in one_command.stderr + one_command.stdout
+
+    for t in ("t1", "t2"):  # broken: their database is gone
+        _edit(d, lambda raw, t=t: raw["environments"][t]["database"].update(name="tenant_gone"))
+    res = d.run("backup", "--env", "tenants", "--max-errors", "1", timeout=300)
+    assert res.code == 1, res.stdout[-3000:]
+    outcome = {m["environment"]: m["outcome"] for m in _fleet(res.stdout)["members"]}
+    assert outcome == {"t1": "failed", "t2": "not started", "t3": "not started", "t4": "not started"}
+    res = d.run("backup", "--env", "tenants", "--max-errors", "50%", timeout=300)
+    outcome = {m["environment"]: m["outcome"] for m in _fleet(res.stdout)["members"]}
+    assert outcome == {"t1": "failed", "t2": "failed", "t3": "not started", "t4": "not started"}
+    assert d.run("backup", "--env", "tenants", "--max-errors", "0", json_events=False).code == 2
