@@ -318,6 +318,23 @@ def run_file(
     execute(path, _common(env, dry_run, yes, json, path, param, config, wait, (parallel, max_errors, fail_fast)))
 
 
+@app.command("status", rich_help_panel="More")
+@guarded
+def status(
+    env: str = EnvOpt,
+    json: bool = JsonOpt,
+    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    long_query: float = typer.Option(300, "--long-query", help="Seconds after which a running query is reported."),
+    config: str = ConfigOpt,
+) -> None:
+    """On-call view: application, database, crons, backups, drills, TLS, release, peak — each ok,
+    warning or failing with the reason; one row per environment over a group. Exit 0 all ok, 1 a
+    warning or failure, 3 unreachable."""
+    from erpops.cli.status import status as show
+
+    show(env, json, metrics_file, config, long_query)
+
+
 def _mount(module: str, name: str, help_text: str) -> None:
     """Add a sub-command group (its module is imported now but must import nothing heavy)."""
     if importlib.util.find_spec(module) is None:

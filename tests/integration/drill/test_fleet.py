@@ -134,3 +134,39 @@ def test_selection_errors_and_max_errors(tenants: Drill) -> None:
     outcome = {m["environment"]: m["outcome"] for m in _fleet(res.stdout)["members"]}
     assert outcome == {"t1": "failed", "t2": "failed", "t3": "not started", "t4": "not started"}
     assert d.run("backup", "--env", "tenants", "--max-errors", "0", json_events=False).code == 2
+
+
+def test_status_over_healthy_stale_and_overdue_tenants(tenants: Drill, seeded_db: Any) -> None:
+    """Item 4: one row per tenant; a tenant never backed up is failing (no verified backup), one
+    with an overdue scheduled job is a warning, a drilled one is ok; JSON, metrics, exit codes,
+    and the queries it makes per environment."""
+    d = tenants
+    assert d.run("backup", "--env", "t1,t2,t3", "--parallel", "2", timeout=300).code == 0
+    assert d.run("restore-test", "--env", "t1,t2,t3", "--parallel", "2", timeout=600).code == 0
+    with psycopg.connect(seeded_db.server_dsn.replace("/postgres?", "/tenant_t3?"), autocommit=True) as conn:
+        conn.execute("UPDATE ir_cron SET nextcall = (now() AT TIME ZONE 'UTC') - interval '3 hours' "
+                     "WHERE id = (SELECT min(id) FROM ir_cron WHERE active)")  # fmt: skip
+    t0 = time.monotonic()
+    res = d.run("status", "--env", "tenants", "--json", "--metrics-file", str(d.root / "status.prom"),
+                json_events=False)  # fmt: skip
+    took = time.monotonic() - t0
+    assert res.code == 1, res.stdout + res.stderr
+    rows = {r["environment"]: r for r in map(json.loads, res.stdout.splitlines())}
+    levels = {t: r["level"] for t, r in rows.items()}
+    assert levels == {"t1": "ok", "t2": "ok", "t3": "warning", "t4": "failing"}, rows
+    checks = {t: {c["check"]: c for c in r["checks"]} for t, r in rows.items()}
+    assert "scheduled jobs overdue" in checks["t3"]["crons"]["detail"] and checks["t3"]["crons"]["overdue_crons"] == 1
+    assert checks["t4"]["backups"]["level"] == "failing" and checks["t4"]["drill"]["level"] == "warning"
+    assert checks["t1"]["restore-tested"]["level"] == "ok" and checks["t1"]["drill"]["detail"].startswith(
+        "last drill passed"
+    )
+    assert checks["t1"]["database"]["connections"] >= 1 and all(r["queries"] == 2 for r in rows.values())
+    assert took < 10, took  # four tenants at once (the bench reports it properly)
+    prom = (d.root / "status.prom").read_text()
+    assert 'erpops_status{environment="t4",check="backups"} 2' in prom
+    assert 'erpops_status_overdue_crons{environment="t3"} 1' in prom
+
+    one = d.run("status", "--env", "t1", json_events=False)
+    assert one.code == 0 and "last drill passed" in one.stdout, one.stdout + one.stderr
+    table = d.run("status", "--env", "tenants", json_events=False)
+    assert table.code == 1 and "t4 backups: no verified backup" in " ".join(table.stdout.split()), table.stdout
