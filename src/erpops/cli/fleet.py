@@ -69,20 +69,88 @@ def run_fleet(
     runbook: Any, selected: list[str], given: dict[str, Any], common: Common, config: Any, *, lock_wait: float | None
 ) -> NoReturn:
     from erpops.engine import fleet
-    from erpops.engine.events import JsonLinesSink
-    from erpops.engine.runner import Engine, RunOptions
-    from erpops.engine.store import open_existing_state_store, open_state_store
-    from erpops.records import apply_topology
+    from erpops.engine.runner import RunOptions
 
     envs = [config.environment(name) for name in selected]
     budget = fleet.error_budget(common.max_errors, len(envs), common.fail_fast)
     approved = _approve(runbook, envs, common)
-    fleet_id = fleet.new_fleet_id()
+    scratch = Path(tempfile.mkdtemp(prefix="erpops-fleet-"))
+    files = {k: given[k] for k in REPORT_FILES if given.get(k)}
+
+    def start(name: str, engine: Any, state: Any) -> Any:
+        from erpops.records import apply_topology
+
+        env = config.environment(name)
+        if state is not None:
+            env = apply_topology(env, state)
+        params = {**given, **{k: str(scratch / f"{name}.{k}") for k in files}}
+        opts = RunOptions(dry_run=common.dry_run, assume_yes=approved, interactive=False, lock_wait=lock_wait)
+        return engine.run(runbook, env, params, opts)
+
+    members = _drive(runbook.name, runbook.version, selected, start, common, config, budget, fleet.new_fleet_id())
+    _merge(files, scratch, members)
+    raise typer.Exit(int(fleet.exit_code(members)))
+
+
+def resume_fleet(
+    fleet_id: str, config: Any, common: Common, *, force: bool, again: dict[str, str], lock_wait: float | None
+) -> NoReturn:
+    """Resume the members of a fleet run that failed or were interrupted (each from its first step
+    that did not succeed); the others are left as they are."""
+    from erpops.engine import fleet
+    from erpops.engine.resume import prepare_resume
+    from erpops.engine.runner import RunOptions
+    from erpops.engine.store import open_state_store
+
+    state = open_state_store(config)
+    try:
+        record = state.get_record(fleet.FLEET_RECORD, fleet.FLEET_SCOPE, fleet_id) if state is not None else None
+    finally:
+        if state is not None:
+            state.close()
+    if record is None:
+        abort(f"no fleet {fleet_id!r} in the state store; see `erpops runs list`")
+    members = {m["environment"]: m for m in record.data.get("members", [])}
+    todo = [e for e, m in members.items() if m.get("outcome") in ("failed", "interrupted") and m.get("run_id")]
+    if not todo:
+        abort(f"fleet {fleet_id}: no failed or interrupted member to resume")
+
+    def start(name: str, engine: Any, state: Any) -> Any:
+        plan = prepare_resume(state, config, members[name]["run_id"], force=force, again=again)
+        opts = RunOptions(assume_yes=common.yes, interactive=False, lock_wait=lock_wait,
+                          resume_run_id=plan.run.id, completed=plan.completed)  # fmt: skip
+        return engine.run(plan.runbook, plan.env, plan.given, opts)
+
+    done = _drive(record.data.get("runbook", "?"), record.data.get("version", "?"), todo, start, common, config,
+                  None, fleet_id, keep=[fleet.Member(**{k: m.get(k) for k in ("environment", "outcome", "run_id",
+                  "exit_code", "seconds", "error")}, outputs=m.get("outputs") or {}) for e, m in members.items()
+                  if e not in todo])  # fmt: skip
+    raise typer.Exit(int(fleet.exit_code(done)))
+
+
+def _drive(
+    name: str,
+    version: str,
+    selected: list[str],
+    start: Any,
+    common: Common,
+    config: Any,
+    budget: int | None,
+    fleet_id: str,
+    *,
+    keep: list[Any] | None = None,
+) -> list[Any]:
+    """Start the members as the limits allow (each with its own state store connection and
+    engine), report them, record the fleet; the members, in the order given."""
+    from erpops.engine import fleet
+    from erpops.engine.events import JsonLinesSink
+    from erpops.engine.runner import Engine
+    from erpops.engine.signals import interrupt_handlers
+    from erpops.engine.store import open_existing_state_store, open_state_store
+
     lock = threading.Lock()
     stop = threading.Event()
     out: Any = JsonLinesSink(sys.stdout) if common.json else None
-    scratch = Path(tempfile.mkdtemp(prefix="erpops-fleet-"))
-    files = {k: given[k] for k in REPORT_FILES if given.get(k)}
     started = datetime.now(UTC)
 
     def say(line: str) -> None:
@@ -90,52 +158,47 @@ def run_fleet(
             with lock:
                 typer.echo(line)
 
-    def start(name: str) -> Any:
-        env = config.environment(name)
+    def member(env_name: str) -> Any:
         state = open_existing_state_store(config) if common.dry_run else open_state_store(config)
         try:
-            if state is not None:
-                env = apply_topology(env, state)
-            sink = _Tagged(out, name, fleet_id, lock) if out is not None else _Quiet()
+            sink = _Tagged(out, env_name, fleet_id, lock) if out is not None else _Quiet()
             engine = Engine(state=state, sink=sink, approver=None)
             engine.interrupted = stop  # one Ctrl-C stops every member's step in flight
-            params = {**given, **{k: str(scratch / f"{name}.{k}") for k in files}}
-            opts = RunOptions(dry_run=common.dry_run, assume_yes=approved, interactive=False, lock_wait=lock_wait)
-            say(f"> {name}: {runbook.name} started")
-            return engine.run(runbook, env, params, opts)
+            say(f"> {env_name}: {name} started")
+            return start(env_name, engine, state)
         finally:
             if state is not None:
                 state.close()
 
-    def done(member: Any) -> None:
-        said = f"  {member.outcome}" + (f": {member.error}" if member.error and member.outcome != "succeeded" else "")
-        say(f"< {member.environment}:{said} ({member.seconds:.1f}s)")
+    def done(m: Any) -> None:
+        said = f"  {m.outcome}" + (f": {m.error}" if m.error and m.outcome != "succeeded" else "")
+        say(f"< {m.environment}:{said} ({m.seconds:.1f}s)")
 
     if out is not None:
-        out.emit({"event": "fleet.started", "fleet": fleet_id, "runbook": runbook.name, "environments": selected,
+        out.emit({"event": "fleet.started", "fleet": fleet_id, "runbook": name, "environments": selected,
                   "parallel": common.parallel, "max_errors": budget})  # fmt: skip
     else:
         limit = f", at most {budget} failure(s)" if budget is not None else ""
-        say(f"fleet {fleet_id}: {runbook.name} on {len(envs)} environments, {common.parallel} at a time{limit}")
-    from erpops.engine.signals import interrupt_handlers
+        say(f"fleet {fleet_id}: {name} on {len(selected)} environments, {common.parallel} at a time{limit}")
 
     class _Handle:
         interrupted = stop
 
     with interrupt_handlers(_Handle()):
-        members = fleet.run(selected, start, parallel=common.parallel, max_errors=budget, stop=stop, on_done=done)
-    _merge(files, scratch, members)
-    _record(config, common, fleet_id, runbook, members, started)
-    code = fleet.exit_code(members)
+        members = fleet.run(selected, member, parallel=common.parallel, max_errors=budget, stop=stop, on_done=done)
+    members = list(keep or []) + members
+    _record(config, common, fleet_id, name, version, members, started)
     if out is not None:
-        out.emit({"event": "fleet.finished", "fleet": fleet_id, "runbook": runbook.name, "exit_code": int(code),
-                  "members": [m.as_dict() for m in members]})  # fmt: skip
+        out.emit({"event": "fleet.finished", "fleet": fleet_id, "runbook": name,
+                  "exit_code": int(fleet.exit_code(members)), "members": [m.as_dict() for m in members]})  # fmt: skip
     else:
         _table(fleet_id, members)
-    raise typer.Exit(int(code))
+    return members
 
 
-def _record(config: Any, common: Common, fleet_id: str, runbook: Any, members: list[Any], started: datetime) -> None:
+def _record(
+    config: Any, common: Common, fleet_id: str, name: str, version: str, members: list[Any], started: datetime
+) -> None:
     if common.dry_run:
         return
     from erpops.engine import fleet
@@ -146,7 +209,7 @@ def _record(config: Any, common: Common, fleet_id: str, runbook: Any, members: l
         return
     try:
         state.put_record(fleet.FLEET_RECORD, fleet.FLEET_SCOPE, fleet_id, {
-            "runbook": runbook.name, "version": runbook.version, "started_at": started.isoformat(),
+            "runbook": name, "version": version, "started_at": started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(), "members": [m.as_dict() for m in members]})  # fmt: skip
     finally:
         state.close()

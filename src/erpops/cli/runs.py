@@ -343,6 +343,13 @@ def resume(
     """
     from erpops.engine.resume import prepare_resume
 
+    if run_id.startswith("fleet-"):
+        from erpops.cli.fleet import resume_fleet
+        from erpops.environments import load_config
+
+        cfg = load_config(config)
+        common = Common(yes=yes, json=json, config=config, wait=wait)
+        resume_fleet(run_id, cfg, common, force=force, again=parse_params(param), lock_wait=parse_wait(wait))
     cfg, store = _open(config)
     try:
         plan = prepare_resume(store, cfg, run_id, force=force, again=parse_params(param), runbook_path=runbook)

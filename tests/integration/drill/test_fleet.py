@@ -170,3 +170,24 @@ def test_status_over_healthy_stale_and_overdue_tenants(tenants: Drill, seeded_db
     assert one.code == 0 and "last drill passed" in one.stdout, one.stdout + one.stderr
     table = d.run("status", "--env", "tenants", json_events=False)
     assert table.code == 1 and "t4 backups: no verified backup" in " ".join(table.stdout.split()), table.stdout
+
+
+def test_resume_of_a_fleet_resumes_only_its_failed_members(tenants: Drill) -> None:
+    d = tenants
+    assert d.run("backup", "--env", "t1,t2", timeout=300).code == 0
+    (dump,) = (d.root / "stores" / "t2" / "t2").glob("*/db.dump.zst")
+    good = dump.read_bytes()
+    dump.write_bytes(good[: len(good) // 2] + bytes([good[len(good) // 2] ^ 0xFF]) + good[len(good) // 2 + 1 :])
+    res = d.run("restore-test", "--env", "t1,t2", timeout=600)
+    fleet = _fleet(res.stdout)
+    assert res.code == 1 and [m["outcome"] for m in fleet["members"]] == ["succeeded", "failed"]
+    first = {m["environment"]: m["run_id"] for m in fleet["members"]}
+    dump.write_bytes(good)  # the cause fixed
+    again = d.run("runs", "resume", fleet["fleet"], "--yes", "--json", json_events=False, timeout=600)
+    assert again.code == 0, again.stdout[-3000:] + again.stderr
+    resumed = _fleet(again.stdout)
+    assert {m["environment"]: (m["outcome"], m["run_id"]) for m in resumed["members"]} == {
+        "t1": ("succeeded", first["t1"]), "t2": ("succeeded", first["t2"])}  # fmt: skip
+    started = [e for e in _events(again.stdout) if e["event"] == "run.started"]
+    assert [e["environment"] for e in started] == ["t2"] and started[0]["resumed"] is True
+    assert d.run("runs", "resume", fleet["fleet"], "--yes", json_events=False).code == 2  # nothing left to resume
