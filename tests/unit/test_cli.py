@@ -365,3 +365,13 @@ def test_scale_for_peak_until_help_says_it_takes_a_duration_and_completion_is_of
     helped = cli("scale-for-peak", "--help", extra_env={"COLUMNS": "200"})
     assert "or a duration from now (4h)" in helped.stdout
     assert "--install-completion" in cli("--help", extra_env={"COLUMNS": "200"}).stdout
+
+
+def test_flags_show_no_value_type_in_help(cli):
+    """Issue 17 item 9 (regression): Typer's help showed ``<bool>`` beside every flag (``--keep``,
+    ``--json``, ``--help``) as if it took a value; options that take one keep their type."""
+    for args in (["restore-test", "--help"], ["backups", "list", "--help"], ["sandbox", "up", "--help"]):
+        shown = cli(*args, extra_env={"COLUMNS": "160"})
+        assert shown.returncode == 0 and "<bool>" not in shown.stdout, shown.stdout
+    shown = cli("restore-test", "--help", extra_env={"COLUMNS": "160"}).stdout
+    assert "<int range>" in shown and "--keep" in shown

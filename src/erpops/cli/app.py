@@ -7,7 +7,7 @@ import importlib.util
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperGroup, TyperOption
 
 from erpops import __version__
 from erpops.cli.boundary import abort, guarded
@@ -26,6 +26,17 @@ from erpops.cli.common import (
     YesOpt,
     execute,
 )
+
+_type_in_help = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+    """A flag takes no value: Typer 0.29's help gives it a ``<bool>`` type column, which reads as
+    if it wanted one (``--keep true``); flags show none, options keep theirs."""
+    return None if self.is_flag else _type_in_help(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
 
 
 class _Root(TyperGroup):
