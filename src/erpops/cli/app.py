@@ -336,6 +336,7 @@ def status(
     json: bool = JsonOpt,
     metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
     long_query: float = typer.Option(300, "--long-query", help="Seconds after which a running query is reported."),
+    max_lag: float = typer.Option(30, "--max-lag", help="Seconds of standby replay lag before a warning."),
     config: str = ConfigOpt,
 ) -> None:
     """On-call view: application, database, crons, backups, drills, TLS, release, peak — each ok,
@@ -343,7 +344,7 @@ def status(
     warning or failure, 3 unreachable."""
     from erpops.cli.status import status as show
 
-    show(env, json, metrics_file, config, long_query)
+    show(env, json, metrics_file, config, long_query, max_lag)
 
 
 def _mount(module: str, name: str, help_text: str) -> None:

@@ -15,7 +15,9 @@ COLUMNS = ("app", "database", "queries", "replication", "crons", "backups", "res
 _STYLE = {"ok": "green", "warning": "yellow", "failing": "bold red", "skipped": "dim"}
 
 
-def status(env: str | None, json: bool, metrics_file: str | None, config: str | None, long_query: float) -> None:
+def status(
+    env: str | None, json: bool, metrics_file: str | None, config: str | None, long_query: float, max_lag: float = 30.0
+) -> None:
     from erpops.engine.status import Limits, collect
     from erpops.engine.store import open_existing_state_store
     from erpops.environments import load_config
@@ -26,7 +28,9 @@ def status(env: str | None, json: bool, metrics_file: str | None, config: str | 
 
     for name in names:
         install_secret_resolvers(cfg.environment(name))
-    found = collect(cfg, names, lambda: open_existing_state_store(cfg), Limits(long_query=long_query))
+    found = collect(
+        cfg, names, lambda: open_existing_state_store(cfg), Limits(long_query=long_query, replication_lag=max_lag)
+    )
     if metrics_file:
         _metrics(metrics_file, found)
     if json:

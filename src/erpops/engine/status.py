@@ -147,14 +147,36 @@ class _Env:
         lines.append(Line("queries", WARNING if long_running or waiting else OK, said,
                           {"long_running": long_running, "lock_waits": waiting}))  # fmt: skip
         if self.env.standby is not None:
-            lag_s = float(lag) if lag is not None else None
             if not streaming:
                 lines.append(Line("replication", WARNING, "the standby is not streaming from the primary"))
             else:
+                lag_s = self._standby_lag(float(lag) if lag is not None else None)
                 bad = lag_s is not None and lag_s > self.limits.replication_lag
-                lines.append(Line("replication", WARNING if bad else OK, f"replay lag {lag_s or 0:.1f}s",
+                lines.append(Line("replication", WARNING if bad else OK,
+                                  f"replay lag {lag_s or 0:.1f}s" + (f" (more than {self.limits.replication_lag:g}s)"
+                                                                     if bad else ""),
                                   {"replication_lag": lag_s}))  # fmt: skip
         return lines
+
+    def _standby_lag(self, reported: float | None) -> float | None:
+        """Seconds the standby's replay is behind: since the last transaction it replayed, unless it
+        has replayed everything it received (an idle primary is not lag); the primary's view
+        (``replay_lag``) when the standby does not answer."""
+        from erpops.backends.postgres import client as pg
+
+        assert self.env.standby is not None
+        try:
+            with pg.connect(_resolve(self.env.standby.dsn), connect_timeout=TIMEOUT) as conn:
+                self.queries += 1
+                row = conn.execute(
+                    "SELECT pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn(), "
+                    "extract(epoch FROM now() - pg_last_xact_replay_timestamp())"
+                ).fetchone()
+        except ErpopsError:
+            return reported
+        assert row is not None
+        caught_up, since = row
+        return 0.0 if caught_up else (float(since) if since is not None else reported)
 
     def crons(self) -> Line:
         from erpops.backends.postgres import client as pg

@@ -191,3 +191,38 @@ def test_resume_of_a_fleet_resumes_only_its_failed_members(tenants: Drill) -> No
     started = [e for e in _events(again.stdout) if e["event"] == "run.started"]
     assert [e["environment"] for e in started] == ["t2"] and started[0]["resumed"] is True
     assert d.run("runs", "resume", fleet["fleet"], "--yes", json_events=False).code == 2  # nothing left to resume
+
+
+def test_status_reports_a_lagging_and_a_stopped_standby(drill: Drill, pg_pair: Any) -> None:
+    from erpops.backends.postgres import local_server
+
+    primary, standby = pg_pair.primary, pg_pair.standby
+    env = {"database": {"dsn": primary.dsn(), "name": "postgres"}, "standby": {"dsn": standby.dsn()}}
+    drill.config.write_text(
+        yaml.safe_dump({"state": f"sqlite:///{drill.root / 'state.db'}", "environments": {"r": env}})
+    )
+
+    def replication() -> dict[str, Any]:
+        res = drill.run("status", "--env", "r", "--json", "--max-lag", "1", json_events=False)
+        (row,) = [json.loads(x) for x in res.stdout.splitlines()]
+        return next(c for c in row["checks"] if c["check"] == "replication")
+
+    with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lag_probe (id serial, at timestamptz DEFAULT now())")
+    time.sleep(0.5)
+    assert replication()["level"] == "ok"
+    with psycopg.connect(standby.dsn(), autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+            conn.execute("INSERT INTO lag_probe DEFAULT VALUES")
+        time.sleep(2.5)
+        lagging = replication()
+        assert lagging["level"] == "warning" and lagging["replication_lag"] >= 2, lagging
+        assert "more than 1s" in lagging["detail"]
+    finally:
+        with psycopg.connect(standby.dsn(), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+    local_server.stop(standby.datadir, mode="fast")
+    stopped = replication()
+    assert stopped["level"] == "warning" and "not streaming" in stopped["detail"], stopped
