@@ -45,3 +45,16 @@ def test_validator_messages_carry_no_pydantic_prefix() -> None:
         raise AssertionError("a relative mount target was accepted")
     assert "runtime.services.web.volumes: volume '/srv': give an absolute path" in message, message
     assert "Value error" not in message
+
+
+def test_progress_shows_the_share_and_the_time_left_when_the_total_is_known() -> None:
+    """Issue 17 item 8 (regression): a restore's progress showed bytes only, though the manifest
+    knows each artifact's size."""
+    from erpops.cli.console import progress_text
+
+    mib = 1024 * 1024
+    known = {"description": "fetch db", "done": 50 * mib, "total": 100 * mib, "unit": "B"}
+    assert progress_text(known, 10 * mib) == "fetch db: 50.0 MiB / 100.0 MiB at 10.0 MiB/s — 50%, about 5s left"
+    assert " — 0%, " in progress_text({**known, "done": 10 * mib, "total": 10000 * mib}, 10 * mib)
+    assert progress_text({**known, "done": 10 * mib, "total": 10000 * mib}, 10 * mib).endswith("about 16m39s left")
+    assert progress_text({**known, "total": None}, 10 * mib) == "fetch db: 50.0 MiB at 10.0 MiB/s"

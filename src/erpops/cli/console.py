@@ -24,6 +24,31 @@ _STATUS_STYLE = {
 _CHANGE_STYLE = {"will change": "yellow", "may change": "magenta", "no change": "dim", "will fail": "bold red"}
 
 
+def progress_text(e: dict[str, Any], rate: float) -> str:
+    """One progress line: done (of the total, with the percentage and the time left when the
+    total is known) and the rate."""
+    total = e.get("total")
+    if e.get("unit") == "B":
+        text = f"{e['description']}: {human_bytes(e['done'])}" + (f" / {human_bytes(total)}" if total else "")
+        text += f" at {human_bytes(rate)}/s"
+    else:
+        text = f"{e['description']}: {e['done']:g}" + (f"/{total:g}" if total else "") + f" {e.get('unit', '')}"
+    if total:
+        share = min(100.0, 100.0 * e["done"] / total)
+        left = (total - e["done"]) / rate if rate > 0 else None
+        text += f" — {share:.0f}%" + (f", about {_duration(left)} left" if left is not None else "")
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -106,13 +131,7 @@ class ConsoleSink:
         now = time.monotonic()
         start, _ = self._progress_start.setdefault(key, (now, e["done"]))
         rate = e["done"] / (now - start) if now > start else 0.0
-        if e.get("unit") == "B":
-            done = human_bytes(e["done"])
-            total = f" / {human_bytes(e['total'])}" if e.get("total") else ""
-            text = f"{e['description']}: {done}{total} at {human_bytes(rate)}/s"
-        else:
-            total = f"/{e['total']:g}" if e.get("total") else ""
-            text = f"{e['description']}: {e['done']:g}{total} {e.get('unit', '')}"
+        text = progress_text(e, rate)
         if self._status is not None:
             self._status.update(f"{_e(e['step'])}: {_e(text)}")
 

@@ -66,6 +66,8 @@ def test_backup_then_restore_test_on_local_store(drill: Drill, seeded_db) -> Non
     junit, metrics = drill.root / "out" / "drill.xml", drill.root / "out" / "drill.prom"
     res = drill.run("restore-test", "--env", "local", "--junit", str(junit), "--metrics-file", str(metrics))
     assert res.code == 0, res.stdout[-4000:] + res.stderr
+    fetching = [e for e in res.events if e["event"] == "step.progress" and e["step"] == "restore"]
+    assert fetching and all(e["total"] == manifest["artifacts"][e["description"].split()[-1]]["size"] for e in fetching)
     report = res.step("report")["outputs"]["report"]
     assert report["passed"] is True and report["backup_id"] == backup_id
     assert set(report["durations"]) == {"fetch", "restore", "neutralize", "checks", "total"}

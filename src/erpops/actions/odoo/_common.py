@@ -103,9 +103,11 @@ def drill_name(database: str, run_id: str, word: str = "drill") -> str:
     return name[:63]
 
 
-def progress(ctx: ActionContext, label: str, total: int | None = None) -> Callable[[str, int], None]:
+def progress(
+    ctx: ActionContext, label: str, total: int | None = None, totals: dict[str, int] | None = None
+) -> Callable[[str, int], None]:
     """A (part, bytes) callback, safe from several threads: progress events at most 4 times a
-    second per part."""
+    second per part; ``totals``: each part's size when known (the manifest knows it on restore)."""
     last: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -115,7 +117,7 @@ def progress(ctx: ActionContext, label: str, total: int | None = None) -> Callab
             return
         try:
             last[part] = now
-            ctx.progress(f"{label} {part}", done=done, total=total)
+            ctx.progress(f"{label} {part}", done=done, total=(totals or {}).get(part, total))
         finally:
             lock.release()
 

@@ -181,7 +181,10 @@ class Restore(Action):
             shutil.rmtree(filestore)  # half unpacked by the earlier attempt, in this run's own scratch
             ctx.log(f"removed {filestore}, half unpacked by an earlier attempt of this run")
         try:
-            fetched = R.fetch(store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch"))
+            sizes = {name: art.size for name, art in manifest.artifacts.items()}
+            fetched = R.fetch(
+                store, manifest, scratch, cancelled=cancelled(ctx), progress=progress(ctx, "fetch", totals=sizes)
+            )
         except R.ChecksumMismatch as exc:
             _record_corrupt(ctx, catalog, manifest, manifest_sha256, exc)
             raise

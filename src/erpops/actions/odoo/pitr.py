@@ -140,8 +140,9 @@ class RestorePhysical(Action):
             worker = threading.Thread(target=unpack_filestore, daemon=True, name="erpops-filestore")
             worker.start()
         base = manifest.artifacts["base"]
+        report = progress(ctx, "fetch", totals={"base": base.size})  # one reporter: it paces its events
         checked = R.fetch_checked(store, base, scratch / "base.tar.zst", cancelled=stop,
-                                  progress=lambda n: progress(ctx, "fetch")("base", n))  # fmt: skip
+                                  progress=lambda n: report("base", n))  # fmt: skip
         artifacts = [{"name": "base", "key": base.key, "ok": True}]
         fetched = time.monotonic()
         try:
