@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import typer
 
 from erpops.cli.boundary import abort
+from erpops.cli.options import Common
+
+__all__ = ["Common"]  # re-exported: commands build it from their options
 
 # Common options, declared once.
 EnvOpt = typer.Option(None, "--env", "-e", help="Environment from erpops.yaml (default: sandbox).")
@@ -25,21 +27,6 @@ MaxErrorsOpt = typer.Option(
     None, "--max-errors", help="Fleet runs: start no more environments after this many failures (3, or 25%)."
 )
 FailFastOpt = typer.Option(False, "--fail-fast", help="Fleet runs: start no more environments after a failure.")
-
-
-@dataclass
-class Common:
-    env: str | None = None
-    dry_run: bool = False
-    yes: bool = False
-    json: bool = False
-    runbook: str | None = None
-    params: list[str] = field(default_factory=list)
-    config: str | None = None
-    wait: str | None = None
-    parallel: int = 1
-    max_errors: str | None = None
-    fail_fast: bool = False
 
 
 #: Set by :func:`erpops.cli.main` (the console script): freeze start-up objects out of the GC.

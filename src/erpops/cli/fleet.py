@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import typer
 
 from erpops.cli.boundary import abort
-from erpops.cli.common import Common
+from erpops.cli.options import Common
 from erpops.errors import ExitCode
 
 #: Runbook parameters naming a file each run writes: per environment in a fleet, then merged.

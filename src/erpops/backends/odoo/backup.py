@@ -175,29 +175,45 @@ def run_backup(
     elif log:
         log("no filestore configured (odoo.filestore): backing up the database only")
 
+    return _write_manifest(
+        store, opts, backup_id, started, t0, durations, cancelled, f"{opts.database}_restored",
+        snapshot_time=snapshot_time, postgres_version=server_version, pg_dump_version=pg_dump.version_text,
+        odoo_version=odoo_db.odoo_version(facts.modules), modules=facts.modules, row_counts=facts.row_counts,
+        artifacts=artifacts,
+    )  # fmt: skip
+
+
+def _write_manifest(
+    store: ObjectStore,
+    opts: BackupOptions,
+    backup_id: str,
+    started: datetime,
+    t0: float,
+    durations: dict[str, float],
+    cancelled: Callable[[], bool],
+    target_db: str,
+    **fields: Any,
+) -> BackupResult:
+    """The manifest (what every backup records, and ``fields``), written last: before it the
+    backup is incomplete."""
     manifest = Manifest(
         backup_id=backup_id,
         environment=opts.environment,
         database=opts.database,
         started_at=started,
         ended_at=datetime.now(UTC),
-        snapshot_time=snapshot_time,
-        postgres_version=server_version,
-        pg_dump_version=pg_dump.version_text,
-        odoo_version=odoo_db.odoo_version(facts.modules),
-        modules=facts.modules,
-        row_counts=facts.row_counts,
-        artifacts=artifacts,
         erpops_version=__version__,
         runbook=opts.runbook,
         run_id=opts.run_id,
+        **fields,
     )
-    manifest.restore_commands = restore_commands(manifest, store.url, target_db=f"{opts.database}_restored")
+    manifest.restore_commands = restore_commands(manifest, store.url, target_db=target_db)
     if cancelled():
         raise StreamCancelled("backup cancelled before its manifest was written; it stays incomplete")
-    store.put_bytes(key(MANIFEST), manifest.to_json(), opts.retention)
+    key = object_key(opts.environment, backup_id, MANIFEST)
+    store.put_bytes(key, manifest.to_json(), opts.retention)
     durations["total"] = round(time.monotonic() - t0, 3)
-    return BackupResult(manifest, key(MANIFEST), durations)
+    return BackupResult(manifest, key, durations)
 
 
 def _facts_now(opts: BackupOptions) -> tuple[dict[str, str], dict[str, int]]:
@@ -271,41 +287,22 @@ def _run_physical(
     if "error" in facts:
         raise PermanentError(f"reading modules and row counts of {opts.database} failed: {facts['error']}")
     (modules, counts), (_, counts_end) = facts["start"], facts["end"]
-    manifest = Manifest(
-        backup_id=backup_id,
-        environment=opts.environment,
-        database=opts.database,
-        started_at=started,
-        ended_at=datetime.now(UTC),
-        snapshot_time=stopped,
-        postgres_version=server_version,
-        pg_dump_version=base.client_version,
-        method="physical",
-        physical=Physical(
-            start_lsn=base.label.start_lsn,
-            stop_lsn=base.label.stop_lsn,
-            timeline=base.label.timeline,
-            start_wal=base.label.start_wal,
-            start_time=base.label.start_time,
-            stop_time=stopped,
-            system_identifier=base.label.system_identifier,
-            backup_label=base.label.label,
-        ),
-        odoo_version=odoo_db.odoo_version(modules),
-        modules=modules,
-        row_counts=counts,
-        row_counts_end=counts_end,
-        artifacts=artifacts,
-        erpops_version=__version__,
-        runbook=opts.runbook,
-        run_id=opts.run_id,
+    physical = Physical(
+        start_lsn=base.label.start_lsn,
+        stop_lsn=base.label.stop_lsn,
+        timeline=base.label.timeline,
+        start_wal=base.label.start_wal,
+        start_time=base.label.start_time,
+        stop_time=stopped,
+        system_identifier=base.label.system_identifier,
+        backup_label=base.label.label,
     )
-    manifest.restore_commands = restore_commands(manifest, store.url)
-    if cancelled():
-        raise StreamCancelled("backup cancelled before its manifest was written; it stays incomplete")
-    store.put_bytes(key(MANIFEST), manifest.to_json(), opts.retention)
-    durations["total"] = round(time.monotonic() - t0, 3)
-    return BackupResult(manifest, key(MANIFEST), durations)
+    return _write_manifest(
+        store, opts, backup_id, started, t0, durations, cancelled, "odoo_restored",
+        snapshot_time=stopped, postgres_version=server_version, pg_dump_version=base.client_version,
+        method="physical", physical=physical, odoo_version=odoo_db.odoo_version(modules), modules=modules,
+        row_counts=counts, row_counts_end=counts_end, artifacts=artifacts,
+    )  # fmt: skip
 
 
 class _Job:
