@@ -374,4 +374,28 @@ def test_flags_show_no_value_type_in_help(cli):
         shown = cli(*args, extra_env={"COLUMNS": "160"})
         assert shown.returncode == 0 and "<bool>" not in shown.stdout, shown.stdout
     shown = cli("restore-test", "--help", extra_env={"COLUMNS": "160"}).stdout
-    assert "<int range>" in shown and "--keep" in shown
+    assert "--parallel N " in shown and "--to-time TIME" in shown and "--keep " in shown
+
+
+def test_help_imports_no_rich_and_keeps_the_sections(cli):
+    """Issue 17 item 10 (regression): ``erpops --help`` took 2.6x ``import typer``: Typer's rich help
+    imported rich with its markdown and traceback renderers (~50 ms) to draw boxes. Help is plain
+    text now; the sections stay, and a command's first sentence is not cut mid-way."""
+    code = (
+        "import sys\n"
+        "from erpops.cli import main\n"
+        "for argv in (['erpops', '--help'], ['erpops', 'restore-test', '--help'], ['erpops', 'runs', '--help'],"
+        " ['erpops', 'runs', 'list', '--help']):\n"
+        "    sys.argv = argv\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('RICH', sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "RICH []" in res.stdout, res.stdout[-300:] + res.stderr
+    shown = cli("--help", extra_env={"COLUMNS": "80"}).stdout
+    sections = [line for line in shown.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert sections == ["Options:", "Playbooks:", "Runbooks:", "More:"], shown
+    assert "verified before it\n" in shown and "counts." in shown  # wrapped, not cut with "..."

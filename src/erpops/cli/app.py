@@ -7,7 +7,7 @@ import importlib.util
 from typing import Any
 
 import typer
-from typer.core import TyperGroup, TyperOption
+from typer.core import TyperGroup
 
 from erpops import __version__
 from erpops.cli.boundary import abort, guarded
@@ -27,17 +27,6 @@ from erpops.cli.common import (
     execute,
 )
 
-_type_in_help = TyperOption.display_type_rich
-
-
-def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
-    """A flag takes no value: Typer 0.29's help gives it a ``<bool>`` type column, which reads as
-    if it wanted one (``--keep true``); flags show none, options keep theirs."""
-    return None if self.is_flag else _type_in_help(self, ctx)
-
-
-TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
-
 
 class _Root(TyperGroup):
     """The command group that sees every argument before the commands parse theirs."""
@@ -47,6 +36,21 @@ class _Root(TyperGroup):
         # of several environments instead (a fleet run; one-environment commands refuse it)
         return super().parse_args(ctx, joined_envs(args))
 
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """Commands listed in their sections (Playbooks, Runbooks, More), each with its first sentence
+        whole: plain text, so `--help` imports no rich (Typer's rich help cost ~50 ms of imports, and
+        its markdown and traceback modules are never used here)."""
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            panel = getattr(cmd, "rich_help_panel", None) or "Commands"
+            sections.setdefault(panel, []).append((name, cmd.get_short_help_str(limit=120)))
+        for panel, rows in sections.items():
+            with formatter.section(panel):
+                formatter.write_dl(rows)
+
 
 app = typer.Typer(
     cls=_Root,
@@ -55,7 +59,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: see _Root.format_commands
 )
 
 
@@ -116,7 +120,7 @@ def provision(
 @app.command(rich_help_panel="Playbooks")
 @guarded
 def deploy(
-    image: str = typer.Option(None, "--image", help="Image (tag) to roll out."),
+    image: str = typer.Option(None, "--image", metavar="IMAGE", help="Image (tag) to roll out."),
     skip_backup: bool = typer.Option(False, "--skip-backup", help="No pre-deploy backup (non-production)."),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
@@ -141,14 +145,16 @@ def deploy(
 @app.command(rich_help_panel="Playbooks")
 @guarded
 def rollback(
-    to: str = typer.Option(None, "--to", help="Release to return to (default: last known good)."),
+    to: str = typer.Option(None, "--to", metavar="RELEASE", help="Release to return to (default: last known good)."),
     restore_backup: bool = typer.Option(
         False,
         "--restore-backup",
         help="Also put the database and filestore back as the target release left them (its successor's "
         "pre-deploy backup, restored into a new database that then replaces the live one).",
     ),
-    backup: str = typer.Option(None, "--backup", help="With --restore-backup: restore this backup instead."),
+    backup: str = typer.Option(
+        None, "--backup", metavar="ID", help="With --restore-backup: restore this backup instead."
+    ),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
     yes: bool = YesOpt,
@@ -191,14 +197,19 @@ def backup(
 @app.command("restore-test", rich_help_panel="Playbooks")
 @guarded
 def restore_test(
-    backup: str = typer.Option(None, "--backup", help="Backup id (default: newest complete)."),
+    backup: str = typer.Option(None, "--backup", metavar="ID", help="Backup id (default: newest complete)."),
     keep: bool = typer.Option(False, "--keep", help="Keep the scratch database and files."),
     to_time: str = typer.Option(
-        None, "--to-time", help="Physical: recover to this moment (ISO 8601) or 'latest' (all archived WAL)."
+        None,
+        "--to-time",
+        metavar="TIME",
+        help="Physical: recover to this moment (ISO 8601) or 'latest' (all archived WAL).",
     ),
-    to_lsn: str = typer.Option(None, "--to-lsn", help="Physical: recover to this WAL position (e.g. 0/3000060)."),
-    junit: str = typer.Option(None, "--junit", help="Write a JUnit XML report here."),
-    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    to_lsn: str = typer.Option(
+        None, "--to-lsn", metavar="LSN", help="Physical: recover to this WAL position (e.g. 0/3000060)."
+    ),
+    junit: str = typer.Option(None, "--junit", metavar="FILE", help="Write a JUnit XML report here."),
+    metrics_file: str = typer.Option(None, "--metrics-file", metavar="FILE", help="Write Prometheus metrics here."),
     store_reports: bool = typer.Option(
         False, "--store-reports", help="Also put the report, JUnit and metrics in the object store."
     ),
@@ -250,8 +261,8 @@ def _physical(config: str | None, env: str | None) -> bool:
 def failover(
     force: bool = typer.Option(False, "--force", help="Proceed past lag and fencing refusals."),
     rehearse: bool = typer.Option(False, "--rehearse", help="Rehearsal on sandbox/staging."),
-    max_lag: str = typer.Option(None, "--max-lag", help="Largest acceptable replay lag (e.g. 5s)."),
-    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    max_lag: str = typer.Option(None, "--max-lag", metavar="DURATION", help="Largest acceptable replay lag (e.g. 5s)."),
+    metrics_file: str = typer.Option(None, "--metrics-file", metavar="FILE", help="Write Prometheus metrics here."),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
     yes: bool = YesOpt,
@@ -275,9 +286,12 @@ def failover(
 @app.command("scale-for-peak", rich_help_panel="Playbooks")
 @guarded
 def scale_for_peak(
-    replicas: int = typer.Option(None, "--replicas", help="Web replicas for the peak."),
+    replicas: int = typer.Option(None, "--replicas", metavar="N", help="Web replicas for the peak."),
     until: str = typer.Option(
-        None, "--until", help="When the revert is due: an ISO time (2026-12-24T18:00) or a duration from now (4h)."
+        None,
+        "--until",
+        metavar="TIME",
+        help="When the revert is due: an ISO time (2026-12-24T18:00) or a duration from now (4h).",
     ),
     revert: bool = typer.Option(False, "--revert", help="Restore replicas and deferred crons."),
     revert_due: bool = typer.Option(False, "--revert-due", help="Revert if --until has passed."),
@@ -313,7 +327,7 @@ def scale_for_peak(
 @app.command("run", rich_help_panel="Runbooks")
 @guarded
 def run_file(
-    path: str = typer.Argument(..., help="Runbook file."),
+    path: str = typer.Argument(..., metavar="FILE", help="Runbook file."),
     env: str = EnvOpt,
     dry_run: bool = DryRunOpt,
     yes: bool = YesOpt,
@@ -334,14 +348,19 @@ def run_file(
 def status(
     env: str = EnvOpt,
     json: bool = JsonOpt,
-    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
-    long_query: float = typer.Option(300, "--long-query", help="Seconds after which a running query is reported."),
-    max_lag: float = typer.Option(30, "--max-lag", help="Seconds of standby replay lag before a warning."),
+    metrics_file: str = typer.Option(None, "--metrics-file", metavar="FILE", help="Write Prometheus metrics here."),
+    long_query: float = typer.Option(
+        300, "--long-query", metavar="SECONDS", help="Seconds after which a running query is reported."
+    ),
+    max_lag: float = typer.Option(
+        30, "--max-lag", metavar="SECONDS", help="Seconds of standby replay lag before a warning."
+    ),
     config: str = ConfigOpt,
 ) -> None:
-    """On-call view: application, database, crons, backups, drills, TLS, release, peak — each ok,
-    warning or failing with the reason; one row per environment over a group. Exit 0 all ok, 1 a
-    warning or failure, 3 unreachable."""
+    """On-call view of each environment: application, database, backups, drills, crons, TLS.
+
+    Also the release serving and an active peak; each line ok, warning or failing with the reason,
+    one row per environment over a group. Exit 0 all ok, 1 a warning or failure, 3 unreachable."""
     from erpops.cli.status import status as show
 
     show(env, json, metrics_file, config, long_query, max_lag)

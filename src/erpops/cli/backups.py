@@ -7,7 +7,7 @@ import typer
 from erpops.cli.boundary import guarded
 from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 _STATE_STYLE = {
     "incomplete": "yellow",

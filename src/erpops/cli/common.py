@@ -14,17 +14,22 @@ from erpops.cli.options import Common
 __all__ = ["Common"]  # re-exported: commands build it from their options
 
 # Common options, declared once.
-EnvOpt = typer.Option(None, "--env", "-e", help="Environment from erpops.yaml (default: sandbox).")
+EnvOpt = typer.Option(None, "--env", "-e", metavar="ENV", help="Environment from erpops.yaml (default: sandbox).")
 DryRunOpt = typer.Option(False, "--dry-run", help="Plan only: show what each step would change; change nothing.")
 YesOpt = typer.Option(False, "--yes", "-y", help="Approve every approval gate non-interactively.")
 JsonOpt = typer.Option(False, "--json", help="Only JSON-lines events on stdout.")
-RunbookOpt = typer.Option(None, "--runbook", help="Use this runbook file instead of the shipped one.")
-ParamOpt = typer.Option(None, "--param", "-p", help="Runbook parameter key=value (repeatable).")
-ConfigOpt = typer.Option(None, "--config", "-c", envvar="ERPOPS_CONFIG", help="Path of erpops.yaml.")
-WaitOpt = typer.Option(None, "--wait", help="Wait this long for the environment lock (e.g. 5m) instead of failing.")
-ParallelOpt = typer.Option(1, "--parallel", min=1, max=64, help="Fleet runs: environments at a time.")
+RunbookOpt = typer.Option(None, "--runbook", metavar="FILE", help="Use this runbook file instead of the shipped one.")
+ParamOpt = typer.Option(None, "--param", "-p", metavar="KEY=VALUE", help="Runbook parameter key=value (repeatable).")
+ConfigOpt = typer.Option(None, "--config", "-c", metavar="FILE", envvar="ERPOPS_CONFIG", help="Path of erpops.yaml.")
+WaitOpt = typer.Option(
+    None, "--wait", metavar="DURATION", help="Wait this long for the environment lock (e.g. 5m) instead of failing."
+)
+ParallelOpt = typer.Option(1, "--parallel", metavar="N", min=1, max=64, help="Fleet runs: environments at a time.")
 MaxErrorsOpt = typer.Option(
-    None, "--max-errors", help="Fleet runs: start no more environments after this many failures (3, or 25%)."
+    None,
+    "--max-errors",
+    metavar="N|P%",
+    help="Fleet runs: start no more environments after this many failures (3, or 25%).",
 )
 FailFastOpt = typer.Option(False, "--fail-fast", help="Fleet runs: start no more environments after a failure.")
 

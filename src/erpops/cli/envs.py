@@ -9,7 +9,7 @@ from erpops.cli.boundary import guarded
 from erpops.cli.common import ConfigOpt, JsonOpt
 from erpops.errors import ExitCode
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 def _where(value: str | None) -> str:
@@ -91,7 +91,7 @@ def _with_topology(cfg: Any, environment: Any) -> Any:
 @app.command("check")
 @guarded
 def check(
-    env: str = typer.Option(None, "--env", "-e", help="Environment to check (default: sandbox)."),
+    env: str = typer.Option(None, "--env", "-e", metavar="ENV", help="Environment to check (default: sandbox)."),
     json: bool = JsonOpt,
     config: str = ConfigOpt,
 ) -> None:

@@ -7,7 +7,7 @@ import typer
 from erpops.cli.boundary import guarded
 from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")
@@ -16,7 +16,7 @@ def list_(
     env: str = EnvOpt,
     json: bool = JsonOpt,
     config: str = ConfigOpt,
-    limit: int = typer.Option(20, "--limit", help="Newest N releases."),
+    limit: int = typer.Option(20, "--limit", metavar="N", help="Newest N releases."),
 ) -> None:
     """Releases of an environment, newest first: images, status, run, pre-deploy backup."""
     from erpops.engine.store import open_state_store

@@ -9,7 +9,7 @@ import typer
 from erpops.cli.boundary import guarded
 from erpops.cli.common import Common, ConfigOpt, EnvOpt, JsonOpt, ParamOpt, execute
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("list")
@@ -49,7 +49,9 @@ def list_(json: bool = JsonOpt) -> None:
 
 @app.command()
 @guarded
-def show(name: str = typer.Argument(..., help="Runbook name or file."), json: bool = JsonOpt) -> None:
+def show(
+    name: str = typer.Argument(..., metavar="RUNBOOK", help="Runbook name or file."), json: bool = JsonOpt
+) -> None:
     """A runbook's description, parameters and steps."""
     from rich.console import Console
     from rich.table import Table
@@ -101,7 +103,7 @@ def show(name: str = typer.Argument(..., help="Runbook name or file."), json: bo
 @app.command()
 @guarded
 def validate(
-    paths: list[Path] = typer.Argument(None, help="Files or directories (default: every runbook)."),
+    paths: list[Path] = typer.Argument(None, metavar="PATH", help="Files or directories (default: every runbook)."),
     json: bool = JsonOpt,
 ) -> None:
     """Validate runbooks without running them; report every error (exit 2 if any)."""
@@ -141,7 +143,7 @@ def validate(
 @app.command()
 @guarded
 def plan(
-    name: str = typer.Argument(..., help="Runbook name or file."),
+    name: str = typer.Argument(..., metavar="RUNBOOK", help="Runbook name or file."),
     env: str = EnvOpt,
     json: bool = JsonOpt,
     param: list[str] = ParamOpt,

@@ -19,7 +19,7 @@ from erpops.cli.common import (
     run_runbook,
 )
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 def _open(config: str | None) -> tuple[Any, Any]:
@@ -93,11 +93,15 @@ def _run_json(store: Any, run: Any) -> dict[str, Any]:
 @app.command("list")
 @guarded
 def list_(
-    env: str = typer.Option(None, "--env", "-e", help="Only runs on this environment."),
-    runbook: str = typer.Option(None, "--runbook", help="Only runs of this runbook (name)."),
-    state: str = typer.Option(None, "--state", help="Only runs in this state (succeeded, failed, ...)."),
-    since: str = typer.Option(None, "--since", help="Only runs started since: 2h, 7d or an ISO date/time."),
-    limit: int = typer.Option(50, "--limit", help="At most this many runs (newest first); 0 for all."),
+    env: str = typer.Option(None, "--env", "-e", metavar="ENV", help="Only runs on this environment."),
+    runbook: str = typer.Option(None, "--runbook", metavar="FILE", help="Only runs of this runbook (name)."),
+    state: str = typer.Option(
+        None, "--state", metavar="STATE", help="Only runs in this state (succeeded, failed, ...)."
+    ),
+    since: str = typer.Option(
+        None, "--since", metavar="DURATION", help="Only runs started since: 2h, 7d or an ISO date/time."
+    ),
+    limit: int = typer.Option(50, "--limit", metavar="N", help="At most this many runs (newest first); 0 for all."),
     all_: bool = typer.Option(False, "--all", help="Include runs started by runbook.call."),
     json: bool = JsonOpt,
     config: str = ConfigOpt,
@@ -328,7 +332,7 @@ def compare(
 def resume(
     run_id: str = typer.Argument(..., metavar="RUN", help="The failed or interrupted run to continue."),
     force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed."),
-    runbook: str = typer.Option(None, "--runbook", help="The runbook file, if it moved (same sha256)."),
+    runbook: str = typer.Option(None, "--runbook", metavar="FILE", help="The runbook file, if it moved (same sha256)."),
     param: list[str] = ParamOpt,
     yes: bool = YesOpt,
     json: bool = JsonOpt,
@@ -373,7 +377,7 @@ def resume(
 @app.command("unlock")
 @guarded
 def unlock(
-    env: str = typer.Option(..., "--env", "-e", help="Environment whose stale lock to clear."),
+    env: str = typer.Option(..., "--env", "-e", metavar="ENV", help="Environment whose stale lock to clear."),
     config: str = ConfigOpt,
     json: bool = JsonOpt,
 ) -> None:

@@ -16,6 +16,7 @@ app = typer.Typer(
     help="The embedded default environment: PostgreSQL primary + streaming standby, seeded Odoo "
     "database, filestore and local object store.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 JsonOpt = typer.Option(False, "--json", help="Print the status as one JSON object.")
@@ -77,7 +78,12 @@ def _show(status: Any, console: Any) -> None:
 @guarded
 def up(
     scale: float | None = typer.Option(
-        None, "--scale", min=0.01, max=5000, help="Seed size when seeding (default 1: ~12 MB in ~1 s; 700: ~1 GB)."
+        None,
+        "--scale",
+        metavar="N",
+        min=0.01,
+        max=5000,
+        help="Seed size when seeding (default 1: ~12 MB in ~1 s; 700: ~1 GB).",
     ),
     runtime: bool = typer.Option(
         True, "--runtime/--no-runtime", help="With a Docker engine: web and cron of a demo image behind Traefik."

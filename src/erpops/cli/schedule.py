@@ -14,22 +14,29 @@ import typer
 from erpops.cli.boundary import guarded
 from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("restore-test")
 @guarded
 def restore_test(
-    cron: str = typer.Option(..., "--cron", help='Five-field cron expression, e.g. "0 3 * * *".'),
+    cron: str = typer.Option(..., "--cron", metavar="SCHEDULE", help='Five-field cron expression, e.g. "0 3 * * *".'),
     env: str = EnvOpt,
     reports: str = typer.Option(
-        None, "--reports", help="Where the drill's JUnit and metrics go (default: the state folder's drills/ENV)."
+        None,
+        "--reports",
+        metavar="FOLDER",
+        help="Where the drill's JUnit and metrics go (default: the state folder's drills/ENV).",
     ),
     store_reports: bool = typer.Option(
         False, "--store-reports", help="The drill also puts its reports in the object store (host schedules)."
     ),
-    out: str = typer.Option(None, "--out", help="Write the systemd units into this folder (e.g. /etc/systemd/system)."),
-    time_zone: str = typer.Option(None, "--time-zone", help="The timer's time zone (default: the host's)."),
+    out: str = typer.Option(
+        None, "--out", metavar="FOLDER", help="Write the systemd units into this folder (e.g. /etc/systemd/system)."
+    ),
+    time_zone: str = typer.Option(
+        None, "--time-zone", metavar="TZ", help="The timer's time zone (default: the host's)."
+    ),
     json: bool = JsonOpt,
     config: str = ConfigOpt,
 ) -> None:

@@ -19,7 +19,7 @@ import typer
 from erpops.cli.boundary import guarded
 from erpops.cli.common import ConfigOpt, EnvOpt, JsonOpt
 
-app = typer.Typer(no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 
 def _say(line: str) -> None:
@@ -29,9 +29,9 @@ def _say(line: str) -> None:
 @app.command("push")
 @guarded
 def push(
-    path: str = typer.Argument(..., help="The WAL file (%p in archive_command)."),
+    path: str = typer.Argument(..., metavar="PATH", help="The WAL file (%p in archive_command)."),
     env: str = EnvOpt,
-    level: int = typer.Option(1, "--level", min=1, max=19, help="zstd level."),
+    level: int = typer.Option(1, "--level", metavar="LEVEL", min=1, max=19, help="zstd level."),
     config: str = ConfigOpt,
 ) -> None:
     """Archive one WAL file (archive_command). Exit 0 only once it is stored whole; stored already
@@ -50,8 +50,8 @@ def push(
 @app.command("fetch")
 @guarded
 def fetch(
-    name: str = typer.Argument(..., help="The WAL file name PostgreSQL asks for (%f)."),
-    dest: str = typer.Argument(..., help="Where to put it (%p)."),
+    name: str = typer.Argument(..., metavar="NAME", help="The WAL file name PostgreSQL asks for (%f)."),
+    dest: str = typer.Argument(..., metavar="DEST", help="Where to put it (%p)."),
     env: str = EnvOpt,
     config: str = ConfigOpt,
 ) -> None:
@@ -78,7 +78,7 @@ def fetch(
 def status(
     env: str = EnvOpt,
     json: bool = JsonOpt,
-    metrics_file: str = typer.Option(None, "--metrics-file", help="Write Prometheus metrics here."),
+    metrics_file: str = typer.Option(None, "--metrics-file", metavar="FILE", help="Write Prometheus metrics here."),
     config: str = ConfigOpt,
 ) -> None:
     """The newest archived WAL segment and its age — the recovery point exposure right now —, and
