@@ -399,3 +399,75 @@ def test_help_imports_no_rich_and_keeps_the_sections(cli):
     sections = [line for line in shown.splitlines() if line.endswith(":") and not line.startswith(" ")]
     assert sections == ["Options:", "Playbooks:", "Runbooks:", "More:"], shown
     assert "verified before it\n" in shown and "counts." in shown  # wrapped, not cut with "..."
+
+
+def test_lists_keep_ids_whole_on_an_80_column_terminal(cli, tmp_path):
+    """Issue 17 item 7 (regression): at 80 columns run ids, states and runbook names were cut
+    (``20261206T22…``, ``scale-for-…``), release ids wrapped over six lines, the plan's actions were
+    cut. Ids, names and states now stay whole on one line and nothing is wider than the terminal;
+    piped into a program (no COLUMNS), a list is never wrapped."""
+    from erpops.engine.store import open_state_store
+    from erpops.environments import Config
+
+    dsn = "postgresql://odoo@db-primary.warehouse.internal.example.com:5432/odoo_production?sslmode=require"
+    (tmp_path / "erpops.yaml").write_text(
+        f"state: sqlite:///{tmp_path}/state.db\n"
+        f"environments:\n  warehouse-eu:\n    database: {{dsn: '{dsn}'}}\n"
+        f"    storage: {{url: 'file://{tmp_path}/object-store-of-the-warehouse'}}\n"
+    )
+    body = OK.replace("name: t,", "name: restore-test,")
+    path = write(tmp_path, "rehearsal.yaml", body)
+    for _ in range(2):
+        assert cli("run", path, "--env", "warehouse-eu", "--yes").returncode == 0
+    ids = [json.loads(line)["id"] for line in cli("runs", "list", "--json").stdout.splitlines()]
+    store = open_state_store(Config(state=f"sqlite:///{tmp_path}/state.db"))
+    store.put_record("release", "warehouse-eu", ids[0], {
+        "time": "2026-12-01T10:00:00+00:00", "status": "good", "run_id": ids[0], "backup_id": "20261201T095900Z-ab12",
+        "images": {"web": "registry.example.com/acme/odoo-distribution:18.0-20261201-3f9a2c1",
+                   "worker": "registry.example.com/acme/odoo-distribution:18.0-20261201-3f9a2c1"}})  # fmt: skip
+    store.close()
+    narrow = {"COLUMNS": "80"}
+
+    def lines(*args: str) -> list[str]:
+        res = cli(*args, extra_env=narrow)
+        assert res.returncode == 0, res.stderr
+        out = res.stdout.splitlines()
+        assert max(len(line) for line in out) <= 80, res.stdout
+        return out
+
+    listed = lines("runs", "list")
+    for run_id in ids:
+        row = next(line for line in listed if run_id in line)
+        assert "restore-test" in row and "succeeded" in row and "warehouse-eu" in row
+    releases = lines("releases", "list", "--env", "warehouse-eu")
+    row = next(line for line in releases if ids[0] in line)
+    assert "good" in row and "20261201T095900Z-ab12" in row
+    # an image longer than its column folds onto the next lines: whole, nothing cut
+    assert "worker=registry.example.com/acme/odoo-distribution:18.0-20261201-3f9a2c1" in "".join(
+        line.strip() for line in releases
+    )
+    plan = lines("run", path, "--env", "warehouse-eu", "--dry-run")
+    assert any("hello" in line and "log" in line for line in plan)
+    # a DSN wider than the terminal is not folded into a column: each environment gets a block,
+    # its DSN whole on one line (the terminal wraps it; a copy gets it whole)
+    envs = cli("env", "list", extra_env=narrow).stdout.splitlines()
+    assert any(line.startswith("warehouse-eu  non-production") for line in envs)
+    assert f"  database  {dsn}" in envs, envs
+    # piped, nothing wraps: the whole DSN on the environment's line
+    piped = cli("env", "list").stdout
+    assert any("warehouse-eu" in line and dsn in line for line in piped.splitlines()), piped
+
+
+def test_ages_read_as_kubectl_prints_them():
+    from datetime import UTC, datetime, timedelta
+
+    from erpops.cli.tables import age
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    cases = {
+        timedelta(seconds=45): "45s", timedelta(minutes=5, seconds=3): "5m3s", timedelta(minutes=95): "95m",
+        timedelta(hours=5, minutes=12): "5h12m", timedelta(hours=30): "30h", timedelta(days=3, hours=4): "3d4h",
+        timedelta(days=40): "40d", timedelta(days=365 * 2 + 10): "2y10d",
+    }  # fmt: skip
+    assert {d: age(now - d, now) for d in cases} == cases
+    assert age("2026-12-07T11:59:00+00:00", now) == "60s" and age(None) == "-"

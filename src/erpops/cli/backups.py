@@ -33,18 +33,18 @@ def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> N
         for entry in entries:
             typer.echo(_json.dumps(entry.as_dict()))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from erpops.cli.console import human_bytes
+    from erpops.cli.tables import age, list_console, listing, print_list
 
-    console = Console()
+    console = list_console()
     if not entries:
         console.print(f"no backups of {environment.name} in {store.url}")
         return
-    table = Table(show_edge=False, pad_edge=False, title=f"backups of {environment.name} in {store.url}")
-    for col in ("id", "time (UTC)", "size", "state", "lock", "notes"):
-        table.add_column(col, justify="right" if col == "size" else "left", no_wrap=col != "notes", overflow="fold")
+    console.print(f"[bold]backups of {environment.name}[/bold] in {escape(store.url)}")
+    # The id carries the backup's time (UTC); the age beside it is the recovery point exposure.
+    table = listing("id", "age", "size", "state", "lock", "notes", wrap=("lock", "notes"), right=("age", "size"))
     for e in entries:
         until = e.retain_until
         if e.legal_hold:
@@ -55,7 +55,5 @@ def list_(env: str = EnvOpt, json: bool = JsonOpt, config: str = ConfigOpt) -> N
             lock = "-"
         style = _STATE_STYLE.get(e.state, "")
         state = f"[{style}]{e.state}[/]" if style else e.state
-        table.add_row(
-            e.backup_id, f"{e.time:%Y-%m-%d %H:%M:%S}", human_bytes(e.size), state, lock, "; ".join(e.problems)
-        )
-    console.print(table)
+        table.add_row(e.backup_id, age(e.time), human_bytes(e.size), state, lock, "; ".join(e.problems))
+    print_list(table, console)

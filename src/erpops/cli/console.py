@@ -8,7 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape as _e
 from rich.status import Status
-from rich.table import Table
+
+from erpops.cli.tables import list_console, listing, print_list
 
 _STATUS_STYLE = {
     "succeeded": "green",
@@ -61,7 +62,7 @@ class ConsoleSink:
     """Renders engine events for a person. Works without a terminal too (plain lines, no colour)."""
 
     def __init__(self, console: Console | None = None, *, show_plan: bool = True) -> None:
-        self.console = console or Console(stderr=False, highlight=False)
+        self.console = console or list_console()
         self.show_plan = show_plan
         self._status: Status | None = None
         self._finished: dict[str, list[dict[str, Any]]] = {}
@@ -95,21 +96,17 @@ class ConsoleSink:
     def _on_run_planned(self, e: dict[str, Any]) -> None:
         if not self.show_plan:
             return
-        table = Table(title="plan", title_justify="left", show_edge=False, pad_edge=False)
-        table.add_column("step")
-        table.add_column("action", style="cyan")
-        table.add_column("change")
-        table.add_column("what")
+        table = listing("step", "action", "change", "what", wrap=("what",), title="plan")
         for row in e["plan"]:
             change = row.get("change") or ""
             label = row["step"] if row["phase"] == "main" else f"{row['step']} ({row['phase']})"
             table.add_row(
                 _e(label),
-                _e(row["action"]),
+                f"[cyan]{_e(row['action'])}[/]",
                 f"[{_CHANGE_STYLE.get(change, '')}]{_e(change)}[/]",
                 _e(row.get("summary") or ""),
             )
-        self.console.print(table)
+        print_list(table, self.console)
 
     def _on_step_started(self, e: dict[str, Any]) -> None:
         self.pause()
@@ -168,12 +165,8 @@ class ConsoleSink:
                     self.console.print(f"[red]{_e(e['error'])}[/red]")
             return
         if steps:
-            table = Table(show_edge=False, pad_edge=False, title="summary", title_justify="left")
-            table.add_column("step")
-            table.add_column("phase")
-            table.add_column("status")
-            table.add_column("time", justify="right")
-            table.add_column("attempts", justify="right")
+            table = listing("step", "phase", "status", "time", "attempts",
+                            right=("time", "attempts"), title="summary")  # fmt: skip
             for s in steps:
                 st = s["status"]
                 table.add_row(
@@ -183,7 +176,7 @@ class ConsoleSink:
                     f"{s['duration']:.2f}s",
                     str(s.get("attempt", 1)),
                 )
-            self.console.print(table)
+            print_list(table, self.console)
         state = e["state"]
         self.console.print(
             f"[bold {_STATUS_STYLE.get(state, '')}]{state}[/] in {e['duration']:.2f}s "

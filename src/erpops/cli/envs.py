@@ -56,19 +56,28 @@ def list_(json: bool = JsonOpt, config: str = ConfigOpt) -> None:
         for row in rows:
             typer.echo(_json.dumps(row))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    con = Console(highlight=False)
-    con.print(f"configuration: {cfg.source}")
-    con.print(f"state store:   {_where(state_url(cfg)) if state_url(cfg) else 'SQLite (default location)'}")
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("environment", "tier", "runtime", "database", "storage"):
-        table.add_column(col)
+    from erpops.cli.tables import fits, list_console, listing, print_list
+
+    con = list_console()
+    con.print(f"configuration: {escape(str(cfg.source))}", soft_wrap=True)
+    con.print(
+        f"state store:   {_where(state_url(cfg)) if state_url(cfg) else 'SQLite (default location)'}", soft_wrap=True
+    )
+    table = listing("environment", "tier", "runtime", "database", "storage")
     for r in rows:
         tier = f"[bold red]{r['tier']}[/]" if r["tier"] == "production" else r["tier"]
-        table.add_row(r["name"], tier, r["runtime"], r["database"] or "-", r["storage"] or "-")
-    con.print(table)
+        table.add_row(r["name"], tier, r["runtime"], escape(r["database"] or "-"), escape(r["storage"] or "-"))
+    if fits(table, con):
+        print_list(table, con)
+        return
+    # Too narrow for whole DSNs in a table: one block per environment, each URL whole on its line.
+    for r in rows:
+        tier = f"[bold red]{r['tier']}[/]" if r["tier"] == "production" else r["tier"]
+        con.print(f"\n[bold]{r['name']}[/bold]  {tier}  runtime {r['runtime']}")
+        con.print(f"  database  {escape(r['database'] or '-')}", soft_wrap=True)
+        con.print(f"  storage   {escape(r['storage'] or '-')}", soft_wrap=True)
 
 
 def _with_topology(cfg: Any, environment: Any) -> Any:
@@ -111,19 +120,18 @@ def check(
         for c in checks:
             typer.echo(_json.dumps({"environment": environment.name, **c.as_dict()}))
     else:
-        from rich.console import Console
         from rich.markup import escape
-        from rich.table import Table
 
-        con = Console(highlight=False)
-        table = Table(show_edge=False, pad_edge=False, title=f"preflight: {environment.name}", title_justify="left")
-        for col in ("target", "status", "time", "detail"):
-            table.add_column(col)
+        from erpops.cli.tables import list_console, listing, print_list
+
+        con = list_console()
+        table = listing("target", "status", "time", "detail", wrap=("detail",), right=("time",),
+                        title=f"preflight: {environment.name}")  # fmt: skip
         for c in checks:
             status = {"ok": "[green]ok[/]", "warning": "[yellow]warning[/]", "failed": "[red]FAILED[/]",
                       "skipped": "[dim]skipped[/]"}[c.status]  # fmt: skip
             table.add_row(c.target, status, f"{c.seconds:.2f}s", escape(c.detail))
-        con.print(table)
+        print_list(table, con)
         if failed:
             con.print(f"[red]{len(failed)} target(s) unreachable: {', '.join(c.target for c in failed)}[/red]")
     if failed:

@@ -216,14 +216,13 @@ def _record(
 
 
 def _table(fleet_id: str, members: list[Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+
+    from erpops.cli.tables import listing, print_list
 
     keys = [k for k in KEY_OUTPUTS if any(k in m.outputs for m in members)]
-    table = Table(show_edge=False, pad_edge=False, title=f"fleet {fleet_id}", title_justify="left")
-    for col in ("environment", "outcome", "took", "run", *keys, "error"):
-        table.add_column(col, overflow="fold")
+    table = listing("environment", "outcome", "took", "run", *keys, "error", title=f"fleet {fleet_id}",
+                    wrap=("error",), right=("took",))  # fmt: skip
     style = {"succeeded": "green", "failed": "red", "locked": "yellow", "not started": "dim"}
     for m in members:
         table.add_row(
@@ -234,7 +233,7 @@ def _table(fleet_id: str, members: list[Any]) -> None:
             *[escape(str(m.outputs.get(k, ""))) for k in keys],
             escape(m.error or ""),
         )
-    Console(highlight=False).print(table)
+    print_list(table)
     counts: dict[str, int] = {}
     for m in members:
         counts[m.outcome] = counts.get(m.outcome, 0) + 1

@@ -34,28 +34,30 @@ def list_(
         for rel in releases:
             typer.echo(_json.dumps(rel, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+
+    from erpops.cli.tables import age, listing, print_list
 
     if not releases:
-        Console().print(f"no releases recorded for {environment.name}")
+        print_list(f"no releases recorded for {environment.name}")
         return
 
-    table = Table(show_edge=False, pad_edge=False, title=f"releases of {environment.name}", title_justify="left")
-    for col in ("release", "time", "status", "images", "backup", "run"):
-        table.add_column(col, overflow="fold")
+    # The release id is the deploying run's id (it carries the time, UTC); images wrap, ids do not.
+    table = listing("release", "age", "status", "backup", "images", title=f"releases of {environment.name}",
+                    wrap=("images",), right=("age",))  # fmt: skip
     style = {"good": "green", "failed": "red", "pending": "yellow"}
     for rel in releases:
-        images = ", ".join(f"{svc}={img}" for svc, img in (rel.get("images") or {}).items())
+        images = "\n".join(f"{svc}={img}" for svc, img in (rel.get("images") or {}).items())  # one per line
         status = rel.get("status", "")
         note = f" (rollback to {rel['rollback_to']})" if rel.get("rollback_to") else ""
+        if rel.get("run_id") and rel["run_id"] != rel["id"]:
+            note += f" (run {rel['run_id']})"
         backup = rel.get("backup_id") or (f"restored {rel['restored_backup']}" if rel.get("restored_backup") else "")
         table.add_row(
             rel["id"],
-            str(rel.get("time", ""))[:19],
-            f"[{style.get(status, '')}]{status}[/]{note}",
-            images,
-            backup,
-            rel.get("run_id") or "",
+            age(rel.get("time") or rel.get("recorded_at")),
+            f"[{style.get(status, '')}]{status}[/]{escape(note)}",
+            backup or "-",
+            escape(images),
         )
-    Console().print(table)
+    print_list(table)

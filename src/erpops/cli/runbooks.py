@@ -16,10 +16,8 @@ app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 @guarded
 def list_(json: bool = JsonOpt) -> None:
     """Name, version and sha256 of every runbook erpops can find (user directories first)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from erpops.actions.base import load_actions
+    from erpops.cli.tables import listing, print_list
     from erpops.errors import ValidationFailed
     from erpops.runbook.library import available
     from erpops.runbook.loader import load_runbook
@@ -37,14 +35,14 @@ def list_(json: bool = JsonOpt) -> None:
         for row in rows:
             typer.echo(_json.dumps(row))
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("name", "version", "sha256", "path"):
-        table.add_column(col, overflow="fold")
+    # A short sha256 as git shows short commits (the whole one: `runbook show`, --json).
+    table = listing("name", "version", "sha256", "path", wrap=("path",))
     for row in rows:
         table.add_row(
-            row["name"], row["version"] or "[red]invalid[/red]", row["sha256"] or row.get("error", ""), row["path"]
-        )
-    Console().print(table)
+            row["name"], row["version"] or "[red]invalid[/red]", (row["sha256"] or "")[:12] or row.get("error", ""),
+            row["path"],
+        )  # fmt: skip
+    print_list(table)
 
 
 @app.command()
@@ -53,10 +51,10 @@ def show(
     name: str = typer.Argument(..., metavar="RUNBOOK", help="Runbook name or file."), json: bool = JsonOpt
 ) -> None:
     """A runbook's description, parameters and steps."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from erpops.actions.base import load_actions
+    from erpops.cli.tables import list_console, listing, print_list
     from erpops.runbook.library import find
     from erpops.runbook.loader import load_runbook
 
@@ -74,30 +72,27 @@ def show(
         }  # fmt: skip
         typer.echo(_json.dumps(doc, default=str))
         return
-    console = Console()
+    console = list_console()
     md = rb.spec.metadata
-    console.print(f"[bold]{md.name}[/bold] {md.version}  [dim]{rb.path}  sha256 {rb.sha256}[/dim]")
+    console.print(f"[bold]{escape(md.name)}[/bold] {md.version}  [dim]{escape(str(rb.path))}[/dim]", soft_wrap=True)
+    console.print(f"[dim]sha256 {rb.sha256}[/dim]", soft_wrap=True)
     if md.destructive:
         console.print("[yellow]destructive: needs approval on production tiers[/yellow]")
     if rb.spec.lock:
         console.print(f"lock: {rb.spec.lock}")
     if md.description:
-        console.print(md.description.rstrip())
+        console.print(escape(md.description.rstrip()), soft_wrap=True)
     if rb.spec.params:
-        t = Table(title="parameters", title_justify="left", show_edge=False, pad_edge=False)
-        for col in ("name", "type", "default", "description"):
-            t.add_column(col)
+        t = listing("name", "type", "default", "description", wrap=("default", "description"), title="parameters")
         for pname, p in rb.spec.params.items():
             default = "(required)" if p.required else ("" if p.default is None else str(p.default))
             t.add_row(pname, p.type, default, p.description or "")
-        console.print(t)
-    t = Table(title="steps", title_justify="left", show_edge=False, pad_edge=False)
-    for col in ("id", "action", "when", "on failure", "undo"):
-        t.add_column(col)
+        print_list(t, console)
+    t = listing("id", "action", "when", "on failure", "undo", wrap=("when", "undo"), title="steps")
     for phase, steps in (("", rb.spec.steps), (" (finally)", rb.spec.finally_)):
         for s in steps:
             t.add_row(s.id + phase, s.action, str(s.when or ""), s.on_failure, s.undo.action if s.undo else "")
-    console.print(t)
+    print_list(t, console)
 
 
 @app.command()

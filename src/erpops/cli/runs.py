@@ -123,24 +123,22 @@ def list_(
             for r in runs:
                 typer.echo(_json.dumps(_run_json(store, r), default=str))
             return
-        from rich.console import Console
-        from rich.table import Table
+        from erpops.cli.tables import age, listing, print_list
 
-        table = Table(show_edge=False, pad_edge=False)
-        for col in ("run", "runbook", "env", "state", "started (UTC)", "took", "by"):
-            table.add_column(col)
+        # The id carries the start time (UTC); the runbook's version and who ran it are in
+        # `runs show` and --json (as `gh run list`: the list fits 80 columns with the ids whole).
+        table = listing("run", "runbook", "env", "state", "took", "age", right=("took", "age"))
         for r in runs:
             took = _duration(r.started_at, r.ended_at)
             table.add_row(
                 r.id,
-                f"{r.runbook} {r.version}",
+                r.runbook,
                 r.environment,
                 _state_label(store, r),
-                _fmt_time(r.started_at),
                 f"{took:.1f}s" if took is not None else "-",
-                f"{r.user}@{r.host}",
+                age(r.started_at),
             )
-        Console(highlight=False).print(table if runs else "no runs")
+        print_list(table if runs else "no runs")
     finally:
         store.close()
 
@@ -204,29 +202,28 @@ def _show_fleet(store: Any, fleet_id: str, json: bool) -> None:
     if json:
         typer.echo(_json.dumps({"fleet": fleet_id, **doc}, default=str))
         return
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    con = Console(highlight=False)
+    from erpops.cli.tables import list_console, listing, print_list
+
+    con = list_console()
     con.print(f"[bold]fleet {fleet_id}[/bold]  {doc.get('runbook')} {doc.get('version')}, "
               f"started {doc.get('started_at')}")  # fmt: skip
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("environment", "outcome", "state now", "took", "run", "error"):
-        table.add_column(col, overflow="fold")
+    table = listing("environment", "outcome", "state now", "took", "run", "error",
+                    wrap=("error",), right=("took",))  # fmt: skip
     for m in doc.get("members", []):
         took = f"{m['seconds']:.1f}s" if m.get("seconds") is not None else "-"
         table.add_row(m["environment"], m["outcome"], m["state"], took, m.get("run_id") or "-",
                       escape(m.get("error") or ""))  # fmt: skip
-    con.print(table)
+    print_list(table, con)
 
 
 def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str, Any]], children: list[Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    con = Console(highlight=False)
+    from erpops.cli.tables import list_console, listing, print_list
+
+    con = list_console()
     took = _duration(run.started_at, run.ended_at)
     con.print(f"[bold]run {run.id}[/bold]  {run.runbook} {run.version} on [bold]{run.environment}[/bold]")
     con.print(f"  state      {_state_label(store, run)}")
@@ -243,9 +240,8 @@ def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str,
         con.print(f"  called     run {c.id} ({c.runbook}, {c.state})")
     if run.error:
         con.print(f"  [red]error      {escape(run.error)}[/red]")
-    table = Table(show_edge=False, pad_edge=False, title="steps", title_justify="left")
-    for col in ("step", "phase", "attempt", "outcome", "started (UTC)", "took", "error"):
-        table.add_column(col)
+    table = listing("step", "phase", "attempt", "outcome", "started (UTC)", "took", "error", title="steps",
+                    wrap=("error",), right=("attempt", "took"))  # fmt: skip
     for s in steps:
         d = _duration(s.started_at, s.ended_at)
         table.add_row(
@@ -257,7 +253,7 @@ def _print_run(store: Any, run: Any, steps: list[Any], approvals: list[dict[str,
             f"{d:.2f}s" if d is not None else "-",
             escape(s.error or ""),
         )
-    con.print(table)
+    print_list(table, con)
     for a in approvals:
         con.print(f"  approved by {a['who']} ({a['how']}) at {_fmt_time(a.get('at'))}: {escape(a['message'])}")
 
@@ -288,21 +284,19 @@ def compare(
     if json:
         typer.echo(_json.dumps(doc, default=str))
         return
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+
+    from erpops.cli.tables import list_console, listing, print_list
 
     def secs(value: float | None) -> str:
         return f"{value:.2f}s" if value is not None else "-"
 
-    con = Console(highlight=False)
+    con = list_console()
     for side in ("a", "b"):
         r = doc[side]
         con.print(f"{side.upper()}  run {r['run_id']}  {r['runbook']} {r['version']} on {r['environment']}: "
                   f"{r['state']}, {secs(r['seconds'])}")  # fmt: skip
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("step", "A", "B", "B - A"):
-        table.add_column(col, justify="left" if col == "step" else "right")
+    table = listing("step", "A", "B", "B - A", right=("A", "B", "B - A"))
     for row in doc["steps"]:
         name = row["step"] if row["phase"] == "main" else f"{row['step']} ({row['phase']})"
         cells = []
@@ -320,7 +314,7 @@ def compare(
     delta = totals["delta_seconds"]
     table.add_row("[bold]run[/bold]", secs(totals["a_seconds"]), secs(totals["b_seconds"]),
                   f"{delta:+.2f}s" if delta is not None else "")  # fmt: skip
-    con.print(table)
+    print_list(table, con)
     for line in doc["differences"]:
         con.print(f"  differs: {escape(line)}")
     if not doc["differences"]:

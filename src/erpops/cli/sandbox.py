@@ -23,9 +23,9 @@ JsonOpt = typer.Option(False, "--json", help="Print the status as one JSON objec
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from erpops.cli.tables import list_console
 
-    return Console(highlight=False)
+    return list_console()
 
 
 def _size(n: float | None) -> str:
@@ -39,11 +39,10 @@ def _size(n: float | None) -> str:
 
 
 def _show(status: Any, console: Any) -> None:
-    from rich.table import Table
+    from erpops.cli.tables import listing, print_list
 
-    table = Table(title=f"sandbox {status.root}", title_justify="left")
-    for col in ("server", "role", "port", "timeline", "replaying", "lag"):
-        table.add_column(col)
+    table = listing("server", "role", "port", "timeline", "replaying", "lag",
+                    right=("port", "timeline", "lag"), title=f"sandbox {status.root}")  # fmt: skip
     role_style = {"primary": "green", "standby": "cyan", "fenced": "red", "stopped": "yellow", "absent": "dim"}
     for s in status.servers:
         replaying = "-" if s.replaying is None else ("yes" if s.replaying else "[red]no[/red]")
@@ -60,7 +59,7 @@ def _show(status: Any, console: Any) -> None:
     if not any(s.initialized for s in status.servers):
         console.print(f"no sandbox in {status.root}; create it with `erpops sandbox up`")
         return
-    console.print(table)
+    print_list(table, console)
     for s in status.servers:
         if s.running:
             console.print(f"{s.name:<10} {s.dsn}", soft_wrap=True)

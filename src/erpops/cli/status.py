@@ -57,14 +57,12 @@ def _one(s: Any) -> None:
 
 
 def _table(found: list[Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+
+    from erpops.cli.tables import list_console, listing, print_list
 
     present = [c for c in COLUMNS if any(ln.check == c and ln.level != "skipped" for s in found for ln in s.lines)]
-    table = Table(show_edge=False, pad_edge=False)
-    for col in ("environment", "status", *present):
-        table.add_column(col, overflow="fold")
+    table = listing("environment", "status", *present)
     for s in found:
         by = {ln.check: ln for ln in s.lines}
         cells = []
@@ -72,8 +70,8 @@ def _table(found: list[Any]) -> None:
             ln = by.get(col)
             cells.append(f"[{_STYLE[ln.level]}]{escape(_short(ln))}[/]" if ln else "")
         table.add_row(s.environment, f"[{_STYLE[s.level]}]{s.level}[/]", *cells)
-    con = Console(highlight=False)
-    con.print(table)
+    con = list_console()
+    print_list(table, con)
     for s in found:
         for ln in s.lines:
             if ln.level in ("warning", "failing"):

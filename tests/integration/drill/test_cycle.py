@@ -96,6 +96,10 @@ def test_backup_then_restore_test_on_local_store(drill: Drill, seeded_db) -> Non
     assert (folder / "restore-test.json").exists()
     listing = drill.run("backups", "list", "--env", "local")
     assert listing.code == 0 and backup_id in listing.stdout and "restore-tested" in listing.stdout
+    # issue 17 item 7 (regression): on an 80-column terminal the id and the state were cut
+    narrow = drill.run("backups", "list", "--env", "local", COLUMNS="80").stdout
+    row = next(line for line in narrow.splitlines() if backup_id in line)
+    assert "restore-tested" in row and max(len(line) for line in narrow.splitlines()) <= 80, narrow
     assert drill_databases(seeded_db) == []  # scratch database dropped
     assert not any(drill.scratch.glob("erpops-scratch-*"))  # scratch files removed
 

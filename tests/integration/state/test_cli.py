@@ -41,7 +41,7 @@ def test_runs_list_filters_and_show(ws: Workspace) -> None:
     assert _json_lines(ws.erpops("runs", "list", "--json", "--since", "2999-01-01").stdout) == []
     assert ws.erpops("runs", "list", "--since", "yesterday-ish").returncode == 2
     table = ws.erpops("runs", "list")
-    assert table.returncode == 0 and "good 2.1.0" in table.stdout and "failed" in table.stdout
+    assert table.returncode == 0 and "good" in table.stdout and "failed" in table.stdout
 
     bad_id = everything[0]["id"]
     shown = json.loads(ws.erpops("runs", "show", bad_id, "--json").stdout)
