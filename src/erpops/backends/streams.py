@@ -63,7 +63,8 @@ class Child:
     Its stderr is drained in a thread and the last lines kept for error messages. Leaving the
     ``with`` block with an exception kills the whole group, and so does ``watch`` (the step's
     cancellation) returning true; :meth:`finish` waits for it and raises :class:`PermanentError`
-    naming the tool and its last stderr line when it failed.
+    naming the tool and its last stderr line when it failed. ``on_stderr`` sees each stderr line
+    first; a line it returns true for (progress chatter) is not kept for error messages.
     """
 
     def __init__(
@@ -77,8 +78,10 @@ class Child:
         name: str | None = None,
         ok_codes: Sequence[int] = (0,),
         watch: Cancelled | None = None,
+        on_stderr: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name or os.path.basename(argv[0])
+        self._on_stderr = on_stderr
         self.ok_codes = tuple(ok_codes)
         full_env = child_env(env)
         out: Any = subprocess.PIPE if stdout is True else (stdout or subprocess.DEVNULL)
@@ -129,7 +132,7 @@ class Child:
         assert self.proc.stderr is not None
         for raw in iter(self.proc.stderr.readline, b""):
             line = raw.decode(errors="replace").rstrip()
-            if line:
+            if line and not (self._on_stderr is not None and self._on_stderr(line)):
                 self._tail.append(line)
         self.proc.stderr.close()
 

@@ -66,8 +66,14 @@ def test_backup_then_restore_test_on_local_store(drill: Drill, seeded_db) -> Non
     junit, metrics = drill.root / "out" / "drill.xml", drill.root / "out" / "drill.prom"
     res = drill.run("restore-test", "--env", "local", "--junit", str(junit), "--metrics-file", str(metrics))
     assert res.code == 0, res.stdout[-4000:] + res.stderr
-    fetching = [e for e in res.events if e["event"] == "step.progress" and e["step"] == "restore"]
+    moving = [e for e in res.events if e["event"] == "step.progress" and e["step"] == "restore"]
+    fetching = [e for e in moving if e["description"].startswith("fetch ")]
     assert fetching and all(e["total"] == manifest["artifacts"][e["description"].split()[-1]]["size"] for e in fetching)
+    # issue 17 item 8 (regression): nothing moved while pg_restore ran; now its table of contents counts
+    restoring = [e for e in moving if e["description"] == "restore database"]
+    assert restoring and all(e["unit"] == "items" and 0 < e["done"] <= e["total"] for e in restoring), restoring
+    assert restoring[-1]["done"] == restoring[-1]["total"] > 50  # tables, data, sequences, indexes, constraints
+    assert [e["done"] for e in restoring] == sorted(e["done"] for e in restoring)
     report = res.step("report")["outputs"]["report"]
     assert report["passed"] is True and report["backup_id"] == backup_id
     assert set(report["durations"]) == {"fetch", "restore", "neutralize", "checks", "total"}

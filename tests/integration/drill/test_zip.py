@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
+import threading
 import zipfile
 from pathlib import Path
 
@@ -40,8 +42,33 @@ def _files(root: Path) -> dict[str, str]:
     }
 
 
+class _OdooVersion(http.server.BaseHTTPRequestHandler):
+    """What an Odoo 18 Enterprise server answers on /web/webclient/version_info (a JSON route)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/web/webclient/version_info":
+            self.send_error(404)
+            return
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "result": {
+            "server_version": "18.0+e", "server_version_info": [18, 0, 0, "final", 0, "e"],
+            "server_serie": "18.0", "protocol_version": 1}}).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
-    drill.add("local", **local_env(seeded_db, drill.root / "store"))
+    odoo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OdooVersion)
+    threading.Thread(target=odoo.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{odoo.server_address[1]}"
+    drill.add("local", **local_env(seeded_db, drill.root / "store", odoo={"filestore": str(seeded_db.filestore),
+                                                                          "url": url}))  # fmt: skip
     book = drill.runbook("zip", ROUND_TRIP)
     out = drill.root / "odoo.zip"
     target = "odoo_seed_drill_zip"
@@ -56,7 +83,9 @@ def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
         assert set(manifest) == {"odoo_dump", "db_name", "version", "version_info", "major_version", "pg_version",
                                  "modules"}  # fmt: skip
         assert manifest["odoo_dump"] == "1" and manifest["db_name"] == seeded_db.dbname
-        assert manifest["major_version"] == "18.0" and manifest["version_info"][:2] == [18, 0]
+        # issue 17 item 3: the server's full version string, as Odoo's own export writes it
+        assert manifest["version"] == "18.0+e" and manifest["version_info"] == [18, 0, 0, "final", 0, "e"]
+        assert manifest["major_version"] == "18.0"
         assert manifest["pg_version"] == "18.0"
         assert manifest["modules"]["base"].startswith("18.0")
         assert "\\restrict" not in head  # older psql could not read it
@@ -70,8 +99,15 @@ def test_export_then_import_round_trip(drill: Drill, seeded_db) -> None:
             assert copy_counts == odoo_db.row_counts(conn)
             assert copy_modules == odoo_db.installed_modules(conn) == manifest["modules"]
 
+        odoo.shutdown()
+        odoo.server_close()
         again = drill.run("run", str(book), "--env", "local", "--param", f"zip={out}", "--param", f"target={target}")
         assert again.code == 2 and "already exists" in again.step("import")["error"]
+        # the server down: the export still happens, with the series only, and says why
+        with zipfile.ZipFile(out) as zf:
+            assert json.loads(zf.read("manifest.json"))["version"] == "18.0"
+        warned = [e for e in again.events if e.get("event") == "step.log" and e.get("level") == "warning"]
+        assert any("did not say its own" in e["message"] for e in warned), warned
     finally:
         from erpops.backends.odoo import restore as odoo_restore
 

@@ -124,5 +124,20 @@ def progress(
     return report
 
 
+def item_progress(ctx: ActionContext, description: str) -> Callable[[int, int], None]:
+    """A (done, total) callback counting items (pg_restore's table of contents): progress events
+    at most 4 times a second, and the last one always."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.25 and done < total:
+            return
+        last[0] = now
+        ctx.progress(description, done=done, total=total, unit="items")
+
+    return report
+
+
 def cancelled(ctx: ActionContext) -> Callable[[], bool]:
     return lambda: bool(ctx.cancelled)

@@ -65,6 +65,16 @@ class ExportZip(Action):
         else:
             filestore = filestore_of(ctx, None) if database == live_database(ctx) else None
         dest = Path(params.path).expanduser()
+        server = None
+        if ctx.env.odoo.url:  # Odoo writes its full version (18.0+e): ask the running server for it
+            from erpops.backends.odoo.web import version_info
+            from erpops.errors import ErpopsError
+
+            try:
+                server = version_info(ctx.env.odoo.url)
+            except ErpopsError as exc:
+                ctx.log(f"the manifest's version is the series only: the Odoo server did not say its own ({exc})",
+                        level="warning")  # fmt: skip
         manifest = export_zip(
             dsn_of(ctx, params.dsn),
             database,
@@ -73,6 +83,7 @@ class ExportZip(Action):
             level=params.level,
             keep_restrict=params.keep_restrict,
             version=getattr(ctx.env.odoo, "version", None),
+            server=server,
             cancelled=cancelled(ctx),
         )
         digest = hashlib.sha256()
@@ -155,11 +166,11 @@ class ImportZip(Action):
         try:
             manifest = import_zip(src, dsn, params.database, filestore, create=create, cancelled=cancelled(ctx))
             if params.mode == "copy":
-                from erpops.backends.odoo import checks
+                from erpops.backends.odoo.neutralize import neutralize
                 from erpops.backends.postgres import client as pg
 
                 with pg.connect(dsn, params.database) as conn:
-                    neutralized = checks.neutralize(conn)
+                    neutralized = neutralize(conn)
         except BaseException:
             if created:
                 R.drop_database(dsn, params.database, run_id=ctx.run.id)

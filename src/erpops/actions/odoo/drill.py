@@ -18,6 +18,7 @@ from erpops.actions.odoo._common import (
     dsn_of,
     env_name,
     filestore_of,
+    item_progress,
     live_database,
     open_store,
     progress,
@@ -197,8 +198,9 @@ class Restore(Action):
             raise
         try:
             seconds = R.restore(
-                fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner
-            )
+                fetched, dsn, params.database, filestore, jobs=params.jobs, cancelled=cancelled(ctx), role=owner,
+                items=item_progress(ctx, "restore database"),
+            )  # fmt: skip
         except R.RestoreFailed as exc:
             if exc.backup_at_fault:
                 _record_unrestorable(ctx, catalog, params.backup, exc)
@@ -293,9 +295,12 @@ def _record_finding(ctx: ActionContext, write: Any, marker: Any, state: str, nam
 class Neutralize(Action):
     """Make a restored copy harmless, as ``odoo-bin neutralize`` does, on the tables that exist:
     scheduled jobs off (except ``base.autovacuum_job``), mail servers off plus a blackhole server
-    (host ``invalid``, port 1025), fetchmail servers off, payment providers disabled, carriers out
-    of production, ``database.is_neutralized = 'true'``, and a new ``database.uuid`` so the copy
-    never impersonates production. Refuses the environment's live database.
+    (host ``invalid``, port 1025), ``database.is_neutralized = 'true'``, a new ``database.uuid``
+    and ``database.secret`` (as Odoo's copy restore), and one rule per module's
+    ``neutralize.sql``: mail templates, fetchmail, web push (VAPID keys, queue, devices), the SFU
+    key, payment providers, carriers, the banner, webhooks, IAP tokens and the extract endpoint,
+    Avalara, bank synchronization links, OCN, Mapbox and barcode-lookup keys, Google Calendar
+    tokens (docs/neutralization.md). Refuses the environment's live database.
 
     ```yaml
     - id: neutralize
@@ -309,23 +314,28 @@ class Neutralize(Action):
     class Params(DbParams):
         database: str = Field(description="the restored copy to neutralize")
 
-    outputs = {"changed": "what changed: counts per kind", "seconds": "time taken"}
+    outputs = {"changed": "what changed: rows per rule", "seconds": "time taken"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.WILL, f"neutralize {params.database}: crons, mail, payment, carriers off")
+        from erpops.backends.odoo.neutralize import RULES
+
+        return PlanResult(
+            Change.WILL, f"neutralize {params.database}: crons and mail off, new identity, {len(RULES)} module rules"
+        )
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         import time
 
-        from erpops.backends.odoo import checks as odoo_checks
+        from erpops.backends.odoo.neutralize import neutralize
         from erpops.backends.postgres import client as pg
 
         refuse_live(ctx, params.database, "odoo.neutralize", params.dsn and dsn_of(ctx, params.dsn))
         t0 = time.monotonic()
         with pg.connect(dsn_of(ctx, params.dsn), params.database) as conn:
-            changed = odoo_checks.neutralize(conn)
+            changed = neutralize(conn)
         for key, value in changed.items():
-            ctx.log(f"{key.replace('_', ' ')}: {value}")
+            if value:  # the rules that found nothing live stay quiet (their zeros are in the outputs)
+                ctx.log(f"{key.replace('_', ' ')}: {value}")
         return {"changed": changed, "seconds": round(time.monotonic() - t0, 3)}
 
 

@@ -1,13 +1,4 @@
-"""What a restore drill does to and checks on a restored Odoo copy: neutralization and checks.
-
-**Neutralization** mirrors what ``odoo-bin neutralize`` does (each installed module's
-``data/neutralize.sql``), and what Odoo's *copy* restore adds (a new ``database.uuid`` and
-``database.secret``), on the
-tables that exist: scheduled jobs off except ``base.autovacuum_job``; outgoing mail servers off
-plus an active "neutralization - disable emails" server on host ``invalid`` port 1025, so nothing
-falls back to a real server; incoming (fetchmail) servers off; payment providers ``disabled``
-unless in test; carriers out of production; the neutralize banner view on;
-``database.is_neutralized = 'true'``.
+"""What a restore drill checks on a restored Odoo copy (its neutralization: :mod:`.neutralize`).
 
 **Checks** each give a :class:`CheckResult` (name, passed, expected, actual, seconds, message):
 
@@ -24,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -36,8 +26,6 @@ import psycopg
 from psycopg import sql
 
 from erpops.backends.odoo import db as odoo_db
-
-NEUTRALIZE_SERVER = "neutralization - disable emails"
 
 
 @dataclass
@@ -69,113 +57,6 @@ def _timed(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
 
 def _utcnow_naive() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-# --- neutralization ---------------------------------------------------------------------------
-
-
-def neutralize(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    """Neutralize the connected copy in one transaction; returns what changed (counts per kind)."""
-    changed: dict[str, Any] = {}
-    with conn.transaction():
-        tables = set(
-            odoo_db.existing_tables(
-                conn,
-                ["ir_cron", "ir_model_data", "ir_mail_server", "mail_template", "fetchmail_server",
-                 "payment_provider", "delivery_carrier", "ir_config_parameter", "ir_ui_view"],
-            )
-        )  # fmt: skip
-        if "ir_cron" in tables:
-            keep = (
-                "SELECT res_id FROM ir_model_data WHERE module = 'base' AND name = 'autovacuum_job' "
-                "AND model = 'ir.cron' AND res_id IS NOT NULL"
-                if "ir_model_data" in tables
-                else "SELECT NULL::integer WHERE false"
-            )
-            cur = conn.execute(f"UPDATE ir_cron SET active = false WHERE active IS NOT false AND id NOT IN ({keep})")
-            changed["crons_disabled"] = cur.rowcount
-        if "ir_mail_server" in tables:
-            cur = conn.execute(
-                "UPDATE ir_mail_server SET active = false WHERE active IS NOT false AND name <> %s",
-                (NEUTRALIZE_SERVER,),
-            )
-            changed["mail_servers_disabled"] = cur.rowcount
-            changed["neutralize_mail_server_added"] = _add_blackhole_server(conn)
-            if "mail_template" in tables and odoo_db.has_column(conn, "mail_template", "mail_server_id"):
-                cur = conn.execute("UPDATE mail_template SET mail_server_id = NULL WHERE mail_server_id IS NOT NULL")
-                changed["mail_templates_unlinked"] = cur.rowcount
-        if "fetchmail_server" in tables:
-            cur = conn.execute("UPDATE fetchmail_server SET active = false WHERE active IS NOT false")
-            changed["fetchmail_servers_disabled"] = cur.rowcount
-        if "payment_provider" in tables:
-            cur = conn.execute("UPDATE payment_provider SET state = 'disabled' WHERE state NOT IN ('test', 'disabled')")
-            changed["payment_providers_disabled"] = cur.rowcount
-        if "delivery_carrier" in tables and odoo_db.has_column(conn, "delivery_carrier", "prod_environment"):
-            cur = conn.execute("UPDATE delivery_carrier SET prod_environment = false WHERE prod_environment")
-            changed["carriers_to_test"] = cur.rowcount
-        if "ir_ui_view" in tables and odoo_db.has_column(conn, "ir_ui_view", "key"):
-            cur = conn.execute("UPDATE ir_ui_view SET active = true WHERE key = 'web.neutralize_banner' AND NOT active")
-            changed["banner_views_activated"] = cur.rowcount
-        if "ir_config_parameter" in tables:
-            _set_param(conn, "database.is_neutralized", "true")
-            changed["is_neutralized"] = True
-            _set_param(conn, "database.uuid", str(uuid.uuid1()))
-            changed["new_database_uuid"] = True
-            # as Odoo's copy restore: a copy signs nothing (sessions, tokens) with production's secret
-            _set_param(conn, "database.secret", str(uuid.uuid4()))
-            changed["new_database_secret"] = True
-    return changed
-
-
-def _insert(conn: psycopg.Connection[Any], table: str, values: dict[str, Any]) -> None:
-    """INSERT only the columns the table has (audit columns filled when present)."""
-    now = _utcnow_naive()
-    for audit in ("create_date", "write_date"):
-        values.setdefault(audit, now)
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = %s",
-        (table,),
-    ).fetchall()
-    present = {r[0] for r in rows}
-    cols = [c for c in values if c in present]
-    query = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(sql.Identifier(c) for c in cols),
-        sql.SQL(", ").join(sql.Placeholder() for _ in cols),
-    )
-    conn.execute(query, [values[c] for c in cols])
-
-
-def _add_blackhole_server(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute("SELECT id FROM ir_mail_server WHERE name = %s", (NEUTRALIZE_SERVER,)).fetchone()
-    if row is not None:
-        conn.execute("UPDATE ir_mail_server SET active = true WHERE id = %s", (row[0],))
-        return False
-    _insert(
-        conn,
-        "ir_mail_server",
-        {
-            "name": NEUTRALIZE_SERVER,
-            "smtp_host": "invalid",
-            "smtp_port": 1025,
-            "smtp_encryption": "none",
-            "smtp_authentication": "login",
-            "sequence": 1,
-            "active": True,
-        },
-    )
-    return True
-
-
-def _set_param(conn: psycopg.Connection[Any], key: str, value: str) -> None:
-    if odoo_db.has_column(conn, "ir_config_parameter", "write_date"):
-        cur = conn.execute(
-            "UPDATE ir_config_parameter SET value = %s, write_date = %s WHERE key = %s", (value, _utcnow_naive(), key)
-        )
-    else:
-        cur = conn.execute("UPDATE ir_config_parameter SET value = %s WHERE key = %s", (value, key))
-    if cur.rowcount == 0:
-        _insert(conn, "ir_config_parameter", {"key": key, "value": value})
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -39,20 +39,30 @@ def _never() -> bool:
     return False
 
 
-def odoo_manifest(conn: Any, database: str, version: str | None = None) -> dict[str, Any]:
-    """The manifest Odoo's ``dump_db_manifest`` writes, read from the database."""
+def odoo_manifest(
+    conn: Any, database: str, version: str | None = None, server: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest Odoo's ``dump_db_manifest`` writes, read from the database. ``server`` is the
+    running server's ``version_info`` (:func:`erpops.backends.odoo.web.version_info`): Odoo writes
+    its own full version (``18.0+e``, ``version_info`` ``[18, 0, 0, 'final', 0, 'e']``); without
+    it, the configured ``version`` or the database's ``base`` module give the series."""
     modules = odoo_db.installed_modules(conn)
     base = version or odoo_db.odoo_version(modules) or ""
     parts = base.split(".")
     major = ".".join(parts[:2]) if len(parts) >= 2 else base
     nums = [int(p) for p in parts[:2] if p.isdigit()] + [0, 0]
+    full, info = major, [nums[0], nums[1], 0, "final", 0, ""]
+    if server:
+        full = str(server["server_version"])
+        major = str(server.get("server_serie") or major)
+        info = list(server.get("server_version_info") or info)
     # Odoo's own formula: "%d.%d" % divmod(server_version / 100, 100) -> "18.0" for 18.6
     major_pg, minor_pg = divmod(pg.server_version_num(conn) / 100, 100)
     return {
         "odoo_dump": "1",
         "db_name": database,
-        "version": major,
-        "version_info": [nums[0], nums[1], 0, "final", 0, ""],
+        "version": full,
+        "version_info": info,
         "major_version": major,
         "pg_version": f"{int(major_pg)}.{int(minor_pg)}",
         "modules": modules,
@@ -113,13 +123,15 @@ def export_zip(
     level: int = 6,
     keep_restrict: bool = False,
     version: str | None = None,
+    server: dict[str, Any] | None = None,
     cancelled: Callable[[], bool] = _never,
 ) -> dict[str, Any]:
-    """Write ``dest`` (via a temporary file renamed into place); returns the Odoo manifest."""
+    """Write ``dest`` (via a temporary file renamed into place); returns the Odoo manifest
+    (``server``: the running server's version_info, see :func:`odoo_manifest`)."""
     if filestore is not None and not filestore.is_dir():
         raise InvalidInput(f"filestore {filestore} is not a directory")
     with pg.connect(dsn, database) as conn:
-        manifest = odoo_manifest(conn, database, version)
+        manifest = odoo_manifest(conn, database, version, server)
         pg_dump = pg.client_for(conn, "pg_dump")
     dest = dest.expanduser()
     dest.parent.mkdir(parents=True, exist_ok=True)

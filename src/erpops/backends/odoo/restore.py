@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import subprocess
 import tarfile
 import threading
 import time
@@ -455,16 +456,19 @@ def restore(
     jobs: int = 2,
     cancelled: Cancelled = _never,
     role: str | None = None,
+    items: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """``pg_restore`` the fetched dump into the existing, empty ``database`` while the filestore is
     unpacked into ``filestore`` (in a thread). ``role``: objects are created as this role (``SET
     ROLE``), so they belong to it — the live database's owner when the copy is to replace it.
+    ``items(done, total)``: progress in the dump's table of contents (tables, data, indexes,
+    constraints) as pg_restore reports them — what moves while the catalog is recreated.
     Returns seconds: database (pg_restore), filestore (unpacking, side by side) and total.
 
     Raises :class:`ChecksumMismatch` before anything starts when the filestore archive was written
     into since :func:`fetch` checked it."""
     try:
-        return _restore(fetched, dsn, database, filestore, jobs=jobs, cancelled=cancelled, role=role)
+        return _restore(fetched, dsn, database, filestore, jobs=jobs, cancelled=cancelled, role=role, items=items)
     finally:
         fetched.close()
 
@@ -478,6 +482,7 @@ def _restore(
     jobs: int,
     cancelled: Cancelled,
     role: str | None,
+    items: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     t0 = time.monotonic()
     art = fetched.manifest.artifacts.get("filestore")
@@ -498,8 +503,10 @@ def _restore(
         f"--jobs={max(1, jobs)}",
         f"--dbname={database}",
         *([f"--role={role}"] if role else []),
+        *(["--verbose"] if items else []),
         str(fetched.dump),
     ]
+    on_stderr = _ItemCounter(_toc_entries(pg_restore.path, fetched.dump), items) if items else None
     seconds: dict[str, float] = {}
     stop = threading.Event()  # pg_restore failed: stop unpacking the filestore
 
@@ -508,7 +515,7 @@ def _restore(
 
     box: dict[str, Any] = {}
     thread = None
-    with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore", watch=cancelled) as child:
+    with Child(argv, env=pg.libpq_env(dsn, database), name="pg_restore", watch=cancelled, on_stderr=on_stderr) as child:
         if source is not None and art is not None and filestore is not None:
             args = (source, art, filestore, halted, box)
             thread = threading.Thread(target=_extract, args=args, daemon=True, name="erpops-filestore")
@@ -516,6 +523,8 @@ def _restore(
         try:
             child.finish(cancelled=cancelled, what=f"restoring into {database}")
             seconds["database"] = round(time.monotonic() - t0, 3)
+            if on_stderr is not None:
+                on_stderr.done()
         except StreamCancelled:
             stop.set()
             raise
@@ -537,6 +546,41 @@ def _restore(
         seconds["filestore"] = box["seconds"]
     seconds["total"] = round(time.monotonic() - t0, 3)
     return seconds
+
+
+#: pg_restore --verbose lines that mark one table-of-contents entry restored (serial and parallel)
+_ITEM_DONE = re.compile(r"^pg_restore: (creating |executing |processing data for |finished item )")
+_VERBOSE = re.compile(
+    r"^pg_restore: (connecting|creating|executing|processing|finished|launching|entering|implied|"
+    r"dropping|setting owner)"
+)
+
+
+def _toc_entries(pg_restore: Path, dump: Path) -> int:
+    """How many entries the dump's table of contents has (``pg_restore --list``; milliseconds)."""
+    out = subprocess.run([str(pg_restore), "--list", str(dump)], capture_output=True, timeout=120, check=False)
+    if out.returncode != 0:
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.strip() and not line.startswith(b";"))
+
+
+class _ItemCounter:
+    """Counts the entries pg_restore --verbose says it restored; the chatter is not kept for error
+    messages (its errors are)."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None]) -> None:
+        self.total, self.report, self.count = total, report, 0
+
+    def __call__(self, line: str) -> bool:
+        if _ITEM_DONE.match(line):
+            self.count += 1
+            if self.total:
+                self.report(min(self.count, self.total), self.total)
+        return bool(_VERBOSE.match(line))
+
+    def done(self) -> None:
+        if self.total:
+            self.report(self.total, self.total)
 
 
 def _reachable(dsn: str, database: str) -> bool:
