@@ -128,7 +128,7 @@ class Bench:
         (work / "ref").mkdir(exist_ok=True)
 
     # --- data ---------------------------------------------------------------------------------
-    def seed(self, name: str, scale: float) -> dict[str, Any]:
+    def seed(self, name: str, scale: float, catalog: str = "minimal") -> dict[str, Any]:
         from erpops.backends.odoo import seed
         from erpops.backends.postgres import client as pg
 
@@ -139,11 +139,13 @@ class Bench:
                 "WHERE datname = %s",
                 (name,),
             ).fetchone()
-        if row and f"scale={scale:g} " in (row[0] or "") and filestore.is_dir():
+        said = row[0] or "" if row else ""
+        same_catalog = f"catalog={catalog} " in said or (catalog == "minimal" and "catalog=" not in said)
+        if row and f"scale={scale:g} " in said and same_catalog and filestore.is_dir():
             size = int(row[1])
         else:
             t0 = time.monotonic()
-            res = seed.seed(self.dsn, name, filestore, scale=scale, replace=True)
+            res = seed.seed(self.dsn, name, filestore, scale=scale, replace=True, catalog=catalog)
             size = res.db_size_bytes
             print(f"seeded {name} at scale {scale:g}: {size / 1e9:.2f} GB in {time.monotonic() - t0:.0f}s")
         fs_bytes = sum(p.stat().st_size for p in filestore.rglob("*") if p.is_file())

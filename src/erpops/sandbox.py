@@ -264,14 +264,18 @@ def up(
     report: Report | None = None,
     runtime: bool = True,
     archive: bool = False,
+    catalog: str = "minimal",
 ) -> SandboxStatus:
     """Start (creating what is missing) the primary, the streaming standby, the object-store directory
-    and the seeded database ``odoo`` with its filestore. ``scale`` (default 1) only matters when
-    seeding; given for an already seeded sandbox at another scale, it is reported, not applied.
+    and the seeded database ``odoo`` with its filestore. ``scale`` (default 1) and ``catalog``
+    (``odoo18``: a real Odoo 18 database's 528-table catalog, see :func:`seed.seed`) only matter
+    when seeding; given for an already seeded sandbox at another scale, it is reported, not applied.
     With ``runtime`` and a Docker engine answering, the sandbox also gets a Docker runtime (web
     and cron of a demo image behind Traefik: :mod:`erpops.backends.runtime.docker.sandbox`)."""
     say = report or (lambda _msg: None)
     seed.scaled_counts(scale or 1.0)  # validate before doing anything
+    if catalog not in seed.CATALOGS:
+        raise InvalidInput(f"catalog must be one of {', '.join(seed.CATALOGS)} (got {catalog!r})")
     p = paths(root)
     actions: list[str] = []
     warnings: list[str] = []
@@ -301,9 +305,10 @@ def up(
         prim = next(s for s in current.servers if s.name == current.primary)
         if not seed.database_exists(prim.dsn, DATABASE):
             say(f"seeding database {DATABASE} at scale {scale or 1.0:g}...")
-            result = seed.seed(prim.dsn, DATABASE, p.filestore, scale or 1.0, replace=True)
+            result = seed.seed(prim.dsn, DATABASE, p.filestore, scale or 1.0, replace=True, catalog=catalog)
             seeded = result.as_dict()
-            actions.append(f"seeded {DATABASE} at scale {scale or 1.0:g} ({result.seconds:.1f}s)")
+            shape = "" if catalog == "minimal" else f", {catalog} catalog"
+            actions.append(f"seeded {DATABASE} at scale {scale or 1.0:g}{shape} ({result.seconds:.1f}s)")
             say(actions[-1])
         elif scale is not None and (seeded_at := _seeded_scale(prim.dsn)) not in (None, scale):
             warnings.append(

@@ -52,6 +52,8 @@ KEY_TABLES = (*odoo_db.KEY_TABLES, "ir_cron", "ir_mail_server")
 #: Comment put on seeded databases (``replace=True`` only drops databases carrying it).
 SEED_MARK = "erpops:seed"
 MAX_SCALE = 5000
+#: ``minimal``: the tables drills check; ``odoo18``: a real Odoo 18 database's whole catalog.
+CATALOGS = ("minimal", "odoo18")
 
 
 @dataclass
@@ -120,10 +122,15 @@ def seed(
     scale: float = 1.0,
     *,
     replace: bool = False,
+    catalog: str = "minimal",
 ) -> SeedResult:
     """Create ``dbname`` on the server of ``dsn`` and fill it (and ``filestore``, when given) with an
     Odoo-shaped distribution company's data. Refuses an existing database or non-empty filestore
-    unless ``replace`` (which only replaces what an earlier seed created)."""
+    unless ``replace`` (which only replaces what an earlier seed created). ``catalog``:
+    ``minimal`` (the ~30 tables drills check) or ``odoo18`` (plus the rest of a real Odoo 18
+    database's catalog, 528 tables: :mod:`erpops.backends.odoo.catalog`), for real restore costs."""
+    if catalog not in CATALOGS:
+        raise InvalidInput(f"catalog must be one of {', '.join(CATALOGS)} (got {catalog!r})")
     started = time.monotonic()
     counts = scaled_counts(scale)
     fs = Path(filestore) if filestore is not None else None
@@ -140,7 +147,7 @@ def seed(
         ident = pg.quote_ident(dbname)
         admin.execute(f"CREATE DATABASE {ident} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C'")
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        admin.execute(f"COMMENT ON DATABASE {ident} IS '{SEED_MARK} scale={scale:g} at={stamp}'")
+        admin.execute(f"COMMENT ON DATABASE {ident} IS '{SEED_MARK} scale={scale:g} catalog={catalog} at={stamp}'")
     schema, constraints = _sql("seed_schema.sql").split("-- @constraints", 1)
     with pg.connect(dsn, dbname, autocommit=False) as conn:
         conn.execute("SET synchronous_commit = off")
@@ -150,6 +157,11 @@ def seed(
         conn.execute(_render(_sql("seed_data.sql"), counts))
         files, nbytes = _attachments(conn, counts, fs)
         conn.execute(constraints)
+        if catalog == "odoo18":
+            from erpops.backends.odoo import catalog as odoo_catalog
+
+            present = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            conn.execute(odoo_catalog.odoo18_sql(odoo_catalog.shape(conn), present))
         _reset_sequences(conn)
         conn.commit()
         conn.autocommit = True
