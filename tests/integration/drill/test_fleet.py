@@ -1,5 +1,5 @@
-"""Fleet runs (issue 15, items 1-3) over tenant databases on one real PostgreSQL, each tenant with
-its own store: a group, a glob, a comma list and a repeated --env select them (a name matching
+"""Fleet runs (issue 15, items 1-3) over tenant databases on one real PostgreSQL (twenty in the
+main test, four where fewer show the point), each tenant with its own store: a group, a glob, a comma list and a repeated --env select them (a name matching
 nothing exits 2); backup and restore-test with --parallel 2 run each tenant as its own journaled
 run; a broken tenant fails alone (exit 1, named), a tenant locked by another run is reported
 locked while the others go on (exit 4 only when all are locked); --max-errors stops new starts;
@@ -21,6 +21,8 @@ import yaml
 from tests.integration.drill.conftest import Drill
 
 TENANTS = ("t1", "t2", "t3", "t4")
+#: The estate of issue 15's tests: 20 tenant databases, each with its own store.
+TWENTY = tuple(f"t{i:02d}" for i in range(1, 21))
 
 
 def _events(out: str) -> list[dict[str, Any]]:
@@ -31,25 +33,34 @@ def _fleet(out: str) -> dict[str, Any]:
     return next(e for e in _events(out) if e["event"] == "fleet.finished")
 
 
-@pytest.fixture
-def tenants(drill: Drill, seeded_db: Any) -> Any:
+def _estate(drill: Drill, seeded_db: Any, names: tuple[str, ...], pair: list[str]) -> Any:
     with psycopg.connect(seeded_db.server_dsn, autocommit=True) as conn:
-        for t in TENANTS:
+        for t in names:
             conn.execute(f"DROP DATABASE IF EXISTS tenant_{t}")
             conn.execute(f"CREATE DATABASE tenant_{t} TEMPLATE {seeded_db.dbname}")
     envs = {
         t: {"database": {"dsn": seeded_db.server_dsn, "name": f"tenant_{t}"},
             "storage": {"url": f"file://{drill.root / 'stores' / t}"},
             "odoo": {"filestore": str(seeded_db.filestore)}}
-        for t in TENANTS
+        for t in names
     }  # fmt: skip
     config = {"state": f"sqlite:///{drill.root / 'state.db'}", "environments": envs,
-              "groups": {"tenants": ["t*"], "pair": ["t1", "t2"]}}  # fmt: skip
+              "groups": {"tenants": ["t*"], "pair": pair}}  # fmt: skip
     drill.config.write_text(yaml.safe_dump(config))
     yield drill
     with psycopg.connect(seeded_db.server_dsn, autocommit=True) as conn:
-        for t in TENANTS:
+        for t in names:
             conn.execute(f"DROP DATABASE IF EXISTS tenant_{t}")
+
+
+@pytest.fixture
+def tenants(drill: Drill, seeded_db: Any) -> Any:
+    yield from _estate(drill, seeded_db, TENANTS, ["t1", "t2"])
+
+
+@pytest.fixture
+def twenty(drill: Drill, seeded_db: Any) -> Any:
+    yield from _estate(drill, seeded_db, TWENTY, ["t01", "t02"])
 
 
 def _edit(drill: Drill, fn: Any) -> None:
@@ -58,21 +69,30 @@ def _edit(drill: Drill, fn: Any) -> None:
     drill.config.write_text(yaml.safe_dump(raw))
 
 
-def test_fleet_backup_and_drills_with_a_broken_and_a_locked_tenant(tenants: Drill) -> None:
-    d = tenants
+def test_fleet_backup_and_drills_of_twenty_tenants_with_a_broken_and_a_locked_one(twenty: Drill) -> None:
+    d = twenty
     res = d.run("backup", "--env", "tenants", "--parallel", "2", timeout=300)
     assert res.code == 0, res.stdout[-3000:] + res.stderr
     fleet = _fleet(res.stdout)
-    assert [m["environment"] for m in fleet["members"]] == list(TENANTS)
+    assert [m["environment"] for m in fleet["members"]] == list(TWENTY)
     assert all(m["outcome"] == "succeeded" and m["outputs"]["backup_id"] for m in fleet["members"])
     started = [e for e in _events(res.stdout) if e["event"] == "run.started"]
-    assert {e["environment"] for e in started} == set(TENANTS) and {e["fleet"] for e in started} == {fleet["fleet"]}
-    assert len({e["run_id"] for e in started}) == 4  # each tenant its own run
-    for t in TENANTS:
+    assert {e["environment"] for e in started} == set(TWENTY) and {e["fleet"] for e in started} == {fleet["fleet"]}
+    assert len({e["run_id"] for e in started}) == 20  # each tenant its own run
+    for t in TWENTY:
         assert any((d.root / "stores" / t / t).iterdir())
+    # --parallel 2: never more than two tenants running at once, and at some point two
+    running, most = 0, 0
+    for e in _events(res.stdout):
+        if e["event"] == "run.started" and not e.get("depth"):
+            running += 1
+        elif e["event"] == "run.finished" and not e.get("depth"):
+            running -= 1
+        most = max(most, running)
+    assert most == 2
 
     # one tenant broken on purpose: the others pass, the report names it
-    (dump,) = (d.root / "stores" / "t3" / "t3").glob("*/db.dump.zst")  # its backup corrupted
+    (dump,) = (d.root / "stores" / "t03" / "t03").glob("*/db.dump.zst")  # its backup corrupted
     raw = bytearray(dump.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     dump.write_bytes(bytes(raw))
@@ -81,36 +101,46 @@ def test_fleet_backup_and_drills_with_a_broken_and_a_locked_tenant(tenants: Dril
                 timeout=600)  # fmt: skip
     assert res.code == 1, res.stdout[-3000:] + res.stderr
     outcome = {m["environment"]: m["outcome"] for m in _fleet(res.stdout)["members"]}
-    assert outcome == {"t1": "succeeded", "t2": "succeeded", "t3": "failed", "t4": "succeeded"}
+    assert outcome == {t: "failed" if t == "t03" else "succeeded" for t in TWENTY}
     suites = ET.parse(junit).getroot().findall("testsuite")
-    assert len(suites) == 4  # the broken tenant's report too
+    assert len(suites) == 20  # the broken tenant's report too
     text = prom.read_text()
     assert text.count("# TYPE erpops_restore_drill_success gauge") == 1
-    for t, ok in (("t1", 1), ("t3", 0)):
+    for t, ok in (("t01", 1), ("t03", 0), ("t20", 1)):
         assert f'erpops_restore_drill_success{{environment="{t}"}} {ok}' in text
+
+    # the on-call view of the twenty: one row each, two queries each, the broken one not ok
+    t0 = time.monotonic()
+    status = d.run("status", "--env", "tenants", "--json", json_events=False)
+    took = time.monotonic() - t0
+    rows = {r["environment"]: r for r in map(json.loads, status.stdout.splitlines())}
+    assert status.code == 1 and list(rows) == list(TWENTY), status.stdout[-2000:] + status.stderr
+    assert all(r["queries"] == 2 for r in rows.values()) and rows["t03"]["level"] != "ok"
+    assert all(rows[t]["level"] == "ok" for t in TWENTY if t != "t03"), {t: r["level"] for t, r in rows.items()}
+    assert took < 10, took  # the bench reports it properly (0.46 s)
 
     # the table for a person, and the fleet read back from the journal
     table = d.run("backup", "--env", "pair", json_events=False, timeout=300)
     assert table.code == 0 and "2 succeeded" in table.stdout, table.stdout
     fleet_id = next(line.split()[1].rstrip(":") for line in table.stdout.splitlines() if line.startswith("fleet "))
     shown = json.loads(d.run("runs", "show", fleet_id, "--json", json_events=False).stdout)
-    assert [m["environment"] for m in shown["members"]] == ["t1", "t2"] and shown["runbook"] == "backup"
+    assert [m["environment"] for m in shown["members"]] == ["t01", "t02"] and shown["runbook"] == "backup"
 
     # a tenant locked by another run: reported locked, the others go on; all locked: exit 4
     hold = d.runbook("hold", "apiVersion: erpops/v1\nkind: Runbook\nmetadata: {name: hold, version: 1.0.0}\n"
                      "lock: environment\nsteps:\n  - id: wait\n    action: exec\n"
                      f"    with: {{argv: [{sys.executable}, -c, 'import time; time.sleep(30)']}}\n")  # fmt: skip
-    holder = d.spawn("run", str(hold), "--env", "t1")
+    holder = d.spawn("run", str(hold), "--env", "t01")
     try:
         deadline = time.monotonic() + 20
         while "step.started" not in (d.root / "spawned.out").read_text():
             assert time.monotonic() < deadline, (d.root / "spawned.out").read_text()
             time.sleep(0.1)
-        res = d.run("backup", "--env", "t1", "--env", "t2", timeout=300)
+        res = d.run("backup", "--env", "t01", "--env", "t02", timeout=300)
         members = {m["environment"]: m for m in _fleet(res.stdout)["members"]}
-        assert res.code == 1 and members["t1"]["outcome"] == "locked" and members["t2"]["outcome"] == "succeeded"
-        assert "locked" in (members["t1"]["error"] or "")
-        alone = d.run("backup", "--env", "t1,t1", timeout=60)  # t1 once: not a fleet
+        assert res.code == 1 and members["t01"]["outcome"] == "locked" and members["t02"]["outcome"] == "succeeded"
+        assert "locked" in (members["t01"]["error"] or "")
+        alone = d.run("backup", "--env", "t01,t01", timeout=60)  # t01 once: not a fleet
         assert alone.code == 4, alone.stdout[-2000:]
     finally:
         holder.kill()
