@@ -1,10 +1,10 @@
 """Fleet runs (issue 15, items 1-3) over tenant databases on one real PostgreSQL (twenty in the
-main test, four where fewer show the point), each tenant with its own store: a group, a glob, a comma list and a repeated --env select them (a name matching
-nothing exits 2); backup and restore-test with --parallel 2 run each tenant as its own journaled
-run; a broken tenant fails alone (exit 1, named), a tenant locked by another run is reported
-locked while the others go on (exit 4 only when all are locked); --max-errors stops new starts;
-JUnit has one testsuite per tenant and one Prometheus file labels each; ``runs show FLEET`` shows
-the members together."""
+main test, four where fewer show the point), each tenant with its own store: a group, a glob, a
+comma list and a repeated --env select them (a name matching nothing exits 2); backup and
+restore-test with --parallel 2 run each tenant as its own journaled run; a broken tenant fails
+alone (exit 1, named), a tenant locked by another run is reported locked while the others go on
+(exit 4 only when all are locked); --max-errors stops new starts; JUnit has one testsuite per
+tenant and one Prometheus file labels each; ``runs show FLEET`` shows the members together."""
 
 from __future__ import annotations
 
