@@ -19,9 +19,10 @@ from tests.fixtures.processes import alive, wait_for
 from tests.integration.drill.conftest import Drill, drill_databases, local_env
 
 # pg_restore, held: it restores the schema only (the database is then half restored), says so and
-# waits for the file "go"; then (or at once when "go" exists: the resumed attempt) the real restore
+# waits for the file "go"; then (or at once when "go" exists: the resumed attempt) the real restore.
+# Listing the dump's contents (the restore's progress counts them) is not held.
 WRAPPER = """#!/bin/sh
-if [ "$1" != "--version" ] && [ ! -e {hold}/go ]; then
+if [ "$1" != "--version" ] && [ "$1" != "--list" ] && [ ! -e {hold}/go ]; then
   {real} --section=pre-data "$@" || exit 1
   echo $$ > {hold}/restoring
   while [ ! -e {hold}/go ]; do sleep 0.05; done

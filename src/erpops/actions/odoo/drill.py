@@ -519,8 +519,11 @@ class Sweep(Action):
         return sweep, left
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
+        import time
+
         try:
-            sweep, _ = self._leftovers(params, ctx)
+            sweep, left = self._leftovers(params, ctx)
+            ctx.memo["leftovers"] = (time.monotonic(), sweep, left)
         except ErpopsError:
             return PlanResult(Change.MAY, "drop what dead runs of this environment left (scratch databases, files)")
         if not sweep:
@@ -529,11 +532,19 @@ class Sweep(Action):
         return PlanResult(Change.WILL, f"drop what dead runs left: {what}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
+        import time
+
         from erpops import process
         from erpops.backends.odoo import restore as R
         from erpops.state import utcnow
 
-        sweep, left = self._leftovers(params, ctx)
+        # The plan's look, when it is fresh, is this step's: what a dead run left stays until swept
+        # (a run found dead does not come back); anything left after the look is swept next time.
+        planned = ctx.memo.pop("leftovers", None)
+        if planned is not None and time.monotonic() - planned[0] < 60:
+            sweep, left = planned[1], planned[2]
+        else:
+            sweep, left = self._leftovers(params, ctx)
         dsn = dsn_of(ctx, params.dsn)
         swept = []
         for run_id, things in sweep.items():

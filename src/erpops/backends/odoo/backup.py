@@ -386,6 +386,21 @@ def _count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
+class _Listed:
+    """Counts the files GNU tar --verbose names on stderr (directories end with "/"); its own
+    messages ("tar: ...") are left for error reports."""
+
+    def __init__(self) -> None:
+        self.files = 0
+
+    def __call__(self, line: str) -> bool:
+        if line.startswith("tar: "):
+            return False
+        if not line.endswith("/"):
+            self.files += 1
+        return True
+
+
 def _archive_filestore(
     store: ObjectStore,
     key: str,
@@ -394,7 +409,6 @@ def _archive_filestore(
     progress: Progress | None,
 ) -> Artifact:
     assert opts.filestore is not None
-    files = _count_files(opts.filestore)
     report = (lambda n: progress("filestore", n)) if progress else None
     # Beside the dump, one worker is enough (attachments are mostly compressed already) and it
     # keeps memory down: each zstd worker buffers a few MiB jobs.
@@ -404,13 +418,18 @@ def _archive_filestore(
         if tar:
             # GNU tar exits 1 when a file changed while it was read (Odoo kept writing): still a
             # usable archive of the directory as it was; anything else is a failure.
-            argv = [tar, "--create", "--file=-", f"--directory={opts.filestore}", "--numeric-owner", "."]
-            with Child(argv, stdout=True, name="tar", ok_codes=(0, 1), watch=cancelled) as child:
+            # --verbose names each member on stderr as tar writes it: the files are counted there
+            # (a directory ends with "/"), instead of walking the filestore a second time
+            argv = [tar, "--create", "--file=-", f"--directory={opts.filestore}", "--numeric-owner", "--verbose", "."]
+            listed = _Listed()
+            with Child(argv, stdout=True, name="tar", ok_codes=(0, 1), watch=cancelled, on_stderr=listed) as child:
                 read = compress(
                     child.stdout, writer, level=opts.level, threads=threads, cancelled=cancelled, progress=report
                 )
                 child.finish(cancelled=cancelled, what=f"archiving {opts.filestore}")
+            files = listed.files
         else:
+            files = _count_files(opts.filestore)
             read = _tarfile_archive(opts, writer, cancelled)
     info = writer.info
     assert info is not None and info.sha256 is not None

@@ -23,7 +23,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import threading
 import time
@@ -506,7 +505,7 @@ def _restore(
         *(["--verbose"] if items else []),
         str(fetched.dump),
     ]
-    on_stderr = _ItemCounter(_toc_entries(pg_restore.path, fetched.dump), items) if items else None
+    on_stderr = _ItemCounter(_toc_entries(pg_restore.path, fetched.dump, cancelled), items) if items else None
     seconds: dict[str, float] = {}
     stop = threading.Event()  # pg_restore failed: stop unpacking the filestore
 
@@ -556,12 +555,16 @@ _VERBOSE = re.compile(
 )
 
 
-def _toc_entries(pg_restore: Path, dump: Path) -> int:
-    """How many entries the dump's table of contents has (``pg_restore --list``; milliseconds)."""
-    out = subprocess.run([str(pg_restore), "--list", str(dump)], capture_output=True, timeout=120, check=False)
-    if out.returncode != 0:
-        return 0
-    return sum(1 for line in out.stdout.splitlines() if line.strip() and not line.startswith(b";"))
+def _toc_entries(pg_restore: Path, dump: Path, cancelled: Cancelled) -> int:
+    """How many entries the dump's table of contents has (``pg_restore --list``; milliseconds).
+    0 when it cannot say: the restore then runs without a total, and fails itself if it must."""
+    with Child([str(pg_restore), "--list", str(dump)], stdout=True, name="pg_restore", watch=cancelled) as child:
+        listing = child.stdout.read()
+        try:
+            child.finish(cancelled=cancelled, what="listing the dump")
+        except PermanentError:
+            return 0
+    return sum(1 for line in listing.splitlines() if line.strip() and not line.startswith(b";"))
 
 
 class _ItemCounter:

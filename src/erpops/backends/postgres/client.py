@@ -30,6 +30,7 @@ import importlib.util
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,8 +314,26 @@ def _tool_version(path: str, mtime: float) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2) or 0)
 
 
+#: How long a search for client tools is reused (a fleet run asks for pg_dump once per member).
+_CLIENTS_TTL = 30.0
+_clients_seen: dict[tuple[str, str, str], tuple[float, list[PgClient]]] = {}
+
+
 def list_clients(name: str) -> list[PgClient]:
-    """Every ``name`` tool found, in search order (see :func:`candidate_dirs`)."""
+    """Every ``name`` tool found, in search order (see :func:`candidate_dirs`); the same search
+    (same PATH and $ERPOPS_PG_BINDIR) within 30 s is answered from memory."""
+    key = (name, os.environ.get("PATH", ""), os.environ.get(BINDIR_ENV, ""))
+    now = time.monotonic()
+    seen = _clients_seen.get(key)
+    if seen is not None and now - seen[0] < _CLIENTS_TTL:
+        return list(seen[1])
+    found = _search_clients(name)
+    if found:  # a tool not found yet may be installed any moment: look again next time
+        _clients_seen[key] = (now, found)
+    return list(found)
+
+
+def _search_clients(name: str) -> list[PgClient]:
     found: list[PgClient] = []
     seen: set[str] = set()
     for d in candidate_dirs():
