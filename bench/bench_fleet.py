@@ -8,7 +8,7 @@ database, with its own local store.
 - **status**: ``erpops status --env tenants`` wall time (target under 2 s) and the database
   queries it makes per environment.
 
-    uv run python bench/bench_fleet.py [--tenants 20] [--scale 2] [--rounds 2]
+    uv run python bench/bench_fleet.py [--tenants 20] [--scale 2] [--rounds 2] [--settle 61]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_backup import Bench
+from bench_backup import Bench, settle
 
 
 def erpops(work: Path, *args: str) -> tuple[float, str]:
@@ -43,6 +43,13 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=2, help="seed scale of each tenant")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dir", default="/var/tmp/erpops-bench-fleet")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="seconds of quiet (after a sync) before each timed command: on ext4 without a journal, "
+        "files deleted less than 60 s before an unpack slow it, which varies between rounds",
+    )
     args = ap.parse_args()
     import yaml
 
@@ -65,8 +72,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for parallel in (2, 1):
             shutil.rmtree(bench.work / "stores", ignore_errors=True)
+            settle(args.settle)
             took_b, _ = erpops(bench.work, "backup", "--env", "tenants", "--parallel", str(parallel), "--yes",
                                "--param", "prune=false")  # fmt: skip
+            settle(args.settle)
             took_r, _ = erpops(bench.work, "restore-test", "--env", "tenants", "--parallel", str(parallel), "--yes")
             times[parallel].append(took_b + took_r)
             print(f"--parallel {parallel}: backup {took_b:.1f}s + restore-test {took_r:.1f}s")
