@@ -547,8 +547,10 @@ def _restore(
     return seconds
 
 
-#: pg_restore --verbose lines that mark one table-of-contents entry restored (serial and parallel)
-_ITEM_DONE = re.compile(r"^pg_restore: (creating |executing |processing data for |finished item )")
+#: pg_restore --verbose lines that mark one table-of-contents entry being restored: each entry says
+#: one of these once, in the serial and in the parallel phase ("launching item" / "finished item"
+#: lines of the parallel phase repeat entries already counted)
+_ITEM_DONE = re.compile(r"^pg_restore: (creating |executing |processing data for )")
 _VERBOSE = re.compile(
     r"^pg_restore: (connecting|creating|executing|processing|finished|launching|entering|implied|"
     r"dropping|setting owner)"
@@ -577,8 +579,8 @@ class _ItemCounter:
     def __call__(self, line: str) -> bool:
         if _ITEM_DONE.match(line):
             self.count += 1
-            if self.total:
-                self.report(min(self.count, self.total), self.total)
+            if self.total and self.count < self.total:  # the last one is said by done()
+                self.report(self.count, self.total)
         return bool(_VERBOSE.match(line))
 
     def done(self) -> None:
