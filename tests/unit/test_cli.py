@@ -471,3 +471,12 @@ def test_ages_read_as_kubectl_prints_them():
     }  # fmt: skip
     assert {d: age(now - d, now) for d in cases} == cases
     assert age("2026-12-07T11:59:00+00:00", now) == "60s" and age(None) == "-"
+
+
+def test_a_missing_required_option_is_named_as_the_command_takes_it(cli):
+    """Regression: ``erpops deploy`` without ``--image`` said "give it with --param image=...",
+    although the command has its own ``--image``."""
+    res = cli("deploy", "--dry-run")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "deploy needs --image" in res.stderr and "--param image" not in res.stderr, res.stderr
+    assert res.stderr.count("\n") == 1  # one line

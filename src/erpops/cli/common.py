@@ -62,8 +62,13 @@ def execute(name: str, common: Common, options: dict[str, Any] | None = None) ->
     selected = config.select(common.env)
     runbook = load_runbook(find(common.runbook or name), load_actions())
     for key in options or {}:
+        flag = f"--{key.replace('_', '-')}"
         if key in given and key not in runbook.spec.params:
-            abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for --{key.replace('_', '-')}")
+            abort(f"runbook {runbook.name} ({runbook.path}) has no parameter {key!r} for {flag}")
+        wanted = runbook.spec.params.get(key)
+        if key not in given and wanted is not None and wanted.required and wanted.default is None:
+            # the command's own option, not --param, is what the user would type
+            abort(f"{name} needs {flag}" + (f": {wanted.description}" if wanted.description else ""))
     if len(selected) > 1:
         from erpops.cli.fleet import run_fleet
 
