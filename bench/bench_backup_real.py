@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 from bench_backup import Bench
@@ -37,7 +36,6 @@ def main() -> None:
     steps: dict[str, list[float]] = {}
     for _ in range(args.rounds):
         ref.append(bench.shell_backup("bench_real", real["filestore"]))
-        t0 = time.monotonic()
         wall, _rss, events = bench.erpops("backup", "--env", "bench_real")
         full.append(wall)
         for e in events:
@@ -45,7 +43,6 @@ def main() -> None:
                 steps.setdefault(e["step"], []).append(e["duration"])
         bare.append(bench.erpops("backup", "--env", "bench_real", "--param", "verify=false",
                                  "--param", "prune=false")[0])  # fmt: skip
-        del t0
     r, f, b = statistics.median(ref), statistics.median(full), statistics.median(bare)
     print(f"reference pg_dump -Fc -Z0 | zstd + tar | zstd: {r:.2f} s")
     print(f"erpops backup:                                {f:.2f} s  {f / r:.2f}x (target <= 1.30x)")

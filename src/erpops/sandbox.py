@@ -274,8 +274,7 @@ def up(
     and cron of a demo image behind Traefik: :mod:`erpops.backends.runtime.docker.sandbox`)."""
     say = report or (lambda _msg: None)
     seed.scaled_counts(scale or 1.0)  # validate before doing anything
-    if catalog not in seed.CATALOGS:
-        raise InvalidInput(f"catalog must be one of {', '.join(seed.CATALOGS)} (got {catalog!r})")
+    seed.check_catalog(catalog)
     p = paths(root)
     actions: list[str] = []
     warnings: list[str] = []

@@ -111,8 +111,14 @@ def _utcnow_naive() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _columns(conn: psycopg.Connection[Any], tables: set[str]) -> dict[str, set[str]]:
-    """The columns of each of ``tables`` that exists (one catalog query)."""
+#: Tables neutralize changes itself (beyond the rules).
+_SPECIAL = {"ir_cron", "ir_model_data", "ir_mail_server", "ir_config_parameter"}
+
+
+def _columns(conn: psycopg.Connection[Any]) -> dict[str, set[str]]:
+    """The columns of each table the rules (or neutralize itself) touch that exists (one catalog
+    query)."""
+    tables = {r.table for r in RULES} | _SPECIAL
     rows = conn.execute(
         "SELECT c.relname, a.attname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
@@ -130,13 +136,10 @@ def applicable(columns: dict[str, set[str]]) -> list[Rule]:
     return [r for r in RULES if r.table in columns and set(r.columns) <= columns[r.table]]
 
 
-_SPECIAL = {"ir_cron", "ir_model_data", "ir_mail_server", "ir_config_parameter"}
-
-
 def pending(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """What each applicable rule still has to do (0 everywhere once neutralized), plus active
     scheduled jobs other than the auto-vacuum and active mail servers other than the blackhole."""
-    columns = _columns(conn, {r.table for r in RULES} | _SPECIAL)
+    columns = _columns(conn)
     out = {r.name: int(conn.execute(r.count()).fetchone()[0]) for r in applicable(columns)}  # type: ignore[index]
     if "ir_cron" in columns:
         row = conn.execute(f"SELECT count(*) FROM ir_cron WHERE active AND {_not_autovacuum(columns)}")
@@ -161,7 +164,7 @@ def neutralize(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     the rules whose tables exist), the "disable emails" server added or not, the new identity."""
     changed: dict[str, Any] = {}
     with conn.transaction():
-        columns = _columns(conn, {r.table for r in RULES} | _SPECIAL)
+        columns = _columns(conn)
         if "ir_cron" in columns:
             where = _not_autovacuum(columns)
             cur = conn.execute(f"UPDATE ir_cron SET active = false WHERE active IS NOT false AND {where}")

@@ -80,6 +80,11 @@ class SeedResult:
         }
 
 
+def check_catalog(catalog: str) -> None:
+    if catalog not in CATALOGS:
+        raise InvalidInput(f"catalog must be one of {', '.join(CATALOGS)} (got {catalog!r})")
+
+
 def scaled_counts(scale: float) -> dict[str, int]:
     if not 0 < scale <= MAX_SCALE:
         raise InvalidInput(f"scale must be > 0 and <= {MAX_SCALE} (got {scale:g})")
@@ -129,8 +134,7 @@ def seed(
     unless ``replace`` (which only replaces what an earlier seed created). ``catalog``:
     ``minimal`` (the ~30 tables drills check) or ``odoo18`` (plus the rest of a real Odoo 18
     database's catalog, 528 tables: :mod:`erpops.backends.odoo.catalog`), for real restore costs."""
-    if catalog not in CATALOGS:
-        raise InvalidInput(f"catalog must be one of {', '.join(CATALOGS)} (got {catalog!r})")
+    check_catalog(catalog)
     started = time.monotonic()
     counts = scaled_counts(scale)
     fs = Path(filestore) if filestore is not None else None
