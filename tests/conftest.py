@@ -1,4 +1,4 @@
-"""Session-wide test isolation: erpops writes its state, config, data and sandbox under a temporary
+"""Session-wide test isolation: erpops writes its state, config, data, cache and sandbox under a temporary
 directory, never the developer's home (tests that need their own set them again)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import tempfile
 # the session's one Odoo-shaped cron database (odoo_db); a PostgreSQL archiving through erpops (archiving)
 pytest_plugins = ["tests.fixtures.odoo_crons", "tests.fixtures.archiving"]
 
-_ISOLATED = ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "ERPOPS_SANDBOX_DIR")
+_ISOLATED = ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "ERPOPS_SANDBOX_DIR")
 _root: str | None = None
 
 

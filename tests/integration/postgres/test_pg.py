@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -121,3 +122,80 @@ def test_missing_tool_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv(pg.BINDIR_ENV, str(tmp_path))
     with pytest.raises(pg.ClientNotFound, match="pg_dump not found"):
         pg.find_client("pg_dump")
+
+
+def _counting_tool(path: Path, version: str) -> Path:
+    """A stand-in ``pg_dump`` that answers ``--version`` with ``version`` and counts the times asked."""
+    asked = path.parent / "asked"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\necho x >> "{asked}"\necho "pg_dump (PostgreSQL) {version}"\n')
+    path.chmod(0o755)
+    return asked
+
+
+def _new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget what this process learned, as a new erpops run starts with nothing in memory."""
+    monkeypatch.setattr(pg, "_versions", None)
+    pg._clients_seen.clear()
+
+
+def test_tool_versions_are_remembered_between_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(pg.BINDIR_ENV, str(tmp_path / "bin"))
+    tool = tmp_path / "bin" / "pg_dump"
+    asked = _counting_tool(tool, "17.2")
+    _new_process(monkeypatch)
+    assert pg.find_client("pg_dump").version == (17, 2)
+    assert pg.cache_file() == tmp_path / "cache" / "erpops" / "pg-tools.json"
+    assert json.loads(pg.cache_file().read_text())[str(tool)][3:] == [17, 2]
+    for _ in range(3):  # later runs: answered from the cache file, the tool is not run again
+        _new_process(monkeypatch)
+        assert pg.find_client("pg_dump").version == (17, 2)
+    assert asked.read_text().count("x") == 1
+
+    _counting_tool(tool, "18.1")  # upgraded in place: another file, asked again
+    os.utime(tool, ns=(tool.stat().st_atime_ns, tool.stat().st_mtime_ns + 1_000_000_000))
+    _new_process(monkeypatch)
+    assert pg.find_client("pg_dump").version == (18, 1)
+    assert asked.read_text().count("x") == 2
+
+
+def test_a_broken_version_cache_is_asked_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(pg.BINDIR_ENV, str(tmp_path / "bin"))
+    tool = tmp_path / "bin" / "pg_dump"
+    asked = _counting_tool(tool, "17.2")
+    for garbage in ("{not json", '{"x": 1}', "[]", json.dumps({str(tool): [1, 2, 3, 99, "0"]})):
+        pg.cache_file().parent.mkdir(parents=True, exist_ok=True)
+        pg.cache_file().write_text(garbage)
+        _new_process(monkeypatch)
+        assert pg.find_client("pg_dump").version == (17, 2)
+    assert asked.read_text().count("x") == 4
+    stamp = [tool.stat().st_ino, tool.stat().st_size, tool.stat().st_mtime_ns]
+    assert json.loads(pg.cache_file().read_text()) == {str(tool): [*stamp, 17, 2]}
+
+
+def test_debians_pg_wrapper_is_passed_over_for_the_tools_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wrapper = tmp_path / "share" / "pg_wrapper"
+    wrapper_asked = _counting_tool(wrapper, "15.3")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "pg_dump").symlink_to(wrapper)  # /usr/bin/pg_dump -> ../share/postgresql-common/pg_wrapper
+    _counting_tool(tmp_path / "lib" / "15" / "bin" / "pg_dump", "15.3")
+    monkeypatch.setattr(pg, "DEBIAN_BINDIRS", str(tmp_path / "lib" / "*" / "bin"))
+    monkeypatch.delenv(pg.BINDIR_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    _new_process(monkeypatch)
+    found = [c.path for c in pg.list_clients("pg_dump")]
+    assert tmp_path / "lib" / "15" / "bin" / "pg_dump" in found
+    assert tmp_path / "bin" / "pg_dump" not in found
+    assert not wrapper_asked.exists()
+
+    # only the wrapper where erpops is told to look: asked, each run (its answer depends on the cluster)
+    monkeypatch.setenv(pg.BINDIR_ENV, str(tmp_path / "bin"))
+    for _ in range(2):
+        _new_process(monkeypatch)
+        assert [(c.path, c.version) for c in pg.list_clients("pg_dump")] == [(tmp_path / "bin" / "pg_dump", (15, 3))]
+    assert wrapper_asked.read_text().count("x") == 2

