@@ -612,12 +612,28 @@ def _sandbox_ingress(found: dict[str, Any]) -> Ingress | None:
     )
 
 
+def _working_directory(wanted: str) -> Path:
+    """The current directory; a clear error when it was removed under the shell (``wanted``: what
+    needed it), where a bare ``os.getcwd()`` would be a crash."""
+    try:
+        return Path.cwd()
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"the current directory no longer exists (removed while this shell was in it): cannot look for {wanted}",
+            hint="cd to a directory that exists, or point --config or ERPOPS_CONFIG at the file by its absolute path",
+        ) from None
+
+
 def find_config(explicit: str | None = None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("ERPOPS_CONFIG"):
-        return Path(os.environ["ERPOPS_CONFIG"])
-    here = Path.cwd() / CONFIG_NAME
+    """``--config``, else ``$ERPOPS_CONFIG``, else ``./erpops.yaml`` when it exists; None: the
+    built-in sandbox configuration. A relative path is the current directory's."""
+    chosen = explicit or os.environ.get("ERPOPS_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_absolute():
+            _working_directory(chosen)
+        return path
+    here = _working_directory(f"./{CONFIG_NAME}") / CONFIG_NAME
     return here if here.exists() else None
 
 

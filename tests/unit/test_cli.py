@@ -480,3 +480,31 @@ def test_a_missing_required_option_is_named_as_the_command_takes_it(cli):
     assert res.returncode == 2, res.stdout + res.stderr
     assert "deploy needs --image" in res.stderr and "--param image" not in res.stderr, res.stderr
     assert res.stderr.count("\n") == 1  # one line
+
+
+def test_a_removed_working_directory_is_one_clear_line(cli, tmp_path):
+    """Run from a directory deleted under the shell (a release directory replaced by a deploy):
+    ./erpops.yaml cannot be looked for, which is said, exit 2 — not a crash."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = 'cd "$1" && rmdir "$1" && shift && exec "$@"'
+    env = {k: v for k, v in os.environ.items() if k != "ERPOPS_CONFIG"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        gone.mkdir(exist_ok=True)
+        return subprocess.run(["sh", "-c", script, "sh", str(gone), sys.executable, "-m", "erpops", *args],
+                              env={**env, **(extra or {})}, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    relative_config = ("env", "list", "--config", "erpops.yaml")
+    for args in (("runs", "list"), ("env", "list"), ("backup", "--dry-run"), relative_config):
+        res = run(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "the current directory no longer exists" in lines[0], (args, res.stderr)
+        assert "internal error" not in res.stderr and "Traceback" not in res.stderr
+    # told where the configuration is, erpops works from there
+    config = write(tmp_path, "erpops.yaml", "environments:\n  qa: {}\n")
+    res = run("env", "list", "--json", extra={"ERPOPS_CONFIG": config})
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["name"] == "qa"
