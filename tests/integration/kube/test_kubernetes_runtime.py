@@ -141,3 +141,39 @@ def test_a_rollout_past_its_progress_deadline_is_a_failed_deploy(api: Any, tmp_p
         assert "exceeded its progress deadline" in str(exc.value) and time.monotonic() - t0 < 20
         state = rt.service_state("web")
         assert (state.revision, state.image, state.ready) == ("r1", "erpops-test/odoo:v1", 2)
+
+
+def _managers(obj: Any) -> dict[tuple[str, str, str | None], str]:
+    """``(manager, operation, subresource) -> fieldsV1 as JSON`` of an object's managedFields."""
+    import json
+
+    return {(m.manager, m.operation, m.subresource): json.dumps(m.fields_v1) for m in obj.metadata.managed_fields or []}
+
+
+def test_what_erpops_changes_is_owned_by_the_field_manager_erpops(api: Any, tmp_path: Path) -> None:
+    """A platform team's `kubectl get -o yaml --show-managed-fields` (or a GitOps apply's conflict)
+    names erpops for the image, environment, restarts, replicas and autoscaler floor it set — not
+    the Python client's anonymous default (OpenAPI-Generator), as kubectl names itself
+    (kubectl-rollout, kubectl-set)."""
+    _provision(api)
+    apps: Any = client.AppsV1Api(api)
+    autoscaler(api, "web", "erpops-k-web", low=2, high=4)
+    with open_runtime(_env(tmp_path / "kubeconfig")) as rt:
+        rt.deploy("web", "erpops-test/odoo:v2", release="r2", timeout=60, env={"WORKERS": "4"})
+        mine = _managers(apps.read_namespaced_deployment("erpops-k-web", "default"))
+        assert not any(m != "erpops" and '"f:image"' in f for (m, _, _), f in mine.items())
+        erpops = mine[("erpops", "Update", None)]
+        assert '"f:image"' in erpops and "WORKERS" in erpops
+        rt.restart("web", timeout=60)
+        restarted = _managers(apps.read_namespaced_deployment("erpops-k-web", "default"))
+        assert "restartedAt" in restarted[("erpops", "Update", None)]
+        rt.scale("web", 3, timeout=60)
+        scaled = _managers(apps.read_namespaced_deployment("erpops-k-web", "default"))
+        assert '"f:replicas"' in scaled[("erpops", "Update", "scale")]
+        hpa = client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler("web", "default")
+        assert '"f:minReplicas"' in _managers(hpa)[("erpops", "Update", None)]
+        rt.scale("web", 2, timeout=60)
+        with pytest.raises(DeployFailed):  # rolled back by erpops (a JSON patch of the template)
+            rt.deploy("web", "erpops-test/odoo:v3-no-pull", release="r3", timeout=60)
+        back = _managers(apps.read_namespaced_deployment("erpops-k-web", "default"))
+        assert not any(m != "erpops" and '"f:image"' in f for (m, _, _), f in back.items())

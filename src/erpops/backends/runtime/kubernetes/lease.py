@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from erpops.backends.runtime.kubernetes.runtime import _api_error, connect
+from erpops.backends.runtime.kubernetes.runtime import FIELD_MANAGER, _api_error, connect
 from erpops.environments import Environment
 from erpops.errors import Interrupted, Locked
 
@@ -119,7 +119,8 @@ class LeaseLock:
             if exc.status != 404:
                 raise _api_error(exc, f"read the lock Lease {self.where}") from None
             try:
-                self.coord.create_namespaced_lease(self.namespace, self._body(None, 0, _now()))
+                body = self._body(None, 0, _now())
+                self.coord.create_namespaced_lease(self.namespace, body, field_manager=FIELD_MANAGER)
                 return None
             except ApiException as exc:
                 if exc.status == 409:  # another run created it first
@@ -138,7 +139,7 @@ class LeaseLock:
         transitions = (spec.lease_transitions or 0) + (0 if spec.holder_identity == self.identity else 1)
         body = self._body(lease.metadata.resource_version, transitions, _now())
         try:
-            self.coord.replace_namespaced_lease(self.name, self.namespace, body)
+            self.coord.replace_namespaced_lease(self.name, self.namespace, body, field_manager=FIELD_MANAGER)
         except ApiException as exc:
             if exc.status == 409:  # taken (or renewed) meanwhile
                 return self.coord.read_namespaced_lease(self.name, self.namespace)
@@ -155,7 +156,7 @@ class LeaseLock:
                     self.lost.set()
                     return
                 lease.spec.renew_time = _now()
-                self.coord.replace_namespaced_lease(self.name, self.namespace, lease)
+                self.coord.replace_namespaced_lease(self.name, self.namespace, lease, field_manager=FIELD_MANAGER)
             except ApiException:
                 continue  # tried again at the next tick; it expires only after three misses
 

@@ -34,12 +34,12 @@ from kubernetes.client.exceptions import ApiException
 
 from erpops import secrets
 from erpops.backends.runtime.kubernetes import manifests
-from erpops.backends.runtime.kubernetes.runtime import KubernetesRuntime, _api_error
+from erpops.backends.runtime.kubernetes.runtime import FIELD_MANAGER, KubernetesRuntime, _api_error
 from erpops.environments import Environment
 from erpops.errors import ActionError, InvalidInput, Unreachable
 from erpops.provisioning import ObjectChange
 
-MANAGER = "erpops"
+MANAGER = FIELD_MANAGER
 #: kind -> (API path prefix, plural, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),

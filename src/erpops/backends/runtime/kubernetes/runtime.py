@@ -57,6 +57,9 @@ from erpops.backends.runtime.base import (
 from erpops.environments import Environment
 from erpops.errors import StepTimeout, Unreachable
 
+#: Who erpops is in the objects' managedFields (``kubectl get -o yaml --show-managed-fields``, a
+#: server-side apply's conflicts): every change it makes, as kubectl names itself kubectl-rollout.
+FIELD_MANAGER = "erpops"
 RELEASE = "erpops.io/release"
 STOPPED = "erpops.io/stopped-replicas"
 RESTARTED = "kubectl.kubernetes.io/restartedAt"
@@ -322,7 +325,8 @@ class KubernetesRuntime(Runtime):
 
     def _patch(self, service: str, body: Any, doing: str) -> Any:
         name = self.name_of(service)
-        return self._call(doing, self.apps.patch_namespaced_deployment, name, self.namespace, body)
+        return self._call(doing, self.apps.patch_namespaced_deployment, name, self.namespace, body,
+                          field_manager=FIELD_MANAGER)  # fmt: skip
 
     def _template_patch(
         self, service: str, d: Any, *, image: str | None = None, env: Mapping[str, str | None] | None = None,
@@ -409,7 +413,8 @@ class KubernetesRuntime(Runtime):
         template = self.api.sanitize_for_serialization(target.spec.template)
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
         ops = [{"op": "replace", "path": "/spec/template", "value": template}]
-        patched = self._call("roll back", self.apps.patch_namespaced_deployment, d.metadata.name, self.namespace, ops)
+        patched = self._call("roll back", self.apps.patch_namespaced_deployment, d.metadata.name, self.namespace, ops,
+                             field_manager=FIELD_MANAGER)  # fmt: skip
         self._wait_rollout(service, patched.metadata.generation, timeout, ready_budget=None)
 
     # --- health ------------------------------------------------------------------------------------
@@ -480,7 +485,7 @@ class KubernetesRuntime(Runtime):
             patch = {"metadata": {"annotations": keep}, "spec": {"minReplicas": replicas, "maxReplicas": ceiling}}
             what = f"autoscaler {name}: minReplicas {replicas}"
         self._call(f"patch autoscaler {name}", autoscaling.patch_namespaced_horizontal_pod_autoscaler, name,
-                   self.namespace, patch)  # fmt: skip
+                   self.namespace, patch, field_manager=FIELD_MANAGER)  # fmt: skip
         self.notes.append(what)
 
     def scale(self, service: str, replicas: int, *, timeout: float = 300.0) -> ServiceState:
@@ -490,7 +495,7 @@ class KubernetesRuntime(Runtime):
             before = self._deployment(service).spec.replicas or 0
             self._peak_hpa(hpa, replicas, before)
         self._call(f"scale {name}", self.apps.patch_namespaced_deployment_scale, name, self.namespace,
-                   {"spec": {"replicas": replicas}})  # fmt: skip
+                   {"spec": {"replicas": replicas}}, field_manager=FIELD_MANAGER)  # fmt: skip
         d = self._deployment(service)
         self._wait_rollout(service, d.metadata.generation, timeout, ready_budget=None)
         self._wait_pods(service, replicas, timeout)
@@ -588,7 +593,8 @@ class KubernetesRuntime(Runtime):
                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
             },
         }
-        made = self._call("create a job", self.batch.create_namespaced_job, self.namespace, job)
+        made = self._call("create a job", self.batch.create_namespaced_job, self.namespace, job,
+                          field_manager=FIELD_MANAGER)  # fmt: skip
         name = made.metadata.name
         try:
             conditions = self._wait_job(name, made.metadata.resource_version, timeout + 10)
