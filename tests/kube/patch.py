@@ -193,6 +193,13 @@ def _merge_list(current: Any, patch: list[Any], field: str) -> list[Any]:
 
 Path = tuple[str, ...]
 
+#: What no manager ever owns: the API server strips these from every managedFields entry (the
+#: apiserver's stripMetaManager: besides apiVersion and kind, these of metadata).
+SERVER_METADATA = frozenset(
+    {"name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation", "managedFields",
+     "resourceVersion"}
+)  # fmt: skip
+
 
 def _key_token(item: dict[str, Any], field: str, siblings: list[Any]) -> str | None:
     key = merge_key(field, siblings)
@@ -214,7 +221,7 @@ def leaf_paths(obj: Any, field: str = "") -> set[Path]:
                 continue
             if field == "" and k in ("apiVersion", "kind"):
                 continue
-            if field == "metadata" and k in ("name", "namespace", "managedFields", "resourceVersion", "uid"):
+            if field == "metadata" and k in SERVER_METADATA:
                 continue
             sub = leaf_paths(v, k)
             if sub and isinstance(v, dict | list):

@@ -147,6 +147,30 @@ def test_server_side_apply_owns_fields_reports_conflicts_and_prunes(api: Any) ->
     assert pruned["metadata"]["labels"] == {"app": "web"}  # the other manager still applies the label: it stays
 
 
+def test_managed_fields_never_hold_what_the_server_sets(api: Any) -> None:
+    """As a cluster's: no manager owns apiVersion, kind, or the metadata the server sets (the
+    creation time, the generation a patch bumps, uid, resourceVersion) — whether it created,
+    patched, scaled or applied."""
+    apps: Any = _apps(api)
+    _deploy(api)
+    applied = deployment()
+    applied["metadata"]["annotations"] = {"note": "applied"}
+    _apply(api, applied, "applier", force=True)
+    apps.patch_namespaced_deployment("web", NS, {"spec": {"template": {"metadata": {"labels": {"v": "2"}}}}},
+                                     field_manager="patcher")  # fmt: skip
+    apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}}, field_manager="scaler")
+    d = apps.read_namespaced_deployment("web", NS)
+    assert d.metadata.generation >= 3 and d.metadata.creation_timestamp is not None
+    entries = d.metadata.managed_fields
+    assert {e.manager for e in entries} >= {"patcher", "scaler", "applier"}
+    for e in entries:
+        assert "f:apiVersion" not in e.fields_v1 and "f:kind" not in e.fields_v1, e.manager
+        meta = e.fields_v1.get("f:metadata", {})
+        held = set(meta) & {"f:creationTimestamp", "f:generation", "f:uid", "f:resourceVersion", "f:name",
+                            "f:namespace", "f:selfLink", "f:managedFields"}  # fmt: skip
+        assert not held, (e.manager, held)
+
+
 def test_watches_resume_from_a_resource_version_and_expire(api: Any, kube: Server) -> None:
     apps: Any = _apps(api)
     made = _deploy(api, replicas=1)
