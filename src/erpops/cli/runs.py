@@ -146,11 +146,15 @@ def list_(
 @app.command("show")
 @guarded
 def show(
-    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (see `erpops runs list`)."),
+    run_id: str = typer.Argument(..., metavar="RUN", help="Run id (see `erpops runs list`) or fleet id (fleet-...)."),
     json: bool = JsonOpt,
     config: str = ConfigOpt,
 ) -> None:
-    """One run: runbook, parameters, every step attempt with timings and errors, approvals."""
+    """One run: runbook, parameters, every step attempt with timings and errors, approvals.
+
+    A fleet id (printed by a run over several environments) shows its members together, each
+    with its outcome in the journal now.
+    """
     _cfg, store = _open(config)
     try:
         run = store.get_run(run_id)
@@ -324,7 +328,7 @@ def compare(
 @app.command("resume")
 @guarded
 def resume(
-    run_id: str = typer.Argument(..., metavar="RUN", help="The failed or interrupted run to continue."),
+    run_id: str = typer.Argument(..., metavar="RUN", help="The failed or interrupted run (or fleet-...) to continue."),
     force: bool = typer.Option(False, "--force", help="Resume even though the runbook file changed."),
     runbook: str = typer.Option(None, "--runbook", metavar="FILE", help="The runbook file, if it moved (same sha256)."),
     param: list[str] = ParamOpt,
@@ -337,7 +341,8 @@ def resume(
 
     Steps that succeeded are not run again (their outputs are reused); parameters come from the
     journal. Secrets given literally must be given again with --param; refused (exit 2) when the
-    runbook changed since the run started, unless --force.
+    runbook changed since the run started, unless --force. A fleet id resumes the fleet's failed
+    and interrupted members only.
     """
     from erpops.engine.resume import prepare_resume
 
