@@ -199,3 +199,20 @@ def test_debians_pg_wrapper_is_passed_over_for_the_tools_it_runs(
         _new_process(monkeypatch)
         assert [(c.path, c.version) for c in pg.list_clients("pg_dump")] == [(tmp_path / "bin" / "pg_dump", (15, 3))]
     assert wrapper_asked.read_text().count("x") == 2
+
+
+def test_no_home_directory_only_costs_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cron or archive_command environment without HOME (nor a passwd entry): the tools are
+    still found, asked each run."""
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv(pg.BINDIR_ENV, str(tmp_path / "bin"))
+    asked = _counting_tool(tmp_path / "bin" / "pg_dump", "17.2")
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    for _ in range(2):
+        _new_process(monkeypatch)
+        assert pg.find_client("pg_dump").version == (17, 2)
+    assert asked.read_text().count("x") == 2

@@ -341,7 +341,7 @@ def _known_versions() -> dict[str, list[int]]:
         try:
             loaded = json.loads(cache_file().read_text())
             _versions = {k: v for k, v in loaded.items() if _entry(v)}
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RuntimeError):  # RuntimeError: no home directory
             _versions = {}
     return _versions
 
@@ -389,7 +389,7 @@ def _remember_version(path: str, entry: list[int]) -> None:
                 del versions[gone]
             while len(versions) > _CACHE_MAX:
                 del versions[next(k for k in versions if k != path)]
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, RuntimeError):
             files.write_atomic(cache_file(), json.dumps(versions, sort_keys=True).encode(), 0o644)
 
 
