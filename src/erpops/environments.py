@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from erpops import yamlfile
 from erpops.errors import InvalidInput, Issue, ValidationFailed
+from erpops.files import xdg_base
 
 CONFIG_NAME = "erpops.yaml"
 SANDBOX = "sandbox"
@@ -540,8 +541,7 @@ def sandbox_root() -> Path:
     """Where ``erpops sandbox`` keeps its servers, object store and filestore."""
     if "ERPOPS_SANDBOX_DIR" in os.environ:
         return Path(os.environ["ERPOPS_SANDBOX_DIR"]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "erpops" / "sandbox"
+    return xdg_base("XDG_DATA_HOME", ".local/share") / "erpops" / "sandbox"
 
 
 SANDBOX_PRIMARY_PORT = 5432

@@ -19,11 +19,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from erpops.errors import InvalidInput
+
+
+def xdg_base(variable: str, under_home: str) -> Path:
+    """``$variable`` (an XDG base directory such as ``XDG_STATE_HOME``), else ``~/<under_home>``.
+
+    A process with neither (no ``HOME`` and a user id with no passwd entry, as some containers
+    run) gets :class:`InvalidInput` naming what to set, not a crash."""
+    value = os.environ.get(variable)
+    if value:
+        return Path(value)
+    try:
+        return Path.home() / under_home
+    except RuntimeError:  # HOME unset and no passwd entry for this uid
+        raise InvalidInput(
+            f"no home directory for user id {os.getuid()} (HOME is not set and the user has no passwd entry): "
+            f"nowhere to find ~/{under_home}",
+            hint=f"set HOME or {variable}",
+        ) from None
+
 
 def state_dir() -> Path:
     """Where erpops keeps its local state: ``$XDG_STATE_HOME/erpops``, else ``~/.local/state/erpops``."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "erpops"
+    return xdg_base("XDG_STATE_HOME", ".local/state") / "erpops"
 
 
 @contextmanager
@@ -57,7 +76,10 @@ def save_traceback(exc: BaseException, name: str) -> Path | None:
     readable by its owner only; None when it could not be written (never raises for that)."""
     from erpops.secrets import redact
 
-    directory = state_dir() / "tracebacks"
+    try:
+        directory = state_dir() / "tracebacks"
+    except InvalidInput:
+        return None
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         return write_atomic(directory / f"{name}.txt", redact("".join(traceback.format_exception(exc))).encode(), 0o600)

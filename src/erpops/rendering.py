@@ -11,6 +11,7 @@ shown in a plan or a diff.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from erpops import secrets
 from erpops.errors import InvalidInput
+from erpops.files import xdg_base
 from erpops.runbook.library import packaged_dir
 
 
@@ -46,8 +48,8 @@ class Rendered:
 
 def search_path() -> list[Path]:
     dirs = [Path(p).expanduser() for p in os.environ.get("ERPOPS_TEMPLATE_PATH", "").split(os.pathsep) if p]
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    dirs.append(Path(config_home) / "erpops" / "templates")
+    with contextlib.suppress(InvalidInput):  # no home directory: no user templates there
+        dirs.append(xdg_base("XDG_CONFIG_HOME", ".config") / "erpops" / "templates")
     dirs.append(packaged_dir("templates"))
     return dirs
 

@@ -508,3 +508,38 @@ def test_a_removed_working_directory_is_one_clear_line(cli, tmp_path):
     res = run("env", "list", "--json", extra={"ERPOPS_CONFIG": config})
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[0])["name"] == "qa"
+
+
+_NO_HOME = """
+import pathlib, sys
+def _no_home(cls):
+    raise RuntimeError("Could not determine home directory.")
+pathlib.Path.home = classmethod(_no_home)  # as for a uid with no passwd entry and no HOME
+sys.argv = ["erpops", *sys.argv[1:]]
+from erpops.cli import main
+main()
+"""
+
+
+def test_no_home_directory_is_one_clear_line_not_a_crash(tmp_path):
+    """A container user id with no passwd entry and no HOME: what needs ~ says so in one line,
+    exit 2 (and naming what to set); what does not need it works."""
+    env = {k: v for k, v in os.environ.items() if k != "HOME" and not k.startswith(("XDG_", "ERPOPS_"))}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _NO_HOME, *args], env={**env, **extra}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    res = run("runs", "list")  # no erpops.yaml: the sandbox's, whose directory is under ~/.local/share
+    assert res.returncode == 2 and "XDG_DATA_HOME" in res.stderr, res.stderr
+    write(tmp_path, "erpops.yaml", "environments:\n  qa: {}\n")
+    res = run("runs", "list")  # the journal's default place is under ~/.local/state
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no home directory" in lines[0] and "XDG_STATE_HOME" in lines[0], res.stderr
+    assert "internal error" not in res.stderr and "Traceback" not in res.stderr
+    listed = run("runbook", "list", "--json")  # the user's runbook directory is skipped, the shipped ones listed
+    assert listed.returncode == 0, listed.stderr
+    assert "backup" in {json.loads(line)["name"] for line in listed.stdout.splitlines()}
+    told = run("runs", "list", XDG_STATE_HOME=str(tmp_path / "state"))
+    assert told.returncode == 0 and "no runs" in told.stdout, told.stderr

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from importlib import resources
 from pathlib import Path
 
 from erpops.errors import InvalidInput
+from erpops.files import xdg_base
 
 
 def packaged_dir(kind: str = "runbooks") -> Path:
@@ -19,8 +21,8 @@ def packaged_dir(kind: str = "runbooks") -> Path:
 
 def search_path() -> list[Path]:
     dirs = [Path(p).expanduser() for p in os.environ.get("ERPOPS_RUNBOOK_PATH", "").split(os.pathsep) if p]
-    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    dirs.append(Path(config_home) / "erpops" / "runbooks")
+    with contextlib.suppress(InvalidInput):  # no home directory: no user runbooks there
+        dirs.append(xdg_base("XDG_CONFIG_HOME", ".config") / "erpops" / "runbooks")
     dirs.append(packaged_dir())
     return dirs
 

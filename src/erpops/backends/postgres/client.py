@@ -316,8 +316,7 @@ _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 def cache_file() -> Path:
     """Where the versions of client tools already asked are kept between runs:
     ``$XDG_CACHE_HOME/erpops/pg-tools.json`` (``~/.cache/erpops/pg-tools.json``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "erpops" / "pg-tools.json"
+    return files.xdg_base("XDG_CACHE_HOME", ".cache") / "erpops" / "pg-tools.json"
 
 
 #: The versions known, by tool path: ``[inode, size, mtime_ns, major, minor]`` of the file asked.
@@ -341,7 +340,7 @@ def _known_versions() -> dict[str, list[int]]:
         try:
             loaded = json.loads(cache_file().read_text())
             _versions = {k: v for k, v in loaded.items() if _entry(v)}
-        except (OSError, ValueError, AttributeError, RuntimeError):  # RuntimeError: no home directory
+        except (OSError, ValueError, AttributeError, InvalidInput):  # InvalidInput: no home directory
             _versions = {}
     return _versions
 
@@ -389,7 +388,7 @@ def _remember_version(path: str, entry: list[int]) -> None:
                 del versions[gone]
             while len(versions) > _CACHE_MAX:
                 del versions[next(k for k in versions if k != path)]
-        with contextlib.suppress(OSError, RuntimeError):
+        with contextlib.suppress(OSError, InvalidInput):
             files.write_atomic(cache_file(), json.dumps(versions, sort_keys=True).encode(), 0o644)
 
 
