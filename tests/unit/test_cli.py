@@ -244,18 +244,44 @@ def test_version(cli):
 
 
 def test_closed_stdout_pipe_is_not_a_crash(tmp_path):
+    """The reader of the output goes away (`erpops run ... --json | head -c 1`, a crashed jq): the
+    run is not stopped half-way nor lost from the journal; it finishes, with its own exit code."""
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    path = write(tmp_path, "ok.yaml", OK)
-    proc = subprocess.Popen(
-        f"{sys.executable} -m erpops run {path} --json | head -c 1 >/dev/null",
-        shell=True,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
+    marker = tmp_path / "last-step-ran"
+    body = (
+        HEADER
+        + f"""
+steps:
+  - id: hello
+    action: log
+    with: {{message: hello}}
+  - id: pause
+    action: wait
+    with: {{duration: 0.5s}}
+  - id: many
+    action: exec
+    with: {{argv: [sh, -c, "seq 1 20000"]}}
+  - id: last
+    action: exec
+    with: {{argv: [touch, "{marker}"]}}
+"""
     )
-    _, err = proc.communicate(timeout=60)
-    assert "Traceback" not in err and "internal error" not in err, err
+    path = write(tmp_path, "pipe.yaml", body)
+    for json_flag in ("--json", ""):
+        marker.unlink(missing_ok=True)
+        proc = subprocess.run(
+            ["bash", "-c", f'{sys.executable} -m erpops run {path} {json_flag} | head -c 1 >/dev/null; '
+                           'echo "erpops exit ${PIPESTATUS[0]}" >&2'],
+            env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        )  # fmt: skip
+        err = proc.stderr
+        assert "Traceback" not in err and "internal error" not in err, err
+        assert "erpops exit 0" in err, err
+        assert marker.exists(), "the run stopped when its reader went away"
+    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    runs = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["state"] for r in runs] == ["succeeded", "succeeded"], runs
 
 
 def test_a_repeated_env_is_a_selection_not_silently_narrowed(cli, tmp_path):

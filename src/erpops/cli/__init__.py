@@ -4,8 +4,12 @@ from __future__ import annotations
 
 
 def main() -> None:
+    import sys
+
     from erpops.cli import common
     from erpops.cli.app import run
+    from erpops.cli.boundary import ReaderGone
 
     common.FREEZE_GC = True
+    sys.stdout = ReaderGone(sys.stdout)
     run()

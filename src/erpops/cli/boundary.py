@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from erpops.errors import ErpopsError, ExitCode, ValidationFailed
+
+
+class ReaderGone:
+    """``sys.stdout`` for a command whose reader may go away (``erpops backup --json | head -3``, a
+    ``jq`` that crashed): once the pipe is closed, what follows goes to /dev/null instead of
+    raising ``BrokenPipeError`` in the middle of a run. A run is not stopped half-way, nor left out
+    of its journal, because nobody reads its output any more; it ends as it would have, with its
+    own exit code (``erpops runs show`` has what was not read)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._to_devnull()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        import os
+
+        self.gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:  # the descriptor itself, for what writes to it directly (child processes, a last flush)
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self._stream.flush()  # what was buffered goes to /dev/null now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def abort(message: str, code: ExitCode = ExitCode.INVALID_INPUT) -> NoReturn:
