@@ -569,3 +569,50 @@ def test_no_home_directory_is_one_clear_line_not_a_crash(tmp_path):
     assert "backup" in {json.loads(line)["name"] for line in listed.stdout.splitlines()}
     told = run("runs", "list", XDG_STATE_HOME=str(tmp_path / "state"))
     assert told.returncode == 0 and "no runs" in told.stdout, told.stderr
+
+
+def test_a_terminal_that_hangs_up_does_not_stop_the_run(tmp_path):
+    """An on-call engineer's SSH session drops mid-run: the shell sends SIGHUP and the terminal
+    answers writes with EIO. The run goes on to its end (a failover half-done is worse than done),
+    its exit code its own, its journal whole."""
+    import pty
+    import signal
+    import time
+
+    marker = tmp_path / "last-step-ran"
+    body = (
+        HEADER
+        + f"""
+steps:
+  - id: hello
+    action: log
+    with: {{message: hello}}
+  - id: pause
+    action: wait
+    with: {{duration: 1.5s}}
+  - id: after
+    action: log
+    with: {{message: "after the hang-up"}}
+  - id: last
+    action: exec
+    with: {{argv: [touch, "{marker}"]}}
+"""
+    )
+    path = write(tmp_path, "hup.yaml", body)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "erpops", "run", path], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, cwd=tmp_path)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"pause" not in seen and time.monotonic() < deadline:  # the run is in its pause step
+        seen += os.read(master, 4096)
+    assert b"pause" in seen, seen
+    os.close(master)  # the terminal is gone: writes to it fail with EIO
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 0
+    assert marker.exists(), "the run stopped when its terminal hung up"
+    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["succeeded"], listed.stdout

@@ -12,4 +12,5 @@ def main() -> None:
 
     common.FREEZE_GC = True
     sys.stdout = ReaderGone(sys.stdout)
+    sys.stderr = ReaderGone(sys.stderr)
     run()

@@ -12,11 +12,12 @@ from erpops.errors import ErpopsError, ExitCode, ValidationFailed
 
 
 class ReaderGone:
-    """``sys.stdout`` for a command whose reader may go away (``erpops backup --json | head -3``, a
-    ``jq`` that crashed): once the pipe is closed, what follows goes to /dev/null instead of
-    raising ``BrokenPipeError`` in the middle of a run. A run is not stopped half-way, nor left out
-    of its journal, because nobody reads its output any more; it ends as it would have, with its
-    own exit code (``erpops runs show`` has what was not read)."""
+    """``sys.stdout`` (and ``sys.stderr``) for a command whose reader may go away (``erpops backup
+    --json | head -3``, a ``jq`` that crashed, the terminal of a dropped SSH session): once the pipe
+    is closed or the terminal hung up, what follows goes to /dev/null instead of raising
+    ``BrokenPipeError`` (or ``EIO``) in the middle of a run. A run is not stopped half-way, nor left
+    out of its journal, because nobody reads its output any more; it ends as it would have, with
+    its own exit code (``erpops runs show`` has what was not read)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -26,16 +27,23 @@ class ReaderGone:
         if not self.gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
-                self._to_devnull()
+            except OSError as exc:
+                self._gone_or_raise(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
-                self._to_devnull()
+            except OSError as exc:
+                self._gone_or_raise(exc)
+
+    def _gone_or_raise(self, exc: OSError) -> None:
+        import errno
+
+        if exc.errno not in (errno.EPIPE, errno.EIO):  # EIO: a terminal that hung up
+            raise exc
+        self._to_devnull()
 
     def _to_devnull(self) -> None:
         import os
@@ -46,7 +54,7 @@ class ReaderGone:
             os.dup2(devnull, self._stream.fileno())
         finally:
             os.close(devnull)
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
             self._stream.flush()  # what was buffered goes to /dev/null now
 
     def __getattr__(self, name: str) -> Any:

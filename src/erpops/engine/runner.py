@@ -67,6 +67,8 @@ class Engine:
         self.sink: EventSink = sink or NullSink()
         self.approver = approver
         self.interrupted = threading.Event()
+        #: The terminal hung up (SIGHUP) during a run, which went on (see :mod:`erpops.engine.signals`).
+        self.hung_up = False
         self._held_locks: set[str] = set()
 
     # ------------------------------------------------------------------------------------------
