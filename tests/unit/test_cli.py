@@ -616,3 +616,26 @@ steps:
     listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["succeeded"], listed.stdout
+
+
+def test_closed_standard_streams_are_no_terminal_not_a_crash(tmp_path):
+    """`erpops ... <&- >&- 2>&-` (a daemon or a careless cron wrapper): a closed standard input is no
+    terminal (an approval is refused, exit 5), closed outputs lose the output, never the run — and
+    no file erpops opens takes their place."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    asks = write(tmp_path, "asks.yaml", HEADER + "steps:\n  - id: ok\n    action: approve\n    with: {message: go?}\n")
+    marker = tmp_path / "ran"
+    touch = f"steps:\n  - id: t\n    action: exec\n    with: {{argv: [touch, {marker}]}}\n"
+    runs = write(tmp_path, "runs.yaml", HEADER + touch)
+
+    def sh(line: str) -> int:
+        return subprocess.run(["bash", "-c", line], env=env, cwd=tmp_path, timeout=60).returncode
+
+    erpops = f"{sys.executable} -m erpops"
+    assert sh(f"{erpops} run {asks} <&- >/dev/null 2>&1") == 5
+    assert sh(f"{erpops} run {runs} <&- >&- 2>&-") == 0 and marker.exists()
+    assert sh(f"{erpops} runs list >&- 2>&-") == 0
+    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert sorted(json.loads(line)["state"] for line in listed.stdout.splitlines()) == ["failed", "succeeded"]
+    assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
