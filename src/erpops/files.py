@@ -51,8 +51,11 @@ def atomic_file(path: str | Path, mode: int = 0o600, *, prefix: str | None = Non
     ``.<name>.``), renamed over it with ``mode`` once the block ends without an error; removed
     otherwise. The directory is created when missing."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix or f".{path.name}.", dir=path.parent)
+    except OSError as exc:  # name the file asked for, not the temporary one beside it
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
