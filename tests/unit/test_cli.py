@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -639,3 +640,65 @@ def test_closed_standard_streams_are_no_terminal_not_a_crash(tmp_path):
                             capture_output=True, text=True, timeout=60)  # fmt: skip
     assert sorted(json.loads(line)["state"] for line in listed.stdout.splitlines()) == ["failed", "succeeded"]
     assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, until: bytes) -> tuple[Any, int, bytes]:
+    """Start erpops on a pseudo-terminal and read until ``until`` shows: (process, terminal, output)."""
+    import pty
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "erpops", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, cwd=cwd)  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while until not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 4096)
+    assert until in seen, seen
+    return proc, master, seen
+
+
+def _drain(master: int) -> bytes:
+    out = b""
+    try:
+        while chunk := os.read(master, 4096):
+            out += chunk
+    except OSError:  # EIO once the process is gone
+        pass
+    return out
+
+
+def test_an_approval_prompt_answers_and_a_ctrl_c_there_ends_the_run_at_once(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    marker = tmp_path / "approved"
+    body = (
+        HEADER
+        + f"""
+steps:
+  - id: ask
+    action: approve
+    with: {{message: go on?}}
+  - id: after
+    action: exec
+    with: {{argv: [touch, "{marker}"]}}
+"""
+    )
+    path = write(tmp_path, "ask.yaml", body)
+    proc, master, _ = _on_a_terminal(["run", path], env, tmp_path, b"go on?")
+    os.write(master, b"y\n")  # approved on the terminal: the run goes on
+    assert proc.wait(timeout=30) == 0, _drain(master)
+    assert marker.exists()
+    os.close(master)
+
+    proc, master, _ = _on_a_terminal(["run", path], env, tmp_path, b"go on?")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)  # Ctrl-C at the prompt
+    assert proc.wait(timeout=30) == 130
+    assert time.monotonic() - t0 < 2, "a Ctrl-C at a prompt waited for the step's grace period"
+    assert b"interrupted" in _drain(master)
+    os.close(master)

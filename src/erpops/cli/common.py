@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from typing import Any
 
 import typer
@@ -106,6 +107,7 @@ def run_runbook(
     from erpops.engine.runner import Engine, RunOptions
     from erpops.engine.store import open_existing_state_store, open_state_store
 
+    interrupted = threading.Event()  # the engine's: set by Ctrl-C/SIGTERM, and it ends a prompt at once
     if common.json:
         sink: Any = JsonLinesSink(sys.stdout)
         approver = None
@@ -114,7 +116,7 @@ def run_runbook(
         from erpops.cli.console import ConsoleSink, make_approver
 
         sink = ConsoleSink()
-        approver = make_approver(sink)
+        approver = make_approver(sink, interrupted)
         interactive = sys.stdin.isatty() and sink.console.is_terminal
     if state is None:  # a dry run reads an existing store (history, topology) and creates none
         state = open_existing_state_store(config) if common.dry_run else open_state_store(config)
@@ -123,6 +125,7 @@ def run_runbook(
 
         env = apply_topology(env, state)
     engine = Engine(state=state, sink=sink, approver=approver)
+    engine.interrupted = interrupted
     opts = RunOptions(
         dry_run=common.dry_run,
         assume_yes=common.yes,

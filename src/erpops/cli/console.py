@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from typing import Any
 
@@ -186,8 +188,30 @@ class ConsoleSink:
             self.console.print(f"[red]{_e(e['error'])}[/red]")
 
 
-def make_approver(sink: ConsoleSink) -> Any:
-    """Ask on the terminal. ``require_text`` (the environment name) must be typed to approve."""
+class _Answer:
+    """Standard input for a prompt that a Ctrl-C must end at once: the run's interruption is
+    looked at every 0.1 s while nothing is typed (a blocking read would hold the step until the
+    engine's grace period gives up on it, 5 s later)."""
+
+    def __init__(self, stream: Any, cancelled: threading.Event) -> None:
+        self.stream, self.cancelled = stream, cancelled
+
+    def readline(self) -> str:
+        import select
+
+        while not self.cancelled.is_set():
+            ready, _, _ = select.select([self.stream], [], [], 0.1)
+            if ready:
+                line: str = self.stream.readline()
+                if not line:
+                    raise EOFError
+                return line
+        raise EOFError  # interrupted: nobody answered
+
+
+def make_approver(sink: ConsoleSink, cancelled: threading.Event | None = None) -> Any:
+    """Ask on the terminal. ``require_text`` (the environment name) must be typed to approve.
+    ``cancelled`` (the engine's interruption) ends a prompt at once."""
 
     def approver(message: str, require_text: str | None) -> bool | None:
         from rich.prompt import Confirm, Prompt
@@ -196,12 +220,15 @@ def make_approver(sink: ConsoleSink) -> Any:
         console = sink.console
         if not console.is_terminal:
             return None
+        stream = _Answer(sys.stdin, cancelled) if cancelled is not None else None
         try:
             if require_text:
                 console.print(f"[bold yellow]approval needed:[/] {_e(message)}")
-                typed = Prompt.ask(f"type the environment name [bold]{require_text}[/bold] to approve", console=console)
+                typed = Prompt.ask(f"type the environment name [bold]{require_text}[/bold] to approve",
+                                   console=console, stream=stream)  # type: ignore[arg-type]  # fmt: skip
                 return typed.strip() == require_text
-            return Confirm.ask(f"[bold yellow]approve?[/] {_e(message)}", console=console, default=False)
+            return Confirm.ask(f"[bold yellow]approve?[/] {_e(message)}", console=console, default=False,
+                               stream=stream)  # type: ignore[arg-type]  # fmt: skip
         except EOFError:
             return None
 
