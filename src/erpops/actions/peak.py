@@ -47,6 +47,19 @@ def parse_until(text: str, now: datetime | None = None) -> datetime:
     return when.astimezone(UTC)
 
 
+def describe_time(when: datetime) -> str:
+    """``2026-12-08 09:00 UTC (10:00 CET here)``: the moment both ways, where they differ (a plan read
+    at 3 a.m. leaves no doubt which 10:00 was meant)."""
+    utc = when.astimezone(UTC)
+    local = when.astimezone()
+    said = f"{utc:%Y-%m-%d %H:%M} UTC"
+    if local.utcoffset() != timedelta(0):
+        day = "" if local.date() == utc.date() else f"{local:%Y-%m-%d} "
+        zone = local.tzname() or local.strftime("%z")
+        said += f" ({day}{local:%H:%M} {zone} here)"
+    return said
+
+
 def _due(until: str) -> bool:
     return datetime.fromisoformat(until) <= utcnow()
 
@@ -155,7 +168,15 @@ class Begin(Action):
     outputs = {"previous": "replicas before the peak", "until": "when the revert is due (UTC, ISO)"}
 
     def plan(self, params: Params, ctx: ActionContext) -> PlanResult:
-        return PlanResult(Change.WILL, "remember the peak" + (f" until {params.until}" if params.until else ""))
+        if not params.until:
+            return PlanResult(Change.WILL, "remember the peak (until --revert)")
+        try:
+            when = parse_until(params.until)
+        except InvalidInput as exc:
+            return PlanResult(Change.FAILS, str(exc))
+        if when <= utcnow():
+            return PlanResult(Change.FAILS, f"--until {params.until!r} is in the past")
+        return PlanResult(Change.WILL, f"remember the peak until {describe_time(when)}")
 
     def apply(self, params: Params, ctx: ActionContext) -> dict[str, Any]:
         from erpops.backends.runtime import open_runtime
