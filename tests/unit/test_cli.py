@@ -244,6 +244,13 @@ def test_version(cli):
     assert res.returncode == 0 and res.stdout.strip() == f"erpops {__version__}"
 
 
+def _journal_states(env: dict[str, str], cwd: Path) -> list[str]:
+    """The states of the runs in the journal, newest first (``erpops runs list --json``)."""
+    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    return [json.loads(line)["state"] for line in listed.stdout.splitlines()]
+
+
 def test_closed_stdout_pipe_is_not_a_crash(tmp_path):
     """The reader of the output goes away (`erpops run ... --json | head -c 1`, a crashed jq): the
     run is not stopped half-way nor lost from the journal; it finishes, with its own exit code."""
@@ -279,10 +286,7 @@ steps:
         assert "Traceback" not in err and "internal error" not in err, err
         assert "erpops exit 0" in err, err
         assert marker.exists(), "the run stopped when its reader went away"
-    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    runs = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [r["state"] for r in runs] == ["succeeded", "succeeded"], runs
+    assert _journal_states(env, tmp_path) == ["succeeded", "succeeded"]
 
 
 def test_a_repeated_env_is_a_selection_not_silently_narrowed(cli, tmp_path):
@@ -572,76 +576,6 @@ def test_no_home_directory_is_one_clear_line_not_a_crash(tmp_path):
     assert told.returncode == 0 and "no runs" in told.stdout, told.stderr
 
 
-def test_a_terminal_that_hangs_up_does_not_stop_the_run(tmp_path):
-    """An on-call engineer's SSH session drops mid-run: the shell sends SIGHUP and the terminal
-    answers writes with EIO. The run goes on to its end (a failover half-done is worse than done),
-    its exit code its own, its journal whole."""
-    import pty
-    import signal
-    import time
-
-    marker = tmp_path / "last-step-ran"
-    body = (
-        HEADER
-        + f"""
-steps:
-  - id: hello
-    action: log
-    with: {{message: hello}}
-  - id: pause
-    action: wait
-    with: {{duration: 1.5s}}
-  - id: after
-    action: log
-    with: {{message: "after the hang-up"}}
-  - id: last
-    action: exec
-    with: {{argv: [touch, "{marker}"]}}
-"""
-    )
-    path = write(tmp_path, "hup.yaml", body)
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "erpops", "run", path], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, cwd=tmp_path)  # fmt: skip
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 30
-    while b"pause" not in seen and time.monotonic() < deadline:  # the run is in its pause step
-        seen += os.read(master, 4096)
-    assert b"pause" in seen, seen
-    os.close(master)  # the terminal is gone: writes to it fail with EIO
-    proc.send_signal(signal.SIGHUP)
-    assert proc.wait(timeout=60) == 0
-    assert marker.exists(), "the run stopped when its terminal hung up"
-    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["succeeded"], listed.stdout
-
-
-def test_closed_standard_streams_are_no_terminal_not_a_crash(tmp_path):
-    """`erpops ... <&- >&- 2>&-` (a daemon or a careless cron wrapper): a closed standard input is no
-    terminal (an approval is refused, exit 5), closed outputs lose the output, never the run — and
-    no file erpops opens takes their place."""
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    asks = write(tmp_path, "asks.yaml", HEADER + "steps:\n  - id: ok\n    action: approve\n    with: {message: go?}\n")
-    marker = tmp_path / "ran"
-    touch = f"steps:\n  - id: t\n    action: exec\n    with: {{argv: [touch, {marker}]}}\n"
-    runs = write(tmp_path, "runs.yaml", HEADER + touch)
-
-    def sh(line: str) -> int:
-        return subprocess.run(["bash", "-c", line], env=env, cwd=tmp_path, timeout=60).returncode
-
-    erpops = f"{sys.executable} -m erpops"
-    assert sh(f"{erpops} run {asks} <&- >/dev/null 2>&1") == 5
-    assert sh(f"{erpops} run {runs} <&- >&- 2>&-") == 0 and marker.exists()
-    assert sh(f"{erpops} runs list >&- 2>&-") == 0
-    listed = subprocess.run([sys.executable, "-m", "erpops", "runs", "list", "--json"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert sorted(json.loads(line)["state"] for line in listed.stdout.splitlines()) == ["failed", "succeeded"]
-    assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
-
-
 def _on_a_terminal(args: list[str], env: dict[str, str], cwd: Path, until: bytes) -> tuple[Any, int, bytes]:
     """Start erpops on a pseudo-terminal and read until ``until`` shows: (process, terminal, output)."""
     import pty
@@ -667,6 +601,62 @@ def _drain(master: int) -> bytes:
     except OSError:  # EIO once the process is gone
         pass
     return out
+
+
+def test_a_terminal_that_hangs_up_does_not_stop_the_run(tmp_path):
+    """An on-call engineer's SSH session drops mid-run: the shell sends SIGHUP and the terminal
+    answers writes with EIO. The run goes on to its end (a failover half-done is worse than done),
+    its exit code its own, its journal whole."""
+    import signal
+
+    marker = tmp_path / "last-step-ran"
+    body = (
+        HEADER
+        + f"""
+steps:
+  - id: hello
+    action: log
+    with: {{message: hello}}
+  - id: pause
+    action: wait
+    with: {{duration: 1.5s}}
+  - id: after
+    action: log
+    with: {{message: "after the hang-up"}}
+  - id: last
+    action: exec
+    with: {{argv: [touch, "{marker}"]}}
+"""
+    )
+    path = write(tmp_path, "hup.yaml", body)
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc, master, _ = _on_a_terminal(["run", path], env, tmp_path, b"pause")  # the run is in its pause step
+    os.close(master)  # the terminal is gone: writes to it fail with EIO
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 0
+    assert marker.exists(), "the run stopped when its terminal hung up"
+    assert _journal_states(env, tmp_path) == ["succeeded"]
+
+
+def test_closed_standard_streams_are_no_terminal_not_a_crash(tmp_path):
+    """`erpops ... <&- >&- 2>&-` (a daemon or a careless cron wrapper): a closed standard input is no
+    terminal (an approval is refused, exit 5), closed outputs lose the output, never the run — and
+    no file erpops opens takes their place."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    asks = write(tmp_path, "asks.yaml", HEADER + "steps:\n  - id: ok\n    action: approve\n    with: {message: go?}\n")
+    marker = tmp_path / "ran"
+    touch = f"steps:\n  - id: t\n    action: exec\n    with: {{argv: [touch, {marker}]}}\n"
+    runs = write(tmp_path, "runs.yaml", HEADER + touch)
+
+    def sh(line: str) -> int:
+        return subprocess.run(["bash", "-c", line], env=env, cwd=tmp_path, timeout=60).returncode
+
+    erpops = f"{sys.executable} -m erpops"
+    assert sh(f"{erpops} run {asks} <&- >/dev/null 2>&1") == 5
+    assert sh(f"{erpops} run {runs} <&- >&- 2>&-") == 0 and marker.exists()
+    assert sh(f"{erpops} runs list >&- 2>&-") == 0
+    assert sorted(_journal_states(env, tmp_path)) == ["failed", "succeeded"]
+    assert not (tmp_path / "state" / "erpops" / "tracebacks").exists()
 
 
 def test_an_approval_prompt_answers_and_a_ctrl_c_there_ends_the_run_at_once(tmp_path):

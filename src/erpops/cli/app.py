@@ -417,13 +417,5 @@ def joined_envs(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-    try:
-        app()
-    except BrokenPipeError:
-        # The reader went away (`erpops runs list --json | head -1`): stop quietly, as Unix tools do.
-        import os
-        import sys
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(141)
+    # a reader that goes away (`| head -1`) is taken care of by sys.stdout itself (ReaderGone)
+    app()

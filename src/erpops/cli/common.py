@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
 from typing import Any
 
 import typer
@@ -107,16 +106,13 @@ def run_runbook(
     from erpops.engine.runner import Engine, RunOptions
     from erpops.engine.store import open_existing_state_store, open_state_store
 
-    interrupted = threading.Event()  # the engine's: set by Ctrl-C/SIGTERM, and it ends a prompt at once
     if common.json:
         sink: Any = JsonLinesSink(sys.stdout)
-        approver = None
         interactive = False
     else:
-        from erpops.cli.console import ConsoleSink, make_approver
+        from erpops.cli.console import ConsoleSink
 
         sink = ConsoleSink()
-        approver = make_approver(sink, interrupted)
         interactive = sys.stdin.isatty() and sink.console.is_terminal
     if state is None:  # a dry run reads an existing store (history, topology) and creates none
         state = open_existing_state_store(config) if common.dry_run else open_state_store(config)
@@ -124,8 +120,11 @@ def run_runbook(
         from erpops.records import apply_topology
 
         env = apply_topology(env, state)
-    engine = Engine(state=state, sink=sink, approver=approver)
-    engine.interrupted = interrupted
+    engine = Engine(state=state, sink=sink)
+    if not common.json:
+        from erpops.cli.console import make_approver
+
+        engine.approver = make_approver(sink, engine.interrupted)  # a Ctrl-C ends its prompt at once
     opts = RunOptions(
         dry_run=common.dry_run,
         assume_yes=common.yes,
